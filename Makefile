@@ -1,0 +1,37 @@
+# Two commands matter: `make run` and `make test`. Each creates .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SCENARIO ?= scenarios/smoke.toml
+
+.PHONY: run test serve bench typecheck clean
+
+$(BIN)/flowsim-stamp: pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "flowsim needs Python 3.11+")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+## run the smoke scenario against the embedded simulator
+run: $(BIN)/flowsim-stamp
+	$(BIN)/flowsim run $(SCENARIO)
+
+## run the whole test suite (slow end-to-end tests included)
+test: $(BIN)/flowsim-stamp
+	$(BIN)/python -m mypy
+	$(BIN)/python -m pytest -q
+
+## the simulator in the foreground on 127.0.0.1:8080
+serve: $(BIN)/flowsim-stamp
+	$(BIN)/flowsim serve
+
+## benchmarks (print figures; see README "Performance")
+bench: $(BIN)/flowsim-stamp
+	$(BIN)/python bench/bench_simulator.py
+
+typecheck: $(BIN)/flowsim-stamp
+	$(BIN)/python -m mypy
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache

@@ -1,0 +1,11 @@
+"""flowsim: load and simulation tests for Genesys Cloud Architect flow executions.
+
+``sim.platform`` is the simulated Genesys Cloud API (never imports locust or gevent);
+``sim.load`` is the load side (only ``sim.load.locust_user`` imports locust).
+"""
+
+from sim.errors import ConfigError, FlowsimError, PlatformError, TransportError
+
+__all__ = ["FlowsimError", "ConfigError", "PlatformError", "TransportError", "__version__"]
+
+__version__ = "0.1.0"

@@ -1,0 +1,373 @@
+"""The simulated Genesys Cloud API as an ASGI app: ``create_app(org)``.
+
+Paths, bodies, status codes and headers follow ``shared/reference/genesys-platform-api.md``.
+Admin endpoints live under ``/_sim``, outside ``/api/v2``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from sim.platform import models
+from sim.platform.analytics import AnalyticsQueryError, iso_ms, run_query
+from sim.platform.auth import RateLimiter, Token, TokenStore, parse_basic_auth
+from sim.platform.executions import Execution, ExecutionStore, draw_latency_s
+from sim.platform.faults import PASS, Decision, FaultInjector, LoadMeter
+from sim.platform.org import Flow, Org
+from sim.platform.schema import FlowValidator, Problem, unknown_field_problems
+
+__all__ = ["create_app", "SimState", "ConnectionDropped"]
+
+PERM_LAUNCH = "architect:flow:launch"
+PERM_VIEW_EXECUTION = "architect:flowExecution:view"
+PERM_VIEW_FLOW = "architect:flow:view"
+PERM_ANALYTICS = "analytics:flowExecutionAggregate:view"
+
+_FAULT_CODES = {500: ("internal.server.error", "The server encountered an unexpected condition."),
+                503: ("service.unavailable", "Service is currently unavailable (simulated)."),
+                504: ("request.timeout", "The request timed out (simulated).")}
+
+
+class ConnectionDropped(Exception):
+    """Raised after the status line is sent, so the server closes the connection mid-response."""
+
+
+class JSON(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+class _Drop(Response):
+    """Sends the status line and headers, then breaks the connection before the body."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=200, headers={"content-length": "512"})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        raise ConnectionDropped("simulated connection drop")
+
+
+@dataclass
+class SimState:
+    """Everything the simulator remembers; one per app."""
+
+    org: Org
+    clock: Callable[[], float]
+    rng: random.Random
+    tokens: TokenStore
+    limiter: RateLimiter
+    store: ExecutionStore
+    faults: FaultInjector
+    validators: dict[str, FlowValidator]
+    versions: dict[tuple[str, str], dict[str, Any]]
+    meters: dict[str, LoadMeter]
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def count(self, key: str) -> None:
+        self.counters[key] = self.counters.get(key, 0) + 1
+
+    def new_id(self) -> str:
+        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+
+
+def _error(state: SimState, status: int, code: str, message: str, *, cid: str | None = None,
+           headers: dict[str, str] | None = None, **kw: Any) -> JSON:
+    cid = cid or state.new_id()
+    state.count(f"error.{status}.{code}")
+    h = {"ININ-Correlation-Id": cid, **(headers or {})}
+    return JSON(models.error_body(status, code, message, cid, **kw), status_code=status, headers=h)
+
+
+def _ok(data: Any, cid: str, extra: dict[str, str] | None = None) -> JSON:
+    return JSON(data, headers={"ININ-Correlation-Id": cid, **(extra or {})})
+
+
+async def _apply(state: SimState, decision: Decision, cid: str) -> Response | None:
+    """Carry out a fault decision: wait, then maybe drop or fail. None means go on."""
+    if decision is PASS:
+        return None
+    if decision.delay_s:
+        await asyncio.sleep(decision.delay_s)
+    if decision.drop:
+        state.count("fault.drop")
+        return _Drop()
+    if decision.status is not None:
+        code, message = _FAULT_CODES[decision.status]
+        if decision.overloaded:
+            message = "The flow's backend is over capacity (simulated)."
+        return _error(state, decision.status, code, message, cid=cid)
+    return None
+
+
+def _authorize(state: SimState, request: Request, permission: str) -> tuple[Token, str, dict[str, str]] | JSON:
+    """The caller's token, a correlation id and rate-limit headers; or the error to answer."""
+    cid = state.new_id()
+    header = request.headers.get("authorization")
+    if not header or not header[:7].lower() == "bearer ":
+        return _error(state, 401, "authentication.required",
+                      "No authentication bearer token specified in authorization header.", cid=cid)
+    token = state.tokens.lookup(header[7:].strip())
+    if token is None:
+        return _error(state, 401, "bad.credentials", "Invalid login credentials.", cid=cid)
+    rate = state.limiter.hit(header[7:].strip())
+    rl = {"inin-ratelimit-count": str(rate.count), "inin-ratelimit-allowed": str(rate.limit),
+          "inin-ratelimit-reset": str(rate.reset_s)}
+    if not rate.allowed:
+        msg = f"Rate limit exceeded the maximum [{rate.limit}] requests within [{state.limiter.window_s}] seconds"
+        return _error(state, 429, "too.many.requests", msg, cid=cid, headers={"Retry-After": str(rate.reset_s), **rl},
+                      params={"limit": str(rate.limit), "seconds": str(state.limiter.window_s)},
+                      limit={"key": "client.credentials.token.rate.per.minute", "namespace": "platform.api",
+                             "value": rate.limit})
+    if permission not in token.client.permissions:
+        return _error(state, 403, "missing.any.permissions",
+                      f"Unable to perform the requested action. You are missing the following permission(s): "
+                      f"[{permission}]", cid=cid, headers=rl, params={"permissions": permission})
+    return token, cid, rl
+
+
+async def oauth_token(request: Request) -> Response:
+    state: SimState = request.app.state.sim
+    creds = parse_basic_auth(request.headers.get("authorization"))
+    form = parse_qs((await request.body()).decode("latin-1"))
+    if form.get("grant_type") != ["client_credentials"]:
+        return JSON({"error": "unsupported_grant_type", "description": "grant_type must be client_credentials"},
+                    status_code=400)
+    client = state.org.client(creds[0]) if creds else None
+    if client is None or creds is None or client.secret != creds[1]:
+        state.count("oauth.rejected")
+        return JSON({"error": "invalid_client", "description": "client not found",
+                     "error_description": "client not found"}, status_code=401)
+    token, lifetime = state.tokens.issue(client)
+    state.count("oauth.issued")
+    return JSON({"access_token": token, "token_type": "bearer", "expires_in": lifetime})
+
+
+async def launch(request: Request) -> Response:
+    state: SimState = request.app.state.sim
+    auth = _authorize(state, request, PERM_LAUNCH)
+    if isinstance(auth, JSON):
+        return auth
+    token, cid, rl = auth
+    if "json" not in request.headers.get("content-type", ""):
+        return _error(state, 415, "unsupported.media.type",
+                      "Content-Type must be application/json.", cid=cid, headers=rl)
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        return _error(state, 400, "bad.request",
+                      "The request could not be understood by the server due to malformed syntax.", cid=cid, headers=rl)
+    if not isinstance(body, dict):
+        return _error(state, 400, "bad.request", "The body must be a FlowExecutionLaunchRequest object.",
+                      cid=cid, headers=rl)
+    strict = state.org.settings.strict_unknown_fields
+    problems = unknown_field_problems(body) if strict else []
+    flow_id = body.get("flowId")
+    if not problems and (not isinstance(flow_id, str) or not flow_id):
+        return _error(state, 400, "invalid.value", "flowId is required (a string: the id of a workflow).",
+                      cid=cid, headers=rl, details=[{"fieldName": "flowId", "errorCode": "invalid.value"}])
+    flow = state.org.flow(flow_id) if isinstance(flow_id, str) else None
+    if not problems:
+        if flow is None:
+            return _error(state, 404, "architect.flow.not.found", f"Flow {flow_id} could not be found.",
+                          cid=cid, headers=rl, params={"flowId": str(flow_id)})
+        if flow.type != "workflow":
+            # [U] The code for launching a non-workflow flow is not documented.
+            return _error(state, 400, "invalid.value",
+                          f"Flow '{flow.name}' is of type {flow.type}; only workflow flows can be launched "
+                          "through /api/v2/flows/executions.", cid=cid, headers=rl)
+    version = body.get("flowVersion") or (flow.version if flow else "")
+    if not problems and flow is not None and version not in (flow.version, *flow.older_versions):
+        return _error(state, 404, "architect.flow.version.missing",
+                      f"Version {version!r} of flow '{flow.name}' does not exist; published: {flow.version}.",
+                      cid=cid, headers=rl)
+    name = body.get("name")
+    if name is not None and not isinstance(name, str):
+        problems.append(Problem(field="name", message="name must be a string"))
+    input_data = body.get("inputData")
+    if input_data is None:
+        input_data = {}
+    if flow is not None:
+        problems.extend(state.validators[flow.id].problems(input_data, strict=strict))
+    if problems:
+        message = "; ".join(p.message for p in problems)
+        return _error(state, 400, "invalid.value", message, cid=cid, headers=rl,
+                      details=[{"fieldName": p.field, "errorCode": "invalid.value"} for p in problems])
+    if flow is None:  # unreachable: no problems implies a known workflow; keeps the type checker honest
+        return _error(state, 500, "internal.server.error", "flow lookup failed", cid=cid)
+    decision = state.faults.decide(state.org.faults, flow.faults)
+    if flow.capacity is not None:
+        rate = state.meters.setdefault(flow.id, LoadMeter(state.clock)).hit()
+        over = state.faults.overload(flow.capacity, rate)
+        if over is not PASS:
+            decision = Decision(delay_s=decision.delay_s + over.delay_s, drop=decision.drop,
+                                status=decision.status or over.status, overloaded=True)
+    failed = await _apply(state, decision, cid)
+    if failed is not None:
+        return failed
+    r = state.rng.random()
+    outcome = "FAILED" if r < flow.failure_rate else "ERROR" if r < flow.failure_rate + flow.error_rate else "COMPLETED"
+    execution = Execution(id=state.new_id(), name=name, flow=flow, version=version, input_data=input_data,
+                          client_id=token.client.id, launched_at=state.clock(),
+                          duration_s=draw_latency_s(flow.duration, state.rng), outcome=outcome)
+    state.store.add(execution)
+    state.count("launch.accepted")
+    return _ok(models.launch_json(execution), cid, rl)
+
+
+async def get_execution(request: Request) -> Response:
+    state: SimState = request.app.state.sim
+    auth = _authorize(state, request, PERM_VIEW_EXECUTION)
+    if isinstance(auth, JSON):
+        return auth
+    _token, cid, rl = auth
+    execution = state.store.get(request.path_params["execution_id"])
+    if execution is None:
+        return _error(state, 404, "not.found", "The requested flow execution could not be found.",
+                      cid=cid, headers=rl)
+    failed = await _apply(state, state.faults.decide(state.org.faults, execution.flow.faults), cid)
+    if failed is not None:
+        return failed
+    state.count("status.served")
+    version = state.versions[(execution.flow.id, execution.version)]
+    return _ok(models.execution_json(execution, state.clock(), version, cid), cid, rl)
+
+
+def _flow_or_404(state: SimState, request: Request, cid: str, rl: dict[str, str]) -> Flow | JSON:
+    flow = state.org.flow(request.path_params["flow_id"])
+    if flow is None:
+        return _error(state, 404, "architect.flow.not.found",
+                      f"Flow {request.path_params['flow_id']} could not be found.", cid=cid, headers=rl)
+    return flow
+
+
+async def get_flow(request: Request) -> Response:
+    state: SimState = request.app.state.sim
+    auth = _authorize(state, request, PERM_VIEW_FLOW)
+    if isinstance(auth, JSON):
+        return auth
+    _t, cid, rl = auth
+    flow = _flow_or_404(state, request, cid, rl)
+    return flow if isinstance(flow, JSON) else _ok(models.flow_json(flow, state.org), cid, rl)
+
+
+async def get_flow_version(request: Request) -> Response:
+    state: SimState = request.app.state.sim
+    auth = _authorize(state, request, PERM_VIEW_FLOW)
+    if isinstance(auth, JSON):
+        return auth
+    _t, cid, rl = auth
+    flow = _flow_or_404(state, request, cid, rl)
+    if isinstance(flow, JSON):
+        return flow
+    version = state.versions.get((flow.id, request.path_params["version_id"]))
+    if version is None:
+        return _error(state, 404, "architect.flow.version.missing",
+                      f"Version {request.path_params['version_id']!r} of flow '{flow.name}' does not exist.",
+                      cid=cid, headers=rl)
+    return _ok(version, cid, rl)
+
+
+async def analytics_query(request: Request) -> Response:
+    state: SimState = request.app.state.sim
+    auth = _authorize(state, request, PERM_ANALYTICS)
+    if isinstance(auth, JSON):
+        return auth
+    _t, cid, rl = auth
+    try:
+        result = run_query(orjson.loads(await request.body()), state.org, state.store, state.clock())
+    except orjson.JSONDecodeError:
+        return _error(state, 400, "bad.request", "The body is not valid JSON.", cid=cid, headers=rl)
+    except AnalyticsQueryError as exc:
+        return _error(state, 400, "invalid.value", str(exc), cid=cid, headers=rl)
+    return _ok(result, cid, rl)
+
+
+def _record(e: Execution, now: float) -> dict[str, Any]:
+    return {"id": e.id, "name": e.name, "flowId": e.flow.id, "flowVersion": e.version,
+            "divisionId": e.flow.division_id, "inputData": e.input_data, "clientId": e.client_id,
+            "dateLaunched": iso_ms(e.launched_at), "status": e.status_at(now),
+            "dateCompleted": iso_ms(e.completed_at()) if now >= e.completed_at() else None}
+
+
+async def sim_executions(request: Request) -> Response:
+    """Admin: what the simulator received, filtered by ``name_prefix`` / ``flow_id``, paged."""
+    state: SimState = request.app.state.sim
+    q = request.query_params
+    prefix, flow_id = q.get("name_prefix"), q.get("flow_id")
+    try:
+        limit = min(int(q.get("limit", "1000")), 100_000)
+        offset = int(q.get("offset", "0"))
+    except ValueError:
+        return JSON({"error": "limit and offset must be integers"}, status_code=400)
+    now = state.clock()
+    matched = [e for e in state.store
+               if (prefix is None or (e.name or "").startswith(prefix)) and (flow_id is None or e.flow.id == flow_id)]
+    page = matched[offset:offset + limit]
+    return JSON({"total": len(matched), "offset": offset, "limit": limit,
+                 "stored": len(state.store), "evicted": state.store.evicted,
+                 "entities": [_record(e, now) for e in page]})
+
+
+async def sim_stats(request: Request) -> Response:
+    state: SimState = request.app.state.sim
+    return JSON({"received": state.store.received, "stored": len(state.store), "evicted": state.store.evicted,
+                 "counters": dict(sorted(state.counters.items()))})
+
+
+async def sim_expire_tokens(request: Request) -> Response:
+    """Admin: expire all tokens (or those of ``?client_id=``), to exercise refresh on 401."""
+    state: SimState = request.app.state.sim
+    return JSON({"expired": state.tokens.expire(request.query_params.get("client_id"))})
+
+
+async def sim_health(request: Request) -> Response:
+    return JSON({"status": "ok", "org": request.app.state.sim.org.name})
+
+
+def create_app(org: Org, *, seed: int = 0, clock: Callable[[], float] = time.time) -> Starlette:
+    """The simulator app for ``org``. ``seed`` makes ids, durations, outcomes and faults reproducible."""
+    rng = random.Random(seed)
+    settings = org.settings
+    versions = {(f.id, v): models.version_json(f, v) for f in org.flows for v in (f.version, *f.older_versions)}
+    state = SimState(
+        org=org, clock=clock, rng=rng,
+        tokens=TokenStore(org, clock=clock, rng=rng),
+        limiter=RateLimiter(limit=settings.rate_limit_per_window, window_s=settings.rate_limit_window_s, clock=clock),
+        store=ExecutionStore(max_executions=settings.store_max_executions, max_age_s=settings.store_max_age_s,
+                             clock=clock),
+        faults=FaultInjector(rng),
+        validators={f.id: FlowValidator(f) for f in org.flows},
+        versions=versions,
+        meters={},
+    )
+    app = Starlette(routes=[
+        Route("/oauth/token", oauth_token, methods=["POST"]),
+        Route("/api/v2/flows/executions", launch, methods=["POST"]),
+        Route("/api/v2/flows/executions/{execution_id}", get_execution, methods=["GET"]),
+        Route("/api/v2/flows/{flow_id}", get_flow, methods=["GET"]),
+        Route("/api/v2/flows/{flow_id}/versions/{version_id}", get_flow_version, methods=["GET"]),
+        Route("/api/v2/analytics/flowexecutions/aggregates/query", analytics_query, methods=["POST"]),
+        Route("/_sim/health", sim_health, methods=["GET"]),
+        Route("/_sim/executions", sim_executions, methods=["GET"]),
+        Route("/_sim/stats", sim_stats, methods=["GET"]),
+        Route("/_sim/tokens/expire", sim_expire_tokens, methods=["POST"]),
+    ])
+    app.state.sim = state
+    return app

@@ -1,0 +1,108 @@
+"""Flow executions: their lifecycle (RUNNING → terminal) and a bounded store of what was received."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sim.platform.org import Flow, Latency, Variable
+
+__all__ = ["Execution", "ExecutionStore", "draw_latency_s", "TERMINAL_STATUSES"]
+
+TERMINAL_STATUSES = ("COMPLETED", "FAILED", "ERROR", "TERMINATED")
+
+
+def draw_latency_s(dist: Latency, rng: random.Random) -> float:
+    """A draw, in seconds, from a log-normal with the given median and p99 (ms)."""
+    if dist.sigma == 0.0:
+        return dist.median_ms / 1000.0
+    return dist.median_ms * math.exp(rng.gauss(0.0, dist.sigma)) / 1000.0
+
+
+@dataclass(slots=True)
+class Execution:
+    """One launched execution as the simulator received it, with its planned fate."""
+
+    id: str
+    name: str | None
+    flow: Flow
+    version: str
+    input_data: dict[str, Any]
+    client_id: str
+    launched_at: float
+    """Epoch seconds."""
+    duration_s: float
+    outcome: str
+    """Terminal status it will reach: COMPLETED, FAILED or ERROR."""
+
+    def status_at(self, now: float) -> str:
+        return "RUNNING" if now < self.launched_at + self.duration_s else self.outcome
+
+    def completed_at(self) -> float:
+        return self.launched_at + self.duration_s
+
+
+def _output_value(var: Variable, seq: int) -> Any:
+    scalar: Any = {"string": "ok", "integer": seq, "boolean": True, "decimal": seq / 100.0,
+                   "datetime": "2026-01-01T00:00:00.000Z"}[var.type]
+    return [scalar] if var.array else scalar
+
+
+def output_data(execution: Execution) -> dict[str, Any]:
+    """Deterministic output values for a completed execution."""
+    seq = int(execution.id[-6:], 16)
+    return {v.name: _output_value(v, seq) for v in execution.flow.outputs}
+
+
+class ExecutionStore:
+    """Executions by id, oldest evicted first past ``max_executions`` or ``max_age_s``.
+
+    Memory is bounded by ``max_executions`` records (about 1 KB each with a typical inputData).
+    """
+
+    def __init__(self, *, max_executions: int, max_age_s: float, clock: Callable[[], float]) -> None:
+        self.max_executions = max_executions
+        self.max_age_s = max_age_s
+        self._clock = clock
+        self._items: OrderedDict[str, Execution] = OrderedDict()
+        self.received = 0
+        """Executions ever stored (not reduced by eviction)."""
+        self.evicted = 0
+
+    def add(self, execution: Execution) -> None:
+        self._items[execution.id] = execution
+        self.received += 1
+        if len(self._items) > self.max_executions:
+            self._items.popitem(last=False)
+            self.evicted += 1
+        if self.received % 1024 == 0:
+            self._evict_old()
+
+    def get(self, execution_id: str) -> Execution | None:
+        e = self._items.get(execution_id)
+        if e is not None and e.launched_at < self._clock() - self.max_age_s:
+            self._evict_old()
+            return None
+        return e
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[Execution]:
+        return iter(list(self._items.values()))
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def _evict_old(self) -> None:
+        cutoff = self._clock() - self.max_age_s
+        while self._items:
+            first = next(iter(self._items.values()))
+            if first.launched_at >= cutoff:
+                break
+            self._items.popitem(last=False)
+            self.evicted += 1

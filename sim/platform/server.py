@@ -1,0 +1,101 @@
+"""Serving the simulator with uvicorn: in the foreground (``flowsim serve``) or in a thread (tests, benches)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import uvicorn
+
+from sim.platform.app import ConnectionDropped, create_app
+from sim.platform.org import Org
+
+__all__ = ["bind", "serve", "SimulatorThread"]
+
+
+class _QuietDrops(logging.Filter):
+    """Injected connection drops are intended; keep their tracebacks out of the server log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, ConnectionDropped):
+            return False
+        return "returned without completing response" not in record.getMessage()
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket; ``port=0`` picks a free port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _server(org: Org, seed: int, clock: Callable[[], float] | None, log_level: str) -> uvicorn.Server:
+    kwargs: dict[str, Any] = {"seed": seed}
+    if clock is not None:
+        kwargs["clock"] = clock
+    config = uvicorn.Config(
+        create_app(org, **kwargs),
+        log_level=log_level,
+        access_log=False,
+        lifespan="off",
+        http="httptools",
+        loop="uvloop",
+        timeout_keep_alive=30,
+        backlog=2048,
+    )
+    logging.getLogger("uvicorn.error").addFilter(_QuietDrops())
+    return uvicorn.Server(config)
+
+
+def serve(org: Org, sock: socket.socket, *, seed: int = 0, log_level: str = "warning") -> None:
+    """Serve until SIGINT/SIGTERM (uvicorn installs the handlers and shuts down cleanly)."""
+    server = _server(org, seed, None, log_level)
+    server.run(sockets=[sock])
+
+
+class SimulatorThread:
+    """The simulator on a loopback port in a background thread: ``with SimulatorThread(org) as sim: sim.url``."""
+
+    def __init__(self, org: Org, *, seed: int = 0, clock: Callable[[], float] | None = None,
+                 host: str = "127.0.0.1", port: int = 0) -> None:
+        self._sock = bind(host, port)
+        self.port = self._sock.getsockname()[1]
+        self.url = f"http://{host}:{self.port}"
+        self._server = _server(org, seed, clock, "warning")
+        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._thread = threading.Thread(target=self._run, name="flowsim-simulator", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.run(self._server.serve(sockets=[self._sock]))
+
+    @property
+    def app(self) -> Any:
+        return self._server.config.app
+
+    def start(self) -> SimulatorThread:
+        self._thread.start()
+        for _ in range(500):
+            if self._server.started:
+                return self
+            threading.Event().wait(0.01)
+        raise RuntimeError("simulator did not start within 5 s")
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self._sock.close()
+
+    def __enter__(self) -> SimulatorThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
