@@ -64,10 +64,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}", field="--port") from None
     host, port = sock.getsockname()[:2]
-    # This exact line is what `flowsim run` waits for; keep its shape.
-    print(f"flowsim simulator listening on http://{host}:{port}", flush=True)
-    logs.get_logger().info("simulator.started", url=f"http://{host}:{port}", org=org.name, seed=args.seed)
-    serve(org, sock, seed=args.seed, log_level="warning")
+
+    def announce() -> None:
+        # This exact line is what `flowsim run` waits for; keep its shape.
+        print(f"flowsim simulator listening on http://{host}:{port}", flush=True)
+        logs.get_logger().info("simulator.started", url=f"http://{host}:{port}", org=org.name, seed=args.seed)
+
+    serve(org, sock, seed=args.seed, log_level="warning", announce=announce)
     logs.get_logger().info("simulator.stopped")
     return EXIT_OK
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from typing import IO, Any
+from collections.abc import MutableMapping
+from typing import Any, TextIO
 
 import structlog
 
@@ -54,12 +55,12 @@ def _redact_value(key: str, value: Any) -> Any:
     return value
 
 
-def redact(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def redact(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
     """structlog processor: replace secrets (by key, or embedded in text) with ``[REDACTED]``."""
     return {k: _redact_value(k, v) for k, v in event_dict.items()}
 
 
-def configure(*, level: str = "info", json: bool | None = None, stream: IO[str] | None = None) -> None:
+def configure(*, level: str = "info", json: bool | None = None, stream: TextIO | None = None) -> None:
     """Configure structlog once. ``json=None`` means JSON unless ``stream`` is a TTY."""
     out = stream if stream is not None else sys.stderr
     use_json = (not out.isatty()) if json is None else json

@@ -116,7 +116,7 @@ def run_query(body: Any, org: Org, executions: Iterable[Execution], now: float) 
     if flt is not None:
         _check_filter(flt)
     step = _parse_duration(body["granularity"]) if body.get("granularity") else end - start
-    buckets = []
+    buckets: list[tuple[float, float]] = []
     t = start
     while t < end and len(buckets) < 10_000:
         buckets.append((t, min(end, t + step)))

@@ -202,9 +202,9 @@ class _Reader:
             value = float(value)
         if not isinstance(value, kinds):
             raise self.fail(key, f"must be {'/'.join(k.__name__ for k in kinds)}, got {value!r}")
-        if minimum is not None and value < minimum:
+        if minimum is not None and isinstance(value, (int, float)) and value < minimum:
             raise self.fail(key, f"must be >= {minimum}, got {value!r}")
-        if maximum is not None and value > maximum:
+        if maximum is not None and isinstance(value, (int, float)) and value > maximum:
             raise self.fail(key, f"must be <= {maximum}, got {value!r}")
         if choices is not None and value not in choices:
             raise self.fail(key, f"must be one of {', '.join(map(str, choices))}; got {value!r}")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import logging
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
 
 import uvicorn
@@ -38,7 +40,15 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _server(org: Org, seed: int, clock: Callable[[], float] | None, log_level: str) -> uvicorn.Server:
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # flowsim installs its own handlers before announcing the port (see serve); uvicorn's would
+        # re-raise the signal after shutdown and turn a clean stop into exit status -15.
+        yield
+
+
+def _server(org: Org, seed: int, clock: Callable[[], float] | None, log_level: str) -> _Server:
     kwargs: dict[str, Any] = {"seed": seed}
     if clock is not None:
         kwargs["clock"] = clock
@@ -53,12 +63,20 @@ def _server(org: Org, seed: int, clock: Callable[[], float] | None, log_level: s
         backlog=2048,
     )
     logging.getLogger("uvicorn.error").addFilter(_QuietDrops())
-    return uvicorn.Server(config)
+    return _Server(config)
 
 
-def serve(org: Org, sock: socket.socket, *, seed: int = 0, log_level: str = "warning") -> None:
-    """Serve until SIGINT/SIGTERM (uvicorn installs the handlers and shuts down cleanly)."""
+def serve(org: Org, sock: socket.socket, *, seed: int = 0, log_level: str = "warning",
+          announce: Callable[[], None] = lambda: None) -> None:
+    """Serve until SIGINT/SIGTERM, then shut down cleanly. ``announce`` runs once handlers are in place."""
     server = _server(org, seed, None, log_level)
+
+    def stop(_sig: int, _frame: Any) -> None:
+        server.should_exit = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    announce()
     server.run(sockets=[sock])
 
 
@@ -71,11 +89,10 @@ class SimulatorThread:
         self.port = self._sock.getsockname()[1]
         self.url = f"http://{host}:{self.port}"
         self._server = _server(org, seed, clock, "warning")
-        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self._thread = threading.Thread(target=self._run, name="flowsim-simulator", daemon=True)
 
     def _run(self) -> None:
-        asyncio.run(self._server.serve(sockets=[self._sock]))
+        self._server.run(sockets=[self._sock])
 
     @property
     def app(self) -> Any:
