@@ -88,11 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     s.set_defaults(func=_cmd_serve)
 
-    try:
-        from sim.load import commands
-    except ImportError:  # pragma: no cover - the load side is part of the package
-        return p
-    commands.add_commands(sub)
+    from sim.load.commands import add_commands
+
+    add_commands(sub)
     return p
 
 

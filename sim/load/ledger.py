@@ -1,0 +1,103 @@
+"""The ledger: one JSON line per launch attempt, appended and flushed as it happens.
+
+Each process writes its own file, ``<ledger_dir>/<run_id>/ledger-<host>-<pid>.jsonl``, so workers
+never contend; a crash or Ctrl-C loses at most the requests in flight. Records:
+
+- ``{"event": "launch", ...}``  one per launch attempt (after retries): seq, name, identity id,
+  flow id, execution id, HTTP status, error code, intended/sent/answered times, attempts;
+- ``{"event": "outcome", ...}`` the terminal flow status of a followed execution;
+- ``{"event": "missed", ...}``  a launch that could not start on time (no free user).
+
+No secrets are ever written: records carry ids, statuses and times only.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+__all__ = ["Ledger", "read_records", "summarize", "ledger_files", "run_dir"]
+
+
+def run_dir(ledger_dir: str | Path, run_id: str) -> Path:
+    return Path(ledger_dir) / run_id
+
+
+class Ledger:
+    """Append-only JSONL file for this process."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / f"ledger-{socket.gethostname()}-{os.getpid()}.jsonl"
+        self._file = open(self.path, "ab")  # noqa: SIM115 - kept open for the run, closed in close()
+        self.lines = 0
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._file.write(orjson.dumps(record) + b"\n")
+        self._file.flush()
+        self.lines += 1
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+
+def ledger_files(path: str | Path) -> list[Path]:
+    """The ledger files of a run: ``path`` is a run directory or one ledger file."""
+    p = Path(path)
+    if p.is_file():
+        return [p]
+    return sorted(p.glob("ledger-*.jsonl"))
+
+
+def read_records(files: list[Path]) -> Iterator[dict[str, Any]]:
+    """Every record; a torn last line (crash mid-write) is skipped, not fatal."""
+    for f in files:
+        with open(f, "rb") as fh:
+            for line in fh:
+                try:
+                    yield orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    continue
+
+
+def summarize(files: list[Path]) -> dict[str, Any]:
+    """Reconcile a run's ledger: launches, statuses, outcomes, duplicates, launches never resolved."""
+    launches: dict[str, dict[str, Any]] = {}
+    duplicates = 0
+    outcomes: dict[str, str] = {}
+    missed = 0
+    statuses: Counter[str] = Counter()
+    run_ids: set[str] = set()
+    for rec in read_records(files):
+        run_ids.add(str(rec.get("run_id")))
+        ev = rec.get("event")
+        if ev == "launch":
+            if rec["name"] in launches:
+                duplicates += 1
+            launches[rec["name"]] = rec
+            statuses[str(rec.get("http_status"))] += 1
+        elif ev == "outcome":
+            outcomes[rec["name"]] = rec.get("flow_status", "UNKNOWN")
+        elif ev == "missed":
+            missed += 1
+    accepted = [n for n, r in launches.items() if r.get("http_status") == 200]
+    followed = [n for n in accepted if n in outcomes]
+    return {
+        "run_ids": sorted(run_ids),
+        "files": [str(f) for f in files],
+        "launch_attempts": len(launches) + duplicates,
+        "accepted": len(accepted),
+        "http_status": dict(sorted(statuses.items())),
+        "duplicate_names": duplicates,
+        "missed_starts": missed,
+        "outcomes": dict(sorted(Counter(outcomes.values()).items())),
+        "accepted_without_outcome": len(accepted) - len(followed),
+        "execution_ids": sorted(str(launches[n].get("execution_id")) for n in accepted),
+    }

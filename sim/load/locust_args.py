@@ -1,0 +1,39 @@
+"""The Locust command lines ``flowsim run`` starts (master or local, and workers)."""
+
+from __future__ import annotations
+
+import sys
+from importlib import resources
+from pathlib import Path
+
+__all__ = ["locust_command", "locustfile_path"]
+
+
+def locustfile_path() -> str:
+    return str(Path(str(resources.files("sim.load").joinpath("locustfile.py"))))
+
+
+def locust_command(*, scenario: str, worker: bool = False, target: str = "", embedded: bool = False,
+                   run_id: str = "", rate: float | None = None, duration: str | None = None, ledger_dir: str = "runs",
+                   summary_json: str = "", users: int = 1, run_time_s: float = 0, html: str | None = None,
+                   csv: str | None = None, workers: int = 0) -> list[str]:
+    cmd = [sys.executable, "-m", "locust", "-f", locustfile_path(), "--flowsim-scenario", scenario,
+           "--flowsim-ledger-dir", ledger_dir]
+    if worker:
+        return cmd + ["--worker", "--master-host", "127.0.0.1"]
+    cmd += ["--headless", "-u", str(users), "-r", str(users), "--run-time", f"{int(run_time_s)}s",
+            "--flowsim-target", target, "--flowsim-run-id", run_id, "--flowsim-summary-json", summary_json,
+            "--only-summary", "--stop-timeout", "5"]
+    if embedded:
+        cmd.append("--flowsim-embedded")
+    if rate is not None:
+        cmd += ["--flowsim-rate", str(rate)]
+    if duration:
+        cmd += ["--flowsim-duration", duration]
+    if html:
+        cmd += ["--html", html]
+    if csv:
+        cmd += ["--csv", csv]
+    if workers:
+        cmd += ["--master", "--expect-workers", str(workers), "--master-bind-host", "127.0.0.1"]
+    return cmd

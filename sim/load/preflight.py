@@ -1,0 +1,104 @@
+"""Preflight: before any load, check each flow is a workflow in the test division and that a sample
+payload validates against the flow version's inputSchema — explaining any 400 before it happens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from jsonschema import Draft7Validator, FormatChecker
+
+from sim.errors import FlowsimError, PlatformError
+from sim.load.client import FlowClient, TokenManager
+from sim.load.identity import IdentityFactory
+from sim.load.payload import PayloadBuilder
+from sim.load.scenario import Scenario, Target
+
+__all__ = ["FlowCheck", "preflight", "declared_inputs"]
+
+
+@dataclass
+class FlowCheck:
+    flow_id: str
+    name: str = "?"
+    type: str = "?"
+    division: str = "?"
+    division_id: str = "?"
+    version: str = "?"
+    problems: list[str] = field(default_factory=list)
+    sample: dict[str, Any] = field(default_factory=dict)
+    input_names: set[str] = field(default_factory=set)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _explain(schema: dict[str, Any], input_data: dict[str, Any]) -> list[str]:
+    names = set(schema.get("properties", {}))
+    problems = []
+    for key in input_data:
+        if key not in names:
+            hint = f" (declared inputs: {', '.join(sorted(names)) or 'none'})"
+            problems.append(f"inputData key {key!r} is not an input of this flow version{hint}; "
+                            "the platform rejects unknown inputs with 400")
+    lenient = {**schema, "additionalProperties": True}
+    for err in Draft7Validator(lenient, format_checker=FormatChecker()).iter_errors(input_data):
+        path = "".join(f"[{p!r}]" for p in err.absolute_path)
+        problems.append(f"inputData{path}: {err.message}")
+    return problems
+
+
+def preflight(scenario: Scenario, target: Target, *, client_id: str, client_secret: str,
+              run_id: str = "preflight") -> list[FlowCheck]:
+    """One FlowCheck per scenario flow. Raises FlowsimError when the target cannot be reached at all."""
+    tokens = TokenManager(login_url=target.login_url, client_id=client_id, client_secret=client_secret,
+                          timeout_s=scenario.request_timeout_s)
+    client = FlowClient(api_url=target.api_url, tokens=tokens, max_retries=1, timeout_s=scenario.request_timeout_s)
+    checks = []
+    try:
+        for spec in scenario.flows:
+            check = FlowCheck(flow_id=spec.id)
+            checks.append(check)
+            a = client.get_json(f"/api/v2/flows/{spec.id}", "preflight flow")
+            if a.status != 200 or not isinstance(a.body, dict):
+                err = PlatformError.from_body(a.status, a.body) if a.status else None
+                check.problems.append(f"cannot read flow: {err or a.error}"
+                                      + (" (the OAuth client's role needs architect:flow:view)" if a.status == 403 else ""))
+                continue
+            flow = a.body
+            check.name, check.type = flow.get("name", "?"), str(flow.get("type", "?")).lower()
+            division = flow.get("division") or {}
+            check.division = division.get("name", "?")
+            check.division_id = division.get("id", "?")
+            if check.type != "workflow":
+                check.problems.append(f"flow type is {check.type}; only workflows can be launched through "
+                                      "/api/v2/flows/executions")
+            wanted = scenario.test_division
+            if wanted and wanted not in (division.get("name"), division.get("id")) and not scenario.allow_non_test_flows:
+                check.problems.append(f"flow is in division {check.division!r}, not the test division {wanted!r}: "
+                                      "its executions would count in production analytics (set "
+                                      "allow_non_test_flows = true to override)")
+            version = spec.version or (flow.get("publishedVersion") or {}).get("id")
+            check.version = str(version)
+            v = client.get_json(f"/api/v2/flows/{spec.id}/versions/{version}", "preflight flow version")
+            if v.status != 200 or not isinstance(v.body, dict):
+                check.problems.append(f"cannot read version {version!r}: HTTP {v.status} {v.error or ''}".strip())
+                continue
+            schema = v.body.get("inputSchema") or {"type": "object", "properties": {}}
+            check.input_names = set(schema.get("properties", {}))
+            builder = PayloadBuilder(scenario, run_id, {spec.id: check.input_names})
+            seq = next(i for i in range(10_000) if builder.flow_for(i).id == spec.id)
+            check.sample = builder.build(seq, IdentityFactory(locale=scenario.locale, seed=scenario.seed).make(seq))
+            check.problems.extend(_explain(schema, check.sample["inputData"]))
+    except httpx.HTTPError as exc:  # pragma: no cover - FlowClient maps these
+        raise FlowsimError(f"cannot reach {target.api_url}: {type(exc).__name__}") from None
+    finally:
+        client.close()
+        tokens.close()
+    return checks
+
+
+def declared_inputs(checks: list[FlowCheck]) -> dict[str, set[str]]:
+    return {c.flow_id: c.input_names for c in checks if c.input_names}

@@ -1,0 +1,303 @@
+"""Scenarios: what to launch, how fast, against what, and what counts as a pass. Loaded from TOML.
+
+A scenario is data. :func:`load_scenario` validates it and raises ConfigError naming the file,
+the field and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import string
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sim.errors import ConfigError
+
+__all__ = [
+    "Scenario", "FlowSpec", "Stage", "Thresholds", "load_scenario", "parse_duration", "constant_rate",
+    "REGIONS", "Target", "resolve_target", "TEMPLATE_FIELDS",
+]
+
+REGIONS = {
+    "us_east_1": "mypurecloud.com", "eu_west_1": "mypurecloud.ie", "ap_southeast_2": "mypurecloud.com.au",
+    "ap_northeast_1": "mypurecloud.jp", "eu_central_1": "mypurecloud.de", "us_west_2": "usw2.pure.cloud",
+    "ca_central_1": "cac1.pure.cloud", "ap_northeast_2": "apne2.pure.cloud", "eu_west_2": "euw2.pure.cloud",
+    "ap_south_1": "aps1.pure.cloud", "us_east_2": "use2.us-gov-pure.cloud", "sa_east_1": "sae1.pure.cloud",
+    "me_central_1": "mec1.pure.cloud", "ap_northeast_3": "apne3.pure.cloud", "eu_central_2": "euc2.pure.cloud",
+    "mx_central_1": "mxc1.pure.cloud", "ap_southeast_1": "apse1.pure.cloud", "eusc_de_east_1": "edee1.eusc-pure.cloud",
+}
+"""Region name → environment domain (API host is ``api.<domain>``, login host ``login.<domain>``)."""
+
+TEMPLATE_FIELDS = (
+    "identity.id", "identity.first_name", "identity.last_name", "identity.full_name", "identity.email",
+    "identity.phone", "identity.seq", "run.id", "run.seq", "run.name", "flow.id",
+)
+"""Placeholders an inputData template may use, e.g. ``"{identity.phone}"``."""
+
+_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
+
+
+def parse_duration(value: Any, *, where: str = "duration") -> float:
+    """Seconds from ``20``, ``"20s"``, ``"5m"``, ``"1h30m"``; raises ConfigError otherwise."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and value.strip() and (m := _DURATION.match(value)):
+        h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+        seconds = h * 3600 + mi * 60 + s
+    else:
+        raise ConfigError(f"{value!r} is not a duration; use seconds or e.g. '20s', '5m', '1h30m'", field=where)
+    if seconds <= 0:
+        raise ConfigError(f"{value!r} must be longer than 0 s", field=where)
+    return seconds
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stage:
+    """One stage of the arrival-rate profile."""
+
+    duration_s: float
+    rate_per_s: float
+    """Launches per second at the end of the stage."""
+    ramp: bool = False
+    """True: rate moves linearly from the previous stage's rate; False: constant for the stage."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlowSpec:
+    """A flow to launch, with its share of launches and its inputData template."""
+
+    id: str
+    weight: float = 1.0
+    version: str | None = None
+    """flowVersion to launch; None = latest published."""
+    input: dict[str, Any] = field(default_factory=dict)
+    """inputData template: values may contain placeholders from TEMPLATE_FIELDS."""
+    run_id_input: str | None = "Flow.loadTestRunId"
+    """Input that receives the run id when the flow declares it (set to "" to disable)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Thresholds:
+    """Pass/fail criteria; None means not checked."""
+
+    launch_p95_ms: float | None = None
+    launch_p99_ms: float | None = None
+    launch_error_rate: float | None = None
+    """Share of launches that did not get a 200 (after retries)."""
+    missed_start_rate: float | None = None
+    flow_failure_rate: float | None = None
+    """Share of followed executions that ended in anything but COMPLETED."""
+    min_achieved_rate_ratio: float | None = None
+    """Achieved launch rate / target launch rate must be at least this."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    """Where the platform is: API base URL and login base URL."""
+
+    api_url: str
+    login_url: str
+    embedded: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scenario:
+    name: str
+    source: str
+    target: str = "embedded"
+    """"embedded", a base URL, or a region name such as ``us_east_1``."""
+    client_id_env: str = "GENESYS_CLIENT_ID"
+    client_secret_env: str = "GENESYS_CLIENT_SECRET"
+    tokens_per_client: int = 1
+    """Tokens to fetch and use round-robin; the platform limits requests per token."""
+    flows: tuple[FlowSpec, ...] = ()
+    stages: tuple[Stage, ...] = ()
+    max_concurrency: int = 50
+    """Locust users: executions in flight (launch plus follow) at most, per run."""
+    follow: bool = True
+    """Poll each launched execution until it reaches a terminal status."""
+    poll_interval_s: float = 1.0
+    follow_timeout_s: float = 120.0
+    tag_prefix: str = "flowsim"
+    test_division: str | None = "Load Testing"
+    """Division (name or id) the launched flows must be in; preflight refuses others."""
+    allow_non_test_flows: bool = False
+    identity_per: str = "execution"
+    """"execution": a new identity per launch; "user": one per Locust user."""
+    locale: str = "en_US"
+    seed: int | None = None
+    """Faker seed: the same seed gives the same identities for the same sequence numbers."""
+    max_retries: int = 3
+    max_retry_wait_s: float = 30.0
+    """Give up instead of waiting when Retry-After exceeds this."""
+    request_timeout_s: float = 30.0
+    log_level: str = "info"
+    thresholds: Thresholds = Thresholds()
+
+    @property
+    def duration_s(self) -> float:
+        return sum(s.duration_s for s in self.stages)
+
+
+def constant_rate(scenario: Scenario, *, rate_per_s: float | None, duration_s: float | None) -> Scenario:
+    """The scenario with its stages replaced by one constant stage (``--rate`` / ``--duration``)."""
+    if rate_per_s is None and duration_s is None:
+        return scenario
+    if rate_per_s is not None and rate_per_s <= 0:
+        raise ConfigError(f"must be > 0, got {rate_per_s}", field="--rate")
+    rate = rate_per_s if rate_per_s is not None else max(s.rate_per_s for s in scenario.stages)
+    dur = duration_s if duration_s is not None else scenario.duration_s
+    return dataclasses.replace(scenario, stages=(Stage(duration_s=dur, rate_per_s=rate),))
+
+
+def resolve_target(target: str, *, embedded_url: str | None = None) -> Target:
+    """API and login URLs for "embedded" (given its URL), a region name, or a base URL."""
+    if target == "embedded":
+        if embedded_url is None:
+            raise ConfigError("the embedded simulator is not running", field="target")
+        return Target(api_url=embedded_url, login_url=embedded_url, embedded=True)
+    if target in REGIONS:
+        domain = REGIONS[target]
+        return Target(api_url=f"https://api.{domain}", login_url=f"https://login.{domain}")
+    if target.startswith(("http://", "https://")):
+        url = target.rstrip("/")
+        # The vendor SDK's rule: the login host is the API host with "api." replaced by "login.".
+        return Target(api_url=url, login_url=url.replace("://api.", "://login.", 1))
+    raise ConfigError(f"{target!r} is not 'embedded', a region ({', '.join(sorted(REGIONS))}) or an http(s) URL",
+                      field="target")
+
+
+def _placeholders(value: Any) -> list[str]:
+    if not isinstance(value, str):
+        return []
+    return [f for _, f, _, _ in string.Formatter().parse(value) if f]
+
+
+class _R:
+    def __init__(self, table: Any, source: str, path: str) -> None:
+        if not isinstance(table, dict):
+            raise ConfigError("must be a table", source=source, field=path)
+        self.t, self.source, self.path = table, source, path
+
+    def fail(self, key: str, msg: str) -> ConfigError:
+        return ConfigError(msg, source=self.source, field=f"{self.path}.{key}" if self.path else key)
+
+    def keys(self, allowed: set[str]) -> None:
+        for k in self.t:
+            if k not in allowed:
+                raise self.fail(k, f"unknown field; allowed: {', '.join(sorted(allowed))}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any, *, minimum: float | None = None,
+            choices: tuple[str, ...] | None = None) -> Any:
+        if key not in self.t:
+            return default
+        v = self.t[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if float in kinds and isinstance(v, int) and not isinstance(v, bool):
+            v = float(v)
+        if (isinstance(v, bool) and bool not in kinds) or not isinstance(v, kinds):
+            raise self.fail(key, f"must be {' or '.join(k.__name__ for k in kinds)}, got {v!r}")
+        if minimum is not None and isinstance(v, (int, float)) and v < minimum:
+            raise self.fail(key, f"must be >= {minimum}, got {v!r}")
+        if choices is not None and v not in choices:
+            raise self.fail(key, f"must be one of {', '.join(choices)}; got {v!r}")
+        return v
+
+
+def _parse(data: dict[str, Any], source: str) -> Scenario:
+    root = _R(data, source, "")
+    root.keys({"scenario", "flows", "stages", "thresholds"})
+    s = _R(data.get("scenario", {}), source, "scenario")
+    fields = {f.name for f in dataclasses.fields(Scenario)} - {"source", "flows", "stages", "thresholds"}
+    s.keys(fields)
+    kw: dict[str, Any] = {}
+    for f in dataclasses.fields(Scenario):
+        if f.name in s.t:
+            default = f.default
+            kind: Any = {"int": int, "float": float, "bool": bool, "str": str}.get(type(default).__name__, str)
+            if f.name == "seed":
+                kind = int
+            kw[f.name] = s.get(f.name, kind, default)
+    for key in ("max_concurrency", "tokens_per_client"):
+        if key in kw and kw[key] < 1:
+            raise s.fail(key, f"must be >= 1, got {kw[key]}")
+    for key in ("poll_interval_s", "follow_timeout_s", "request_timeout_s", "max_retry_wait_s"):
+        if key in kw and kw[key] <= 0:
+            raise s.fail(key, f"must be > 0 (seconds), got {kw[key]}")
+    if "max_retries" in kw and kw["max_retries"] < 0:
+        raise s.fail("max_retries", "must be >= 0")
+    s.get("identity_per", str, "execution", choices=("execution", "user"))
+    s.get("log_level", str, "info", choices=("debug", "info", "warning", "error"))
+    if "target" in kw:
+        try:
+            resolve_target(kw["target"], embedded_url="http://placeholder")
+        except ConfigError as exc:
+            raise ConfigError(str(exc).split(": ", 1)[-1], source=source, field="scenario.target") from None
+    if "tag_prefix" in kw and not re.fullmatch(r"[A-Za-z0-9_.]{1,32}", kw["tag_prefix"]):
+        raise s.fail("tag_prefix", "must be 1-32 letters, digits, '_' or '.' (it starts every execution name)")
+
+    flows = []
+    raw_flows = data.get("flows", [])
+    if not isinstance(raw_flows, list) or not raw_flows:
+        raise ConfigError("at least one [[flows]] entry is required", source=source, field="flows")
+    for i, raw in enumerate(raw_flows):
+        r = _R(raw, source, f"flows[{i}]")
+        r.keys({"id", "weight", "version", "input", "run_id_input"})
+        if "id" not in r.t or not isinstance(r.t["id"], str) or not r.t["id"]:
+            raise r.fail("id", "is required: the flow id (a UUID) of a workflow")
+        inputs = r.get("input", dict, {})
+        for k, v in inputs.items():
+            if not k.startswith("Flow."):
+                raise r.fail(f"input.{k}", f"input keys carry the 'Flow.' prefix: use 'Flow.{k}'")
+            for ph in _placeholders(v):
+                if ph not in TEMPLATE_FIELDS:
+                    raise r.fail(f"input.{k}", f"unknown placeholder {{{ph}}}; allowed: "
+                                 + ", ".join("{" + t + "}" for t in TEMPLATE_FIELDS))
+        weight = r.get("weight", float, 1.0)
+        if weight <= 0:
+            raise r.fail("weight", "must be > 0")
+        flows.append(FlowSpec(id=r.t["id"], weight=weight, version=r.get("version", str, None) or None,
+                              input=dict(inputs), run_id_input=r.get("run_id_input", str, "Flow.loadTestRunId") or None))
+
+    stages = []
+    raw_stages = data.get("stages", [])
+    if not isinstance(raw_stages, list) or not raw_stages:
+        raise ConfigError("at least one [[stages]] entry is required (duration and rate)", source=source,
+                          field="stages")
+    for i, raw in enumerate(raw_stages):
+        r = _R(raw, source, f"stages[{i}]")
+        r.keys({"duration", "rate", "ramp"})
+        if "duration" not in r.t or "rate" not in r.t:
+            raise r.fail("duration" if "duration" not in r.t else "rate", "is required")
+        try:
+            dur = parse_duration(r.t["duration"])
+        except ConfigError as exc:
+            raise r.fail("duration", str(exc).split(": ", 1)[-1]) from None
+        rate = r.get("rate", float, 0.0, minimum=0.0)
+        stages.append(Stage(duration_s=dur, rate_per_s=rate, ramp=r.get("ramp", bool, False)))
+    if all(st.rate_per_s == 0 for st in stages):
+        raise ConfigError("every stage has rate 0: nothing would be launched", source=source, field="stages")
+
+    th = _R(data.get("thresholds", {}), source, "thresholds")
+    th.keys({f.name for f in dataclasses.fields(Thresholds)})
+    thresholds = Thresholds(**{f.name: th.get(f.name, float, None, minimum=0.0)
+                               for f in dataclasses.fields(Thresholds)})
+    return Scenario(name=str(kw.pop("name", Path(source).stem)), source=source, flows=tuple(flows),
+                    stages=tuple(stages), thresholds=thresholds, **kw)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Load and validate a scenario TOML file."""
+    source = str(path)
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("scenario file not found", source=source) from None
+    except IsADirectoryError:
+        raise ConfigError("is a directory, not a scenario file", source=source) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", source=source) from None
+    return _parse(data, source)
