@@ -47,7 +47,8 @@ class PlatformError(FlowsimError):
         self.message = message
         self.context_id = context_id
         self.details = details or []
-        super().__init__(f"{status} {code}: {message}" + (f" (contextId {context_id})" if context_id else ""))
+        # The contextId stays an attribute, not part of the text: Locust groups failures by their text.
+        super().__init__(f"{status} {code}: {message}")
 
     @classmethod
     def from_body(cls, status: int, body: Any) -> PlatformError:

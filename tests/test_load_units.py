@@ -1,0 +1,150 @@
+"""Load-side building blocks without Locust: schedule, partition, identities, payloads, scenarios, ledger, logs."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+import structlog
+
+from sim import logs
+from sim.errors import ConfigError
+from sim.load.identity import EXAMPLE_DOMAINS, IdentityFactory, is_fictional_phone
+from sim.load.ledger import Ledger, ledger_files, summarize
+from sim.load.payload import PayloadBuilder
+from sim.load.scenario import Stage, load_scenario, parse_duration
+from sim.load.schedule import Epoch, Partition, Schedule
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_constant_stage_spaces_launches_evenly() -> None:
+    """50/s for 20 s schedules 1000 launches exactly 20 ms apart."""
+    s = Schedule((Stage(duration_s=20, rate_per_s=50),))
+    assert s.total == 1000
+    assert s.due_s(0) == 0 and s.due_s(1) == pytest.approx(0.02) and s.due_s(999) == pytest.approx(19.98)
+
+
+def test_ramp_follows_the_integral_of_the_rate() -> None:
+    """A 0→10/s ramp over 60 s then 60 s at 10/s: 300 + 600 launches; the ramp's first half holds a quarter."""
+    s = Schedule((Stage(duration_s=60, rate_per_s=10, ramp=True), Stage(duration_s=60, rate_per_s=10)))
+    assert s.total == 900
+    assert s.seq_at(30) == 75
+    dues = [s.due_s(i) for i in range(s.total)]
+    assert dues == sorted(dues) and dues[-1] < 120
+    assert s.rate_at(30) == pytest.approx(5)
+
+
+def test_partition_splits_sequence_and_resplits_on_topology_change() -> None:
+    """Workers take disjoint residues; after an epoch change the survivors cover every later number once."""
+    parts = [Partition([Epoch(from_seq=0, workers=3, index=i)]) for i in range(3)]
+    for i, p in enumerate(parts):
+        p.add(Epoch(from_seq=30, workers=2, index=None if i == 1 else (0 if i == 0 else 1)))
+    taken: list[int] = []
+    for p in parts:
+        seq = -1
+        while (nxt := p.next_seq(seq)) is not None and nxt < 60:
+            taken.append(nxt)
+            seq = nxt
+    assert sorted(taken) == list(range(60))
+
+
+def test_identities_are_unreachable_and_unique() -> None:
+    """Every phone is from a fictional range, every e-mail on an example domain, ids unique."""
+    for locale in ("en_US", "en_GB"):
+        f = IdentityFactory(locale=locale)
+        ids = [f.make(i) for i in range(2000)]
+        assert len({i.id for i in ids}) == 2000
+        assert all(is_fictional_phone(i.phone) for i in ids)
+        assert all(i.email.rsplit("@", 1)[1] in EXAMPLE_DOMAINS for i in ids)
+        assert all(i.email.isascii() for i in ids)
+    assert IdentityFactory(locale="en_GB").make(0).phone.startswith("+447700900")
+
+
+def test_seeded_identities_are_reproducible_per_sequence_number() -> None:
+    """With a seed, identity N is the same whatever order or process makes it."""
+    a, b = IdentityFactory(seed=7), IdentityFactory(seed=7)
+    first = [a.make(i) for i in range(5)]
+    assert [b.make(i) for i in reversed(range(5))][::-1] == first
+
+
+def test_payload_fills_template_and_tags_run() -> None:
+    """inputData is filled from the identity, the run id input added when declared, the name tagged."""
+    sc = load_scenario(ROOT / "scenarios" / "smoke.toml")
+    ident = IdentityFactory(seed=1).make(12)
+    body = PayloadBuilder(sc, "R1", {sc.flows[0].id: {"Flow.loadTestRunId", "Flow.customerName"}}).build(12, ident)
+    assert body["name"] == "flowsim-R1-12"
+    assert body["inputData"]["Flow.customerName"] == ident.full_name
+    assert body["inputData"]["Flow.priority"] == 3
+    assert body["inputData"]["Flow.loadTestRunId"] == "R1"
+    assert set(body) == {"flowId", "name", "inputData"}
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ('[scenario]\nmax_concurency = 3\n', "scenario.max_concurency: unknown field"),
+        ('[[flows]]\nid = "f"\n[flows.input]\ncustomerId = "x"\n[[stages]]\nduration="1s"\nrate=1\n',
+         "use 'Flow.customerId'"),
+        ('[[flows]]\nid = "f"\n[flows.input]\n"Flow.x" = "{identity.ssn}"\n[[stages]]\nduration="1s"\nrate=1\n',
+         "unknown placeholder {identity.ssn}"),
+        ('[[flows]]\nid = "f"\n[[stages]]\nduration = "soon"\nrate = 1\n', "stages[0].duration"),
+        ('[scenario]\ntarget = "mars_north_1"\n[[flows]]\nid = "f"\n[[stages]]\nduration="1s"\nrate=1\n',
+         "us_east_1"),
+        ('[[flows]]\nid = "f"\n', "[[stages]]"),
+    ],
+)
+def test_bad_scenarios_name_file_and_field(tmp_path: Path, text: str, fragment: str) -> None:
+    """A bad scenario raises ConfigError naming the file and what is wrong."""
+    p = tmp_path / "bad.toml"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_scenario(p)
+    assert str(p) in str(e.value) and fragment in str(e.value)
+
+
+def test_shipped_scenarios_load() -> None:
+    """Every scenario under scenarios/ is valid."""
+    names = {load_scenario(p).name for p in (ROOT / "scenarios").glob("*.toml")}
+    assert {"smoke", "steady", "ramp", "journey"} <= names
+
+
+def test_durations() -> None:
+    """Durations accept seconds, 20s, 5m, 1h30m and reject nonsense."""
+    assert [parse_duration(v) for v in (20, "20s", "5m", "1h30m")] == [20, 20, 300, 5400]
+    with pytest.raises(ConfigError):
+        parse_duration("-3s")
+
+
+def test_ledger_survives_a_torn_line_and_finds_duplicates(tmp_path: Path) -> None:
+    """A half-written last line is skipped; duplicate names and unresolved launches are counted."""
+    led = Ledger(tmp_path)
+    for seq in (0, 1, 1):
+        led.write({"event": "launch", "run_id": "R", "seq": seq, "name": f"p-R-{seq}", "http_status": 200,
+                   "execution_id": f"e{seq}"})
+    led.write({"event": "outcome", "run_id": "R", "name": "p-R-0", "flow_status": "COMPLETED"})
+    led.close()
+    with open(led.path, "ab") as f:
+        f.write(b'{"event": "launch", "na')
+    s = summarize(ledger_files(tmp_path))
+    assert s["launch_attempts"] == 3 and s["duplicate_names"] == 1
+    assert s["outcomes"] == {"COMPLETED": 1} and s["accepted_without_outcome"] == 1
+
+
+def test_logs_redact_secrets() -> None:
+    """Tokens, client secrets and Authorization headers never reach a log line."""
+    out = io.StringIO()
+    logs.configure(level="debug", json=True, stream=out)  # type: ignore[arg-type]
+    try:
+        structlog.get_logger().info("token.refreshed", access_token="tok-123", client_secret="s3cr3t",
+                                    headers={"Authorization": "Bearer abc.def"},
+                                    note="sent Authorization: Basic Zm9vOmJhcg== and client_secret=s3cr3t")
+    finally:
+        logs.reset()
+    line = json.loads(out.getvalue())
+    text = out.getvalue()
+    for secret in ("tok-123", "s3cr3t", "abc.def", "Zm9vOmJhcg=="):
+        assert secret not in text
+    assert line["access_token"] == logs.REDACTED and line["event"] == "token.refreshed"

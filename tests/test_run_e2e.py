@@ -1,0 +1,215 @@
+"""End to end: real `flowsim run` (real Locust processes) against the simulator on a loopback port."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from sim.load.identity import is_fictional_phone
+from sim.load.ledger import ledger_files, read_records
+from sim.platform.org import default_org
+from sim.platform.server import SimulatorThread
+from tests.conftest import LOAD_CLIENT, TEST_FLOW, org_with
+
+pytestmark = pytest.mark.slow
+
+SCENARIO = """
+[scenario]
+name = "e2e"
+target = "embedded"
+max_concurrency = {concurrency}
+follow = {follow}
+poll_interval_s = 0.5
+follow_timeout_s = 20
+tokens_per_client = {tokens}
+max_retry_wait_s = 10
+
+[[flows]]
+id = "{flow}"
+[flows.input]
+"Flow.customerName" = "{{identity.full_name}}"
+"Flow.customerPhone" = "{{identity.phone}}"
+"Flow.customerEmail" = "{{identity.email}}"
+"Flow.identityId" = "{{identity.id}}"
+
+{stages}
+
+[thresholds]
+{thresholds}
+"""
+
+
+def write_scenario(tmp_path: Path, *, rate: float, duration: str, follow: bool = False, tokens: int = 12,
+                   concurrency: int = 50, thresholds: str = "launch_error_rate = 0.01", stages: str = "") -> Path:
+    p = tmp_path / "scenario.toml"
+    stages = stages or f'[[stages]]\nduration = "{duration}"\nrate = {rate}\n'
+    p.write_text(SCENARIO.format(concurrency=concurrency, follow=str(follow).lower(), tokens=tokens, flow=TEST_FLOW,
+                                 stages=stages, thresholds=thresholds))
+    return p
+
+
+def flowsim_run(scenario: Path, tmp_path: Path, target: str, *extra: str, timeout: float = 180) -> tuple[int, dict[str, Any], str]:
+    env = {**os.environ, "GENESYS_CLIENT_ID": LOAD_CLIENT[0], "GENESYS_CLIENT_SECRET": LOAD_CLIENT[1]}
+    summary = tmp_path / "summary.json"
+    r = subprocess.run([sys.executable, "-m", "sim.cli", "run", str(scenario), "--target", target,
+                        "--summary-json", str(summary), "--ledger-dir", str(tmp_path / "runs"), *extra],
+                       capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp_path)
+    data = json.loads(summary.read_text()) if summary.exists() else {}
+    return r.returncode, data, r.stdout + r.stderr
+
+
+def sim_records(url: str, run_id: str) -> list[dict[str, Any]]:
+    r = httpx.get(f"{url}/_sim/executions", params={"name_prefix": f"flowsim-{run_id}-", "limit": 100000})
+    return list(r.json()["entities"])
+
+
+def launches(tmp_path: Path, run_id: str) -> list[dict[str, Any]]:
+    return [r for r in read_records(ledger_files(tmp_path / "runs" / run_id)) if r["event"] == "launch"]
+
+
+def test_rate_within_2_percent_and_ledger_reconciles_with_simulator(tmp_path: Path) -> None:
+    """50 launches/s for 20 s: achieved rate within 2%; each ledger line is one received execution and back."""
+    with SimulatorThread(default_org()) as sim:
+        code, s, out = flowsim_run(write_scenario(tmp_path, rate=50, duration="20s"), tmp_path, sim.url)
+        assert code == 0, out
+        assert s["scheduled"] == 1000 and s["launched"] == 1000 and s["succeeded"] == 1000, s
+        assert abs(s["achieved_rate_per_s"] - 50) / 50 <= 0.02, s["achieved_rate_per_s"]
+        assert s["missed_starts"] == 0
+        ledger = launches(tmp_path, s["run_id"])
+        received = sim_records(sim.url, s["run_id"])
+    assert len(ledger) == 1000 and len(received) == 1000
+    by_id = {r["id"]: r for r in received}
+    assert {rec["execution_id"] for rec in ledger} == set(by_id)
+    for rec in ledger:
+        got = by_id[rec["execution_id"]]
+        assert got["name"] == rec["name"] and got["inputData"]["Flow.identityId"] == rec["identity_id"]
+        assert got["inputData"]["Flow.loadTestRunId"] == s["run_id"]
+        assert is_fictional_phone(got["inputData"]["Flow.customerPhone"])
+    assert len({r["identity_id"] for r in ledger}) == 1000
+
+
+def test_two_workers_share_rate_run_id_and_unique_identities(tmp_path: Path) -> None:
+    """Master + 2 workers: one run id, every sequence number once, identities unique, rate held."""
+    with SimulatorThread(default_org()) as sim:
+        code, s, out = flowsim_run(write_scenario(tmp_path, rate=40, duration="15s"), tmp_path, sim.url,
+                                   "--workers", "2")
+        assert code == 0, out
+        ledger = launches(tmp_path, s["run_id"])
+        received = sim_records(sim.url, s["run_id"])
+    assert s["workers"] == 2 and s["launched"] == 600 == len(ledger) == len(received)
+    assert len({r["worker"] for r in ledger}) == 2
+    assert sorted(r["seq"] for r in ledger) == list(range(600))
+    assert len({r["identity_id"] for r in ledger}) == 600
+    assert {r["run_id"] for r in ledger} == {s["run_id"]}
+    assert abs(s["achieved_rate_per_s"] - 40) / 40 <= 0.02, s["achieved_rate_per_s"]
+
+
+def test_rate_limits_and_token_expiry_are_survived_and_counted(tmp_path: Path) -> None:
+    """429s are retried after Retry-After and counted as retries; a mid-run token expiry is refreshed."""
+    org = org_with(settings={"rate_limit_per_window": 15, "rate_limit_window_s": 4})
+    burst = ('[[stages]]\nduration = "2s"\nrate = 10\n'   # 20 launches into a 15-per-4-s window
+             '[[stages]]\nduration = "10s"\nrate = 2\n')  # then room for the retries
+    with SimulatorThread(org) as sim:
+        expire = threading.Timer(7.0, lambda: httpx.post(f"{sim.url}/_sim/tokens/expire"))
+        expire.start()
+        code, s, out = flowsim_run(write_scenario(tmp_path, rate=0, duration="", tokens=1, stages=burst),
+                                   tmp_path, sim.url)
+        expire.cancel()
+        counters = httpx.get(f"{sim.url}/_sim/stats").json()["counters"]
+    assert code == 0, out
+    assert counters.get("error.429.too.many.requests", 0) > 0
+    assert counters["oauth.issued"] >= 2 and counters.get("error.401.bad.credentials", 0) >= 1
+    assert s["launched"] == 40 and s["succeeded"] == 40
+    attempts = [r["attempts"] for r in launches(tmp_path, s["run_id"])]
+    assert max(attempts) > 1 and sum(a - 1 for a in attempts) == s["retries"]
+
+
+def test_following_reports_flow_outcomes(tmp_path: Path) -> None:
+    """With follow on, each execution is polled to its terminal status and outcomes land in summary and ledger."""
+    with SimulatorThread(org_with(flow={"failure_rate": 0.5})) as sim:
+        code, s, out = flowsim_run(write_scenario(tmp_path, rate=10, duration="4s", follow=True,
+                                                  thresholds="flow_failure_rate = 0.9"), tmp_path, sim.url)
+    assert code == 0, out
+    fc = s["flow_completion"]
+    assert fc["followed"] == 40 and set(fc["outcomes"]) == {"COMPLETED", "FAILED"}
+    outcomes = [r for r in read_records(ledger_files(tmp_path / "runs" / s["run_id"])) if r["event"] == "outcome"]
+    assert len(outcomes) == 40
+
+
+def test_failed_threshold_exits_1(tmp_path: Path) -> None:
+    """A threshold that cannot be met makes `flowsim run` exit 1 and say FAIL."""
+    with SimulatorThread(default_org()) as sim:
+        code, s, out = flowsim_run(write_scenario(tmp_path, rate=5, duration="2s",
+                                                  thresholds="launch_p95_ms = 0.001"), tmp_path, sim.url)
+    assert code == 1, out
+    assert s["passed"] is False and "FAIL" in out
+
+
+def test_missed_starts_when_concurrency_is_too_low(tmp_path: Path) -> None:
+    """Launches due while every user is busy are counted as missed starts, not sent late."""
+    org = org_with(flow={"faults": default_org().flows[0].faults.__class__(
+        latency=default_org().flows[0].duration.__class__(median_ms=300, p99_ms=300))})
+    with SimulatorThread(org) as sim:
+        code, s, out = flowsim_run(write_scenario(tmp_path, rate=20, duration="3s", concurrency=2,
+                                                  thresholds="missed_start_rate = 0.01"), tmp_path, sim.url)
+    assert code == 1, out
+    assert s["missed_starts"] > 20 and s["launched"] + s["missed_starts"] == 60
+
+
+def test_embedded_smoke_run_and_ledger_summary(tmp_path: Path) -> None:
+    """`flowsim run` with no target starts its own simulator; `flowsim ledger summary` reconciles the run."""
+    scenario = write_scenario(tmp_path, rate=5, duration="3s")
+    code, s, out = flowsim_run(scenario, tmp_path, "embedded")
+    assert code == 0, out
+    r = subprocess.run([sys.executable, "-m", "sim.cli", "ledger", "summary", s["run_id"],
+                        "--ledger-dir", str(tmp_path / "runs")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["accepted"] == 15
+
+
+def test_preflight_refuses_production_flow(tmp_path: Path) -> None:
+    """A flow outside the test division is refused before any load, with exit 2 and the reason."""
+    p = tmp_path / "prod.toml"
+    p.write_text(write_scenario(tmp_path, rate=1, duration="1s").read_text()
+                 .replace(TEST_FLOW, "b1d5e7a2-0000-4000-8000-000000000002"))
+    with SimulatorThread(default_org()) as sim:
+        code, _s, out = flowsim_run(p, tmp_path, sim.url)
+        assert httpx.get(f"{sim.url}/_sim/executions").json()["total"] == 0
+    assert code == 2 and "not the test division" in out
+
+
+def test_validate_explains_a_bad_payload(tmp_path: Path) -> None:
+    """`flowsim validate` renders a sample payload and explains what the platform would reject."""
+    p = tmp_path / "bad_input.toml"
+    p.write_text(write_scenario(tmp_path, rate=1, duration="1s").read_text()
+                 .replace('"Flow.customerName"', '"Flow.customerFullName"'))
+    r = subprocess.run([sys.executable, "-m", "sim.cli", "validate", str(p)], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 1
+    assert "Flow.customerFullName" in r.stdout and "sample payload" in r.stdout
+
+
+def test_bad_scenario_exits_2_with_one_line(tmp_path: Path) -> None:
+    """A scenario error is one line naming file and field, exit 2, no traceback."""
+    p = tmp_path / "typo.toml"
+    p.write_text("[scenario]\nmax_concurency = 3\n")
+    r = subprocess.run([sys.executable, "-m", "sim.cli", "run", str(p)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "max_concurency" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_secrets_never_in_output_or_ledger(tmp_path: Path) -> None:
+    """The client secret and bearer tokens appear in no output, summary or ledger file."""
+    with SimulatorThread(default_org()) as sim:
+        code, s, out = flowsim_run(write_scenario(tmp_path, rate=5, duration="2s"), tmp_path, sim.url)
+    assert code == 0
+    texts = [out, json.dumps(s)] + [f.read_text() for f in (tmp_path / "runs").rglob("*.jsonl")]
+    assert all(LOAD_CLIENT[1] not in t and "Bearer " not in t for t in texts)
