@@ -144,6 +144,20 @@ def test_following_reports_flow_outcomes(tmp_path: Path) -> None:
     assert len(outcomes) == 40
 
 
+def test_dropped_launches_are_counted_and_never_retried(tmp_path: Path) -> None:
+    """A connection drop on launch is a transport error in summary and ledger, not retried (no idempotency key)."""
+    faults = default_org().flows[0].faults.__class__(drop_rate=0.3)
+    with SimulatorThread(org_with(flow={"faults": faults}), seed=3) as sim:
+        code, s, out = flowsim_run(write_scenario(tmp_path, rate=10, duration="3s",
+                                                  thresholds="launch_error_rate = 0.9"), tmp_path, sim.url)
+        drops = httpx.get(f"{sim.url}/_sim/stats").json()["counters"]["fault.drop"]
+    assert code == 0, out
+    assert s["launched"] == 30 and s["transport_errors"] == drops > 0
+    assert s["succeeded"] == 30 - drops and s["retries"] == 0
+    failed = [r for r in launches(tmp_path, s["run_id"]) if r["http_status"] == 0]
+    assert len(failed) == drops and all(r["attempts"] == 1 and r["execution_id"] is None for r in failed)
+
+
 def test_failed_threshold_exits_1(tmp_path: Path) -> None:
     """A threshold that cannot be met makes `flowsim run` exit 1 and say FAIL."""
     with SimulatorThread(default_org()) as sim:

@@ -146,12 +146,14 @@ class FlowClient:
     timeout_s: float = 30.0
     sleep: Callable[[float], None] = time.sleep
     rng: random.Random = field(default_factory=random.Random)
+    transport: httpx.BaseTransport | None = None
+    """None: httpx's default transport. Inside Locust: sim.load.transport.GeventTransport (faster)."""
     http: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
         self.http = httpx.Client(base_url=self.api_url, timeout=self.timeout_s, verify=shared_ssl_context(),
                                  limits=httpx.Limits(max_connections=4, max_keepalive_connections=4),
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json"}, transport=self.transport)
 
     def close(self) -> None:
         self.http.close()

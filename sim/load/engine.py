@@ -8,6 +8,7 @@ under gevent (inside Locust) but does not import locust; ``sim.load.locust_user`
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from sim.load.payload import PayloadBuilder, execution_name
 from sim.load.scenario import Scenario, Target
 from sim.load.schedule import Epoch, Partition, Schedule
 from sim.load.stats import RunStats
+from sim.load.transport import GeventTransport
 
 __all__ = ["Engine", "Ticket", "RunInfo"]
 
@@ -149,8 +151,12 @@ class Engine:
     # -- one launch --------------------------------------------------------------------------------
     def new_client(self) -> FlowClient:
         s = self.scenario
+        # FLOWSIM_TRANSPORT=httpx falls back to httpx's own transport (the benchmark compares both).
+        transport = (GeventTransport(timeout_s=s.request_timeout_s)
+                     if os.environ.get("FLOWSIM_TRANSPORT", "gevent") == "gevent" else None)
         return FlowClient(api_url=self.info.target.api_url, tokens=self.tokens, report=self.report,
-                          max_retries=s.max_retries, max_retry_wait_s=s.max_retry_wait_s, timeout_s=s.request_timeout_s)
+                          max_retries=s.max_retries, max_retry_wait_s=s.max_retry_wait_s, timeout_s=s.request_timeout_s,
+                          transport=transport)
 
     def identity(self, seq: int) -> Identity:
         return self.identities.make(seq)
