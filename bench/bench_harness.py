@@ -133,13 +133,21 @@ def main() -> None:
             ngx.terminate()
             ngx.wait()
     fs, fc, hu, fh = (median(res[k]) for k in ("flowsim", "flowsim/httpcore", "HttpUser", "FastHttpUser"))
+
+    def ratio(a: str, b: str) -> float:
+        # Median of per-round ratios: the rounds share the machine's noise, medians of levels do not.
+        return median([x / y for x, y in zip(res[a], res[b])])
+
     print()
     print(f"launches/s on one core, medians of {args.rounds} interleaved rounds of {args.seconds} s, {args.users} users")
     print(table([["generator", "launches/s", "vs HttpUser", "vs FastHttpUser"],
-                 ["flowsim (identity+tag+ledger+launch)", f"{fs:,.0f}", f"{fs / hu:.2f}", f"{fs / fh:.2f}"],
-                 ["flowsim, httpx's default transport", f"{fc:,.0f}", f"{fc / hu:.2f}", f"{fc / fh:.2f}"],
-                 ["Locust HttpUser (same body)", f"{hu:,.0f}", "1.00", f"{hu / fh:.2f}"],
-                 ["Locust FastHttpUser (same body)", f"{fh:,.0f}", f"{fh / hu:.2f}", "1.00"]]))
+                 ["flowsim (identity+tag+ledger+launch)", f"{fs:,.0f}", f"{ratio('flowsim', 'HttpUser'):.2f}",
+                  f"{ratio('flowsim', 'FastHttpUser'):.2f}"],
+                 ["flowsim, httpx's default transport", f"{fc:,.0f}", f"{ratio('flowsim/httpcore', 'HttpUser'):.2f}",
+                  f"{ratio('flowsim/httpcore', 'FastHttpUser'):.2f}"],
+                 ["Locust HttpUser (same body)", f"{hu:,.0f}", "1.00", f"{ratio('HttpUser', 'FastHttpUser'):.2f}"],
+                 ["Locust FastHttpUser (same body)", f"{fh:,.0f}", f"{ratio('FastHttpUser', 'HttpUser'):.2f}", "1.00"]]))
+    print("ratios are medians of per-round ratios; launches/s are medians of levels")
     print()
     print(f"flowsim rate accuracy, {args.seconds} s per rate")
     print(table([["target", "achieved/s", "error", "launched", "missed", "p99 ms", "p99 from intended ms"],

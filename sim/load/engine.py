@@ -59,7 +59,7 @@ class Engine:
         self.scenario = scenario
         self.info = info
         self.worker = worker
-        self.report = report
+        self._report = report
         self.schedule = Schedule(scenario.stages)
         self.partition = Partition()
         self.stats = RunStats()
@@ -68,7 +68,7 @@ class Engine:
         self.identities = IdentityFactory(locale=scenario.locale, seed=scenario.seed)
         self.tokens = TokenManager(login_url=info.target.login_url, client_id=info.client_id,
                                    client_secret=info.client_secret, pool_size=scenario.tokens_per_client,
-                                   timeout_s=scenario.request_timeout_s, report=report)
+                                   timeout_s=scenario.request_timeout_s, report=self.report)
         self._queue: gevent.queue.Queue[Ticket | None] = gevent.queue.Queue()
         self._waiting = 0
         self.busy = 0
@@ -77,6 +77,16 @@ class Engine:
         self._on_done = on_done
         self._done_fired = False
         self._topology = gevent.event.Event()
+
+    def second(self, at: float | None = None) -> int:
+        """Whole seconds since the run's start (the time-series key)."""
+        return int((time.time() if at is None else at) - self.info.t0)
+
+    def report(self, **kw: Any) -> None:
+        """Every HTTP attempt: counted per second when rate limited, then on to Locust."""
+        if kw.get("context", {}).get("status") == 429:
+            self.stats.series.count(self.second(), "r429")
+        self._report(**kw)
 
     # -- pacing ------------------------------------------------------------------------------------
     def start(self, epochs: list[Epoch] | None = None) -> None:
@@ -119,6 +129,7 @@ class Engine:
 
     def _missed(self, seq: int, due: float) -> None:
         self.stats.counters["missed_starts"] += 1
+        self.stats.series.count(self.second(due), "missed")
         self.report(request_type="LAUNCH", name="missed start", response_time=0, response_length=0,
                     exception=RuntimeError("no free user at the launch's due time (raise max_concurrency)"),
                     context={})
@@ -179,11 +190,16 @@ class Engine:
         st.counters["launched"] += 1
         st.counters["retries"] += res.retries
         st.http_status[str(res.status)] += 1
+        sec = self.second(ticket.due)
+        st.series.count(sec, "launched")
         if res.status == 200:
             st.counters["accepted"] += 1
-        elif res.status == 0:
-            st.counters["transport_errors"] += 1
+        else:
+            st.series.count(sec, "failed")
+            if res.status == 0:
+                st.counters["transport_errors"] += 1
         if res.status:
+            st.series.latency(sec, res.elapsed_ms)
             st.record_ms("launch", res.elapsed_ms)
             st.record_ms("launch_from_intended", (answered - ticket.due) * 1000)
         record: dict[str, Any] = {
@@ -199,6 +215,8 @@ class Engine:
                                    timeout_s=self.scenario.follow_timeout_s)
             done = time.time()
             st.outcomes[status] += 1
+            if status != "COMPLETED":
+                st.series.count(sec, "outcome_failed")
             st.record_ms("flow_completion", (done - answered) * 1000)
             self.ledger.write({"event": "outcome", "run_id": run_id, "seq": ticket.seq, "name": body["name"],
                                "execution_id": res.execution_id, "flow_status": status,

@@ -16,7 +16,7 @@ def locustfile_path() -> str:
 def locust_command(*, scenario: str, worker: bool = False, target: str = "", embedded: bool = False,
                    run_id: str = "", rate: float | None = None, duration: str | None = None, ledger_dir: str = "runs",
                    summary_json: str = "", users: int = 1, run_time_s: float = 0, html: str | None = None,
-                   csv: str | None = None, workers: int = 0) -> list[str]:
+                   csv: str | None = None, workers: int = 0, abort_error_rate: float | None = None) -> list[str]:
     cmd = [sys.executable, "-m", "locust", "-f", locustfile_path(), "--flowsim-scenario", scenario,
            "--flowsim-ledger-dir", ledger_dir]
     if worker:
@@ -34,6 +34,11 @@ def locust_command(*, scenario: str, worker: bool = False, target: str = "", emb
         cmd += ["--html", html]
     if csv:
         cmd += ["--csv", csv]
+    if abort_error_rate is not None:
+        cmd += ["--flowsim-abort-error-rate", str(abort_error_rate)]
     if workers:
-        cmd += ["--master", "--expect-workers", str(workers), "--master-bind-host", "127.0.0.1"]
+        # --enable-rebalancing: when a worker dies, Locust moves its users (concurrency) to the others;
+        # flowsim moves its share of the arrival rate itself.
+        cmd += ["--master", "--expect-workers", str(workers), "--master-bind-host", "127.0.0.1",
+                "--enable-rebalancing"]
     return cmd

@@ -56,6 +56,8 @@ def _add_arguments(parser: Any) -> None:
     g.add_argument("--flowsim-duration", default="", help="duration with --flowsim-rate, e.g. 20s, 5m")
     g.add_argument("--flowsim-ledger-dir", default="runs", help="where ledgers go (<dir>/<run_id>/)")
     g.add_argument("--flowsim-summary-json", default="", help="write the run summary JSON here")
+    g.add_argument("--flowsim-abort-error-rate", type=float, default=0.0,
+                   help="stop early when failures + 429s exceed this share of launches over 3 s (0: never)")
 
 
 class _Coordinator:
@@ -75,9 +77,11 @@ class _Coordinator:
         self.info: RunInfo | None = None
         self.simulator: subprocess.Popen[str] | None = None
         self.done_workers: set[str] = set()
+        self.lost_workers: set[str] = set()
         self.workers: list[str] = []
         self.log = logs.get_logger(component="locust")
         self.stopping = False
+        self.aborted: str | None = None
 
     # -- shared ---------------------------------------------------------------------------------------
     def report(self, **kw: Any) -> None:
@@ -159,6 +163,7 @@ class _Coordinator:
                 continue
             from_seq = self.schedule.seq_at(max(0.0, time.time() + 1.0 - self.info.t0))
             gone = sorted(set(self.workers) - set(alive))
+            self.lost_workers.update(gone)
             self.log.warning("workers.changed", alive=len(alive), gone=gone, from_seq=from_seq)
             self.workers = alive
             for w in alive:
@@ -188,10 +193,11 @@ class _Coordinator:
         ledger.pop("execution_ids", None)
         return stats.summary(
             run_id=self.info.run_id, target_rate_per_s=self.schedule.mean_rate_per_s,
-            scheduled=self.schedule.total, thresholds=self.scenario.thresholds,
+            scheduled=self.schedule.total, thresholds=self.scenario.thresholds, rate_at=self.schedule.rate_at,
             extra={"scenario": self.scenario.name, "target": self.info.target.api_url,
                    "duration_s": self.schedule.duration_s, "ledger_path": str(rdir), "ledger": ledger,
-                   "workers": max(1, len(self.workers))},
+                   "workers": max(1, len(self.workers)), "workers_lost": sorted(self.lost_workers),
+                   "aborted": self.aborted},
         )
 
     def progress(self) -> None:
@@ -212,6 +218,24 @@ class _Coordinator:
                           errors=launched - stats.counters["accepted"], missed=stats.counters["missed_starts"],
                           p95_ms=stats.percentiles("launch")["p95"])
             last = launched
+
+    def guard(self, limit: float) -> None:
+        """Stop the run when failures and 429s flood: never keep hammering a target past its knee."""
+        while not self.stopping and self.info is not None:
+            gevent.sleep(1.0)
+            stats = self.master_stats if isinstance(self.env.runner, MasterRunner) else (
+                self.engine.stats if self.engine else None)
+            if stats is None:
+                continue
+            now = int(time.time() - self.info.t0) - 1
+            w = stats.series.window(now, 3)
+            if w["launched"] >= 10 and (w["failed"] + w["r429"]) / w["launched"] > limit:
+                self.aborted = (f"{w['failed']} failed launches and {w['r429']} 429s out of {w['launched']} "
+                                f"launches in 3 s (limit {limit:.0%})")
+                self.log.warning("run.aborted", reason=self.aborted)
+                self.stopping = True
+                gevent.spawn_later(0.1, self.env.runner.quit)  # type: ignore[union-attr]
+                return
 
     master_stats: Any = None
 
@@ -284,6 +308,8 @@ def _on_test_start(environment: Environment, **_kw: Any) -> None:
     else:
         coord.begin(info, None, enforce_preflight=True)
     gevent.spawn(coord.progress)
+    if coord.opts.flowsim_abort_error_rate > 0:
+        gevent.spawn(coord.guard, coord.opts.flowsim_abort_error_rate)
 
 
 @events.report_to_master.add_listener
