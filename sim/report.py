@@ -63,15 +63,18 @@ def line_chart(series: list[tuple[str, str, list[Point]]], *, title: str, xlabel
                f'<text x="14" y="{pad_t + h / 2}" font-size="12" text-anchor="middle" '
                f'transform="rotate(-90 14 {pad_t + h / 2})">{html.escape(ylabel)}</text>')
     if marker_x is not None:
-        out.append(f'<line x1="{sx(marker_x):.1f}" x2="{sx(marker_x):.1f}" y1="{pad_t}" y2="{pad_t + h}" '
+        mx = sx(marker_x)
+        right = mx > pad_l + 0.7 * w  # near the right edge the label goes on the left of the line
+        out.append(f'<line x1="{mx:.1f}" x2="{mx:.1f}" y1="{pad_t}" y2="{pad_t + h}" '
                    f'stroke="#137333" stroke-width="2" stroke-dasharray="6 4"/>'
-                   f'<text x="{sx(marker_x) + 4:.1f}" y="{pad_t + 12}" font-size="12" fill="#137333">'
-                   f'{html.escape(marker_label)}</text>')
+                   f'<text x="{mx - 4 if right else mx + 4:.1f}" y="{pad_t + 24}" font-size="12" fill="#137333" '
+                   f'text-anchor="{"end" if right else "start"}">{html.escape(marker_label)}</text>')
     lx = pad_l + 10
-    for label, color, pts in series:
+    for n, (label, color, pts) in enumerate(series):
         if pts:
             path = " ".join(f"{'M' if i == 0 else 'L'}{sx(x):.1f},{sy(y):.1f}" for i, (x, y) in enumerate(pts))
-            out.append(f'<path d="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
+            dash = ' stroke-dasharray="8 5"' if n == 0 and len(series) > 1 else ""  # keep overlapping lines visible
+            out.append(f'<path d="{path}" fill="none" stroke="{color}" stroke-width="{3 if n == 0 else 2}"{dash}/>')
             if dots:
                 out.extend(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3.5" fill="{color}"/>' for x, y in pts)
         out.append(f'<rect x="{lx}" y="{pad_t - 2}" width="10" height="10" fill="{color}"/>'
@@ -180,7 +183,7 @@ def capacity_report(c: dict[str, Any]) -> str:
         title="Errors vs arrival rate", xlabel="launches/s", ylabel="% of launches", marker_x=knee or None,
         marker_label="knee", dots=True))
     rows = "".join(
-        f"<tr><td>{st['rate_per_s']}</td><td>{st['achieved_rate_per_s']}</td><td>{st['latency_ms']['p95']}</td>"
+        f"<tr><td>{st['rate_per_s']:.2f}</td><td>{st['achieved_rate_per_s']:.2f}</td><td>{st['latency_ms']['p95']}</td>"
         f"<td>{st['error_rate']:.2%}</td><td>{st['rate_429']:.2%}</td><td>{st['missed_starts']}</td>"
         f"<td class=\"{'pass' if st['passed'] else 'fail'}\">{'pass' if st['passed'] else 'fail'}</td>"
         f"<td>{html.escape('; '.join(st['reasons']))}</td></tr>" for st in c["steps"])

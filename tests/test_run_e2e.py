@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -227,3 +229,44 @@ def test_secrets_never_in_output_or_ledger(tmp_path: Path) -> None:
     assert code == 0
     texts = [out, json.dumps(s)] + [f.read_text() for f in (tmp_path / "runs").rglob("*.jsonl")]
     assert all(LOAD_CLIENT[1] not in t and "Bearer " not in t for t in texts)
+
+
+def test_four_workers_hold_the_global_rate(tmp_path: Path) -> None:
+    """Master + 4 workers: the global rate within 2 %, every sequence number sent exactly once."""
+    with SimulatorThread(default_org()) as sim:
+        code, s, out = flowsim_run(write_scenario(tmp_path, rate=40, duration="15s"), tmp_path, sim.url,
+                                   "--workers", "4")
+    assert code == 0, out
+    ledger = launches(tmp_path, s["run_id"])
+    assert s["workers"] == 4 and len({r["worker"] for r in ledger}) == 4
+    assert sorted(r["seq"] for r in ledger) == list(range(600))
+    assert abs(s["achieved_rate_per_s"] - 40) / 40 <= 0.02, s["achieved_rate_per_s"]
+
+
+def test_killed_worker_is_reported_its_share_moves_and_its_ledger_is_complete(tmp_path: Path) -> None:
+    """SIGKILL one of 2 workers mid-run: reported lost, the other takes over, nothing it launched is unrecorded."""
+    scenario = write_scenario(tmp_path, rate=20, duration="20s")
+    env = {**os.environ, "GENESYS_CLIENT_ID": LOAD_CLIENT[0], "GENESYS_CLIENT_SECRET": LOAD_CLIENT[1]}
+    with SimulatorThread(default_org()) as sim:
+        proc = subprocess.Popen([sys.executable, "-m", "sim.cli", "run", str(scenario), "--target", sim.url,
+                                 "--workers", "2", "--summary-json", str(tmp_path / "summary.json"),
+                                 "--ledger-dir", str(tmp_path / "runs")], env=env, cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        time.sleep(8)
+        pids = subprocess.run(["pgrep", "-f", f"--worker.*|{scenario}"], capture_output=True, text=True).stdout.split()
+        workers = [p for p in pids if "--worker" in Path(f"/proc/{p}/cmdline").read_text().replace("\0", " ")
+                   and str(scenario) in Path(f"/proc/{p}/cmdline").read_text()]
+        assert len(workers) == 2, pids
+        os.kill(int(workers[0]), signal.SIGKILL)
+        out, _ = proc.communicate(timeout=180)
+        s = json.loads((tmp_path / "summary.json").read_text())
+        received = {r["id"] for r in sim_records(sim.url, s["run_id"])}
+    assert len(s["workers_lost"]) == 1, out
+    ledger = launches(tmp_path, s["run_id"])
+    ledger_ids = {r["execution_id"] for r in ledger if r["execution_id"]}
+    assert ledger_ids <= received                  # every recorded launch arrived
+    assert len(received - ledger_ids) <= 3         # at most the killed worker's requests in flight
+    lost_worker = {r["worker"] for r in ledger} - {r["worker"] for r in ledger if r["seq"] >= 300}
+    assert len(lost_worker) == 1                   # the dead worker stopped, the survivor went on
+    late = sorted(r["seq"] for r in ledger if r["seq"] >= 260)
+    assert late == list(range(260, 400))           # the survivor sent the whole rest of the sequence

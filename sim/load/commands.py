@@ -131,7 +131,7 @@ def _cmd_capacity(args: argparse.Namespace) -> int:
         def show(st: dict[str, Any]) -> None:
             lat = st["latency_ms"]
             print(f"step {st['rate_per_s']:>9}/s  achieved {st['achieved_rate_per_s']:>9}/s  p95 {lat['p95']} ms  "
-                  f"errors {st['error_rate']:.2%}  429s {st['rate_429']:.2%}  missed {st['missed_starts']}  "
+                  f"errors {st['error_rate']:.2%} (first attempts {st['first_attempt_error_rate']:.2%})  429s {st['rate_429']:.2%}  missed {st['missed_starts']}  "
                   f"{'pass' if st['passed'] else 'FAIL: ' + '; '.join(st['reasons'])}", flush=True)
 
         result = search(step, slo, start=args.start, maximum=args.max, precision=args.precision, on_step=show)

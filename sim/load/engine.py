@@ -189,6 +189,8 @@ class Engine:
         answered = time.time()
         st.counters["launched"] += 1
         st.counters["retries"] += res.retries
+        if res.first_status != 200:
+            st.counters["first_attempt_failed"] += 1
         st.http_status[str(res.status)] += 1
         sec = self.second(ticket.due)
         st.series.count(sec, "launched")

@@ -160,6 +160,7 @@ class RunStats:
             "failed": launched - succeeded,
             "missed_starts": c["missed_starts"],
             "retries": c["retries"],
+            "first_attempt_failed": c["first_attempt_failed"],
             "transport_errors": c["transport_errors"],
             "http_status": dict(sorted(self.http_status.items())),
             "latency_ms": self.percentiles("launch"),

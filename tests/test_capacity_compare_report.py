@@ -1,0 +1,126 @@
+"""Capacity search, compare and HTML reports: search logic, then real runs against the simulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sim.load.capacity import SLO, search
+from sim.load.compare import compare
+from sim.platform.org import Capacity, Faults, Latency, default_org
+from sim.platform.server import SimulatorThread
+from sim.report import capacity_report, run_report
+from tests.conftest import LOAD_CLIENT, org_with
+from tests.test_run_e2e import flowsim_run, write_scenario
+
+ENV = {**os.environ, "GENESYS_CLIENT_ID": LOAD_CLIENT[0], "GENESYS_CLIENT_SECRET": LOAD_CLIENT[1]}
+
+
+def fake_step(knee: float) -> Any:
+    """A target whose p95 is 10 ms below the knee and 500 ms above it."""
+    def step(rate: float) -> dict[str, Any]:
+        over = rate > knee
+        return {"run_id": f"r{rate}", "launched": 100, "scheduled": 100, "failed": 0, "missed_starts": 0,
+                "target_rate_per_s": rate, "achieved_rate_per_s": rate, "transport_errors": 0, "http_status": {},
+                "latency_ms": {"p50": 5, "p95": 500 if over else 10, "p99": 600 if over else 12}}
+    return step
+
+
+def test_search_brackets_the_knee_within_precision() -> None:
+    """Geometric climb then bisection ends with pass/fail rates within the precision around the knee."""
+    result = search(fake_step(37.0), SLO(p95_ms=50, max_error_rate=0.01), start=5, maximum=500, precision=0.05)
+    best, worst = result["sustainable_rate_per_s"], result["first_failing_rate_per_s"]
+    assert best <= 37.0 < worst and (worst - best) / best <= 0.05
+    assert result["steps"][0]["rate_per_s"] == 5 and result["limiting_factor"] == "target latency"
+    assert [s["passed"] for s in result["steps"]].index(False) == len([r for r in (5, 7.5, 11.25, 16.875, 25.3125)])
+
+
+def test_search_stops_at_first_failure_when_start_fails() -> None:
+    """If the first step already fails, nothing higher is tried."""
+    result = search(fake_step(1.0), SLO(p95_ms=50, max_error_rate=0.01), start=5, maximum=500)
+    assert len(result["steps"]) == 1 and result["sustainable_rate_per_s"] == 0.0 and not result["passed"]
+
+
+@pytest.mark.slow
+def test_capacity_finds_the_simulated_knee_within_10_percent(tmp_path: Path) -> None:
+    """`flowsim capacity` against a flow with a 40/s knee reports a sustainable rate within 10 % of it."""
+    scenario = write_scenario(tmp_path, rate=1, duration="1s", tokens=12, concurrency=100)
+    with SimulatorThread(org_with(flow={"capacity": Capacity(knee_per_s=40)})) as sim:
+        r = subprocess.run([sys.executable, "-m", "sim.cli", "capacity", str(scenario), "--target", sim.url,
+                            "--slo-p95-ms", "50", "--start", "20", "--max", "120", "--step-duration", "3s",
+                            "--summary-json", str(tmp_path / "cap.json"), "--html", str(tmp_path / "cap.html"),
+                            "--ledger-dir", str(tmp_path / "runs")], env=ENV, capture_output=True, text=True,
+                           timeout=400, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    cap = json.loads((tmp_path / "cap.json").read_text())
+    assert abs(cap["sustainable_rate_per_s"] - 40) / 40 <= 0.10, cap["steps"]
+    assert cap["first_failing_rate_per_s"] is not None and all("latency_ms" in s for s in cap["steps"])
+    assert "<svg" in (tmp_path / "cap.html").read_text()
+
+
+@pytest.mark.slow
+def test_compare_passes_on_noise_and_fails_on_a_real_regression(tmp_path: Path) -> None:
+    """Two runs of the same build compare clean; a run with 60 ms more latency is flagged, exit 1."""
+    summaries = []
+    for i, faults in enumerate((Faults(), Faults(), Faults(latency=Latency(median_ms=60, p99_ms=80)))):
+        d = tmp_path / f"r{i}"
+        d.mkdir()
+        with SimulatorThread(org_with(flow={"faults": faults})) as sim:
+            code, s, out = flowsim_run(write_scenario(d, rate=20, duration="4s"), d, sim.url)
+        assert code == 0, out
+        summaries.append(d / "summary.json")
+
+    def cmp(a: Path, b: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "sim.cli", "compare", str(a), str(b)], capture_output=True,
+                              text=True, timeout=60)
+
+    noise = cmp(summaries[0], summaries[1])
+    assert noise.returncode == 0, noise.stdout
+    regression = cmp(summaries[0], summaries[2])
+    assert regression.returncode == 1 and "latency_p95_ms" in regression.stdout and "REGRESSED" in regression.stdout
+
+
+def test_compare_flags_capacity_drop() -> None:
+    """A sustainable rate 20 % lower is a regression; 2 % lower is noise."""
+    a = {"sustainable_rate_per_s": 100.0}
+    assert compare(a, {"sustainable_rate_per_s": 80.0})[0]["regressed"]
+    assert not compare(a, {"sustainable_rate_per_s": 98.0})[0]["regressed"]
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.slow
+def test_reports_render_in_headless_chromium(tmp_path: Path) -> None:
+    """The run and capacity reports are single files that headless Chromium renders with their charts."""
+    browser = _chromium()
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing in CI: .ci/run installs it")
+        pytest.skip("chromium not installed (apt-get install chromium); CI installs it")
+    with SimulatorThread(default_org()) as sim:
+        code, s, out = flowsim_run(write_scenario(tmp_path, rate=10, duration="3s", follow=True), tmp_path, sim.url)
+    assert code == 0, out
+    cap = search(fake_step(37.0), SLO(p95_ms=50, max_error_rate=0.01), start=5, maximum=500)
+    for name, text in (("run", run_report(s)), ("capacity", capacity_report(cap))):
+        page = tmp_path / f"{name}.html"
+        page.write_text(text)
+        assert not any(ref in text for ref in ("src=", "<link", "<img", "url(", "@import"))  # nothing fetched
+        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 f"--user-data-dir={tmp_path / ('profile-' + name)}"]
+        dom = subprocess.run([browser, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                             timeout=120).stdout
+        assert dom.count("<svg") >= 2 and ("PASS" in dom or "sustainable" in dom)
+        shot = tmp_path / f"{name}.png"
+        subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1000,1400", page.as_uri()],
+                       capture_output=True, timeout=120)
+        assert shot.exists() and shot.stat().st_size > 20_000
