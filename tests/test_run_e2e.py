@@ -243,6 +243,16 @@ def test_four_workers_hold_the_global_rate(tmp_path: Path) -> None:
     assert abs(s["achieved_rate_per_s"] - 40) / 40 <= 0.02, s["achieved_rate_per_s"]
 
 
+def _cmdlines() -> list[tuple[str, list[str]]]:
+    out = []
+    for d in Path("/proc").iterdir():
+        try:
+            out.append((d.name, (d / "cmdline").read_text().split("\0")))
+        except OSError:
+            continue
+    return [(pid, cmd) for pid, cmd in out if pid.isdigit()]
+
+
 def test_killed_worker_is_reported_its_share_moves_and_its_ledger_is_complete(tmp_path: Path) -> None:
     """SIGKILL one of 2 workers mid-run: reported lost, the other takes over, nothing it launched is unrecorded."""
     scenario = write_scenario(tmp_path, rate=20, duration="20s")
@@ -252,13 +262,16 @@ def test_killed_worker_is_reported_its_share_moves_and_its_ledger_is_complete(tm
                                  "--workers", "2", "--summary-json", str(tmp_path / "summary.json"),
                                  "--ledger-dir", str(tmp_path / "runs")], env=env, cwd=tmp_path,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        time.sleep(8)
-        pids = subprocess.run(["pgrep", "-f", f"--worker.*|{scenario}"], capture_output=True, text=True).stdout.split()
-        workers = [p for p in pids if "--worker" in Path(f"/proc/{p}/cmdline").read_text().replace("\0", " ")
-                   and str(scenario) in Path(f"/proc/{p}/cmdline").read_text()]
-        assert len(workers) == 2, pids
-        os.kill(int(workers[0]), signal.SIGKILL)
-        out, _ = proc.communicate(timeout=180)
+        try:
+            time.sleep(8)
+            workers = [pid for pid, cmd in _cmdlines() if "--worker" in cmd and str(scenario) in cmd]
+            assert len(workers) == 2, workers
+            os.kill(int(workers[0]), signal.SIGKILL)
+            out, _ = proc.communicate(timeout=180)
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                proc.wait(timeout=60)
         s = json.loads((tmp_path / "summary.json").read_text())
         received = {r["id"] for r in sim_records(sim.url, s["run_id"])}
     assert len(s["workers_lost"]) == 1, out

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.errors import ConfigError, FlowsimError
-from sim.load.locust_args import locust_command
+from sim.load.locust_args import free_port, locust_command
 from sim.load.preflight import FlowCheck, preflight
 from sim.load.scenario import Scenario, Target, resolve_target
 
@@ -133,11 +133,12 @@ def run_locust(session: Session, opts: RunOptions) -> dict[str, Any]:
     run_id = opts.run_id or new_run_id()
     summary_path = Path(opts.summary_json) if opts.summary_json else Path(tempfile.mkdtemp(prefix="flowsim-")) / "summary.json"
     duration_s = sc.duration_s
+    port = free_port()
     master = locust_command(scenario=opts.scenario_path, target=session.target.api_url, embedded=session.embedded,
                             run_id=run_id, rate=opts.rate, duration=opts.duration, ledger_dir=opts.ledger_dir,
                             summary_json=str(summary_path), users=sc.max_concurrency,
                             run_time_s=duration_s + sc.follow_timeout_s + 30, html=opts.html, csv=opts.csv,
-                            workers=opts.workers, abort_error_rate=opts.abort_error_rate)
+                            workers=opts.workers, abort_error_rate=opts.abort_error_rate, master_port=port)
     out = subprocess.DEVNULL if opts.quiet else None
     env = {**os.environ, "FLOWSIM_LOG_LEVEL": "warning"} if opts.quiet else None
     if not session.embedded:  # workers and master read real credentials from the environment themselves
@@ -145,7 +146,7 @@ def run_locust(session: Session, opts: RunOptions) -> dict[str, Any]:
     procs = [subprocess.Popen(master, stdout=out, stderr=out, env=env)]
     try:
         for _ in range(opts.workers):
-            procs.append(subprocess.Popen(locust_command(worker=True, scenario=opts.scenario_path,
+            procs.append(subprocess.Popen(locust_command(worker=True, scenario=opts.scenario_path, master_port=port,
                                                          ledger_dir=opts.ledger_dir), stdout=out, stderr=out, env=env))
         try:
             procs[0].wait()
