@@ -11,6 +11,7 @@ idempotency key, and a retry could launch the flow twice.
 
 from __future__ import annotations
 
+import functools
 import random
 import ssl
 import threading
@@ -29,14 +30,10 @@ __all__ = ["TokenManager", "FlowClient", "Attempt", "LaunchResult", "Reporter", 
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 TERMINAL = frozenset({"COMPLETED", "FAILED", "ERROR", "TERMINATED"})
-_SSL: list[ssl.SSLContext] = []
-
-
+@functools.cache
 def shared_ssl_context() -> ssl.SSLContext:
     """One SSL context for every client: building one costs ~25 ms of CPU (load-generator baseline)."""
-    if not _SSL:
-        _SSL.append(ssl.create_default_context())
-    return _SSL[0]
+    return ssl.create_default_context()
 
 
 class Reporter(Protocol):

@@ -265,6 +265,13 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
             coord.maybe_finish()
 
         runner.register_message("flowsim_done", on_done)
+
+        def on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
+            if "flowsim" in data:
+                coord.master_stats.merge(data["flowsim"])
+
+        # Locust passes these listeners no environment, so they close over this one.
+        environment.events.worker_report.add_listener(on_worker_report)
     elif isinstance(runner, WorkerRunner):
         def on_start(environment: Environment, msg: Any, **_: Any) -> None:
             d = msg.data
@@ -282,6 +289,11 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
                 coord.engine.set_epoch(Epoch(from_seq=msg.data["from_seq"], workers=len(workers),
                                              index=workers.index(me) if me in workers else None))
 
+        def on_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
+            if coord.engine is not None:
+                data["flowsim"] = coord.engine.stats.drain()
+
+        environment.events.report_to_master.add_listener(on_report)
         runner.register_message("flowsim_start", on_start, concurrent=True)
         runner.register_message("flowsim_epoch", on_epoch)
 
@@ -294,6 +306,15 @@ def _on_test_start(environment: Environment, **_kw: Any) -> None:
         return
     info = coord.run_info()
     if isinstance(runner, MasterRunner):
+        # The master refuses production flows too: plain `locust --master` runs skip `flowsim run`'s preflight.
+        bad = [c for c in preflight(coord.scenario, info.target, client_id=info.client_id,
+                                    client_secret=info.client_secret, run_id=info.run_id) if not c.ok]
+        if bad:
+            for c in bad:
+                coord.log.error("preflight.failed", flow_id=c.flow_id, problems=c.problems)
+            environment.process_exit_code = 2
+            gevent.spawn_later(0.1, runner.quit)
+            return
         coord.info = info
         coord.workers = coord.alive_workers()
         embedded = coord.simulator is not None or bool(coord.opts.flowsim_embedded)
@@ -310,34 +331,6 @@ def _on_test_start(environment: Environment, **_kw: Any) -> None:
     gevent.spawn(coord.progress)
     if coord.opts.flowsim_abort_error_rate > 0:
         gevent.spawn(coord.guard, coord.opts.flowsim_abort_error_rate)
-
-
-@events.report_to_master.add_listener
-def _on_report(client_id: str, data: dict[str, Any], **_kw: Any) -> None:
-    env = _ENV_OF_REPORT[0] if _ENV_OF_REPORT else None
-    if env is None:
-        return
-    coord = _coordinator(env)
-    if coord.engine is not None:
-        data["flowsim"] = coord.engine.stats.drain()
-        data["flowsim_busy"] = coord.engine.busy
-
-
-@events.worker_report.add_listener
-def _on_worker_report(client_id: str, data: dict[str, Any], **_kw: Any) -> None:
-    env = _ENV_OF_REPORT[0] if _ENV_OF_REPORT else None
-    if env is None or "flowsim" not in data:
-        return
-    _coordinator(env).master_stats.merge(data["flowsim"])
-
-
-_ENV_OF_REPORT: list[Environment] = []
-"""report_to_master / worker_report listeners get no environment argument; init records it here."""
-
-
-@events.init.add_listener
-def _remember_env(environment: Environment, **_kw: Any) -> None:
-    _ENV_OF_REPORT[:] = [environment]
 
 
 @events.quitting.add_listener
