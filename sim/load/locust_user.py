@@ -31,6 +31,7 @@ from sim.load.engine import Engine, RunInfo, Ticket
 from sim.load.preflight import declared_inputs, preflight
 from sim.load.scenario import Scenario, constant_rate, load_scenario, parse_duration, resolve_target
 from sim.load.schedule import Epoch, Schedule
+from sim.load.stats import RunStats
 
 __all__ = ["FlowUser"]
 
@@ -180,9 +181,7 @@ class _Coordinator:
     def summary(self) -> dict[str, Any] | None:
         if self.info is None:
             return None
-        stats = self.engine.stats if self.engine is not None else None
-        if isinstance(self.env.runner, MasterRunner):
-            stats = self.master_stats
+        stats = self.run_stats
         if stats is None:
             return None
         from sim.load.ledger import ledger_files, run_dir, summarize
@@ -200,13 +199,19 @@ class _Coordinator:
                    "aborted": self.aborted},
         )
 
+    @property
+    def run_stats(self) -> RunStats | None:
+        """This run's statistics: merged from the workers on a master, the engine's own elsewhere."""
+        if isinstance(self.env.runner, MasterRunner):
+            return self.master_stats
+        return self.engine.stats if self.engine is not None else None
+
     def progress(self) -> None:
         """A line every 5 s: target vs achieved rate, in flight, errors, p95."""
         last = 0
         while not self.stopping and self.info is not None:
             gevent.sleep(5.0)
-            stats = self.master_stats if isinstance(self.env.runner, MasterRunner) else (
-                self.engine.stats if self.engine else None)
+            stats = self.run_stats
             if stats is None:
                 continue
             launched = stats.counters["launched"]
@@ -223,8 +228,7 @@ class _Coordinator:
         """Stop the run when failures and 429s flood: never keep hammering a target past its knee."""
         while not self.stopping and self.info is not None:
             gevent.sleep(1.0)
-            stats = self.master_stats if isinstance(self.env.runner, MasterRunner) else (
-                self.engine.stats if self.engine else None)
+            stats = self.run_stats
             if stats is None:
                 continue
             now = int(time.time() - self.info.t0) - 1
@@ -237,7 +241,7 @@ class _Coordinator:
                 gevent.spawn_later(0.1, self.env.runner.quit)  # type: ignore[union-attr]
                 return
 
-    master_stats: Any = None
+    master_stats: RunStats | None = None
 
 
 def _coordinator(env: Environment) -> _Coordinator:
@@ -256,8 +260,6 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
     environment.flowsim = coord  # type: ignore[attr-defined]
     runner = environment.runner
     if isinstance(runner, MasterRunner):
-        from sim.load.stats import RunStats
-
         coord.master_stats = RunStats()
 
         def on_done(environment: Environment, msg: Any, **_: Any) -> None:
@@ -267,7 +269,7 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
         runner.register_message("flowsim_done", on_done)
 
         def on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
-            if "flowsim" in data:
+            if "flowsim" in data and coord.master_stats is not None:
                 coord.master_stats.merge(data["flowsim"])
 
         # Locust passes these listeners no environment, so they close over this one.

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sim._toml import TableReader
 from sim.errors import ConfigError
 
 __all__ = [
@@ -176,46 +177,15 @@ def _placeholders(value: Any) -> list[str]:
     return [f for _, f, _, _ in string.Formatter().parse(value) if f]
 
 
-class _R:
-    def __init__(self, table: Any, source: str, path: str) -> None:
-        if not isinstance(table, dict):
-            raise ConfigError("must be a table", source=source, field=path)
-        self.t, self.source, self.path = table, source, path
-
-    def fail(self, key: str, msg: str) -> ConfigError:
-        return ConfigError(msg, source=self.source, field=f"{self.path}.{key}" if self.path else key)
-
-    def keys(self, allowed: set[str]) -> None:
-        for k in self.t:
-            if k not in allowed:
-                raise self.fail(k, f"unknown field; allowed: {', '.join(sorted(allowed))}")
-
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any, *, minimum: float | None = None,
-            choices: tuple[str, ...] | None = None) -> Any:
-        if key not in self.t:
-            return default
-        v = self.t[key]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if float in kinds and isinstance(v, int) and not isinstance(v, bool):
-            v = float(v)
-        if (isinstance(v, bool) and bool not in kinds) or not isinstance(v, kinds):
-            raise self.fail(key, f"must be {' or '.join(k.__name__ for k in kinds)}, got {v!r}")
-        if minimum is not None and isinstance(v, (int, float)) and v < minimum:
-            raise self.fail(key, f"must be >= {minimum}, got {v!r}")
-        if choices is not None and v not in choices:
-            raise self.fail(key, f"must be one of {', '.join(choices)}; got {v!r}")
-        return v
-
-
 def _parse(data: dict[str, Any], source: str) -> Scenario:
-    root = _R(data, source, "")
-    root.keys({"scenario", "flows", "stages", "thresholds"})
-    s = _R(data.get("scenario", {}), source, "scenario")
+    root = TableReader(data, source, "")
+    root.check_keys({"scenario", "flows", "stages", "thresholds"})
+    s = TableReader(data.get("scenario", {}), source, "scenario")
     fields = {f.name for f in dataclasses.fields(Scenario)} - {"source", "flows", "stages", "thresholds"}
-    s.keys(fields)
+    s.check_keys(fields)
     kw: dict[str, Any] = {}
     for f in dataclasses.fields(Scenario):
-        if f.name in s.t:
+        if f.name in s.table:
             default = f.default
             kind: Any = {"int": int, "float": float, "bool": bool, "str": str}.get(type(default).__name__, str)
             if f.name == "seed":
@@ -244,9 +214,9 @@ def _parse(data: dict[str, Any], source: str) -> Scenario:
     if not isinstance(raw_flows, list) or not raw_flows:
         raise ConfigError("at least one [[flows]] entry is required", source=source, field="flows")
     for i, raw in enumerate(raw_flows):
-        r = _R(raw, source, f"flows[{i}]")
-        r.keys({"id", "weight", "version", "input", "run_id_input"})
-        if "id" not in r.t or not isinstance(r.t["id"], str) or not r.t["id"]:
+        r = TableReader(raw, source, f"flows[{i}]")
+        r.check_keys({"id", "weight", "version", "input", "run_id_input"})
+        if "id" not in r.table or not isinstance(r.table["id"], str) or not r.table["id"]:
             raise r.fail("id", "is required: the flow id (a UUID) of a workflow")
         inputs = r.get("input", dict, {})
         for k, v in inputs.items():
@@ -259,7 +229,7 @@ def _parse(data: dict[str, Any], source: str) -> Scenario:
         weight = r.get("weight", float, 1.0)
         if weight <= 0:
             raise r.fail("weight", "must be > 0")
-        flows.append(FlowSpec(id=r.t["id"], weight=weight, version=r.get("version", str, None) or None,
+        flows.append(FlowSpec(id=r.table["id"], weight=weight, version=r.get("version", str, None) or None,
                               input=dict(inputs), run_id_input=r.get("run_id_input", str, "Flow.loadTestRunId") or None))
 
     stages = []
@@ -268,12 +238,12 @@ def _parse(data: dict[str, Any], source: str) -> Scenario:
         raise ConfigError("at least one [[stages]] entry is required (duration and rate)", source=source,
                           field="stages")
     for i, raw in enumerate(raw_stages):
-        r = _R(raw, source, f"stages[{i}]")
-        r.keys({"duration", "rate", "ramp"})
-        if "duration" not in r.t or "rate" not in r.t:
-            raise r.fail("duration" if "duration" not in r.t else "rate", "is required")
+        r = TableReader(raw, source, f"stages[{i}]")
+        r.check_keys({"duration", "rate", "ramp"})
+        if "duration" not in r.table or "rate" not in r.table:
+            raise r.fail("duration" if "duration" not in r.table else "rate", "is required")
         try:
-            dur = parse_duration(r.t["duration"])
+            dur = parse_duration(r.table["duration"])
         except ConfigError as exc:
             raise r.fail("duration", str(exc).split(": ", 1)[-1]) from None
         rate = r.get("rate", float, 0.0, minimum=0.0)
@@ -281,8 +251,8 @@ def _parse(data: dict[str, Any], source: str) -> Scenario:
     if all(st.rate_per_s == 0 for st in stages):
         raise ConfigError("every stage has rate 0: nothing would be launched", source=source, field="stages")
 
-    th = _R(data.get("thresholds", {}), source, "thresholds")
-    th.keys({f.name for f in dataclasses.fields(Thresholds)})
+    th = TableReader(data.get("thresholds", {}), source, "thresholds")
+    th.check_keys({f.name for f in dataclasses.fields(Thresholds)})
     thresholds = Thresholds(**{f.name: th.get(f.name, float, None, minimum=0.0)
                                for f in dataclasses.fields(Thresholds)})
     return Scenario(name=str(kw.pop("name", Path(source).stem)), source=source, flows=tuple(flows),

@@ -7,10 +7,11 @@ Admin endpoints live under ``/_sim``, outside ``/api/v2``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -142,6 +143,24 @@ def _authorize(state: SimState, request: Request, permission: str) -> tuple[Toke
     return token, cid, rl
 
 
+_Handler = Callable[[SimState, Request, Token, str, dict[str, str]], Awaitable[Response]]
+
+
+def _requires(permission: str) -> Callable[[_Handler], Callable[[Request], Awaitable[Response]]]:
+    """Authenticate, rate-limit and authorize before the handler; it gets the token, correlation id and
+    rate-limit headers."""
+    def wrap(handler: _Handler) -> Callable[[Request], Awaitable[Response]]:
+        @functools.wraps(handler)
+        async def endpoint(request: Request) -> Response:
+            state: SimState = request.app.state.sim
+            auth = _authorize(state, request, permission)
+            if isinstance(auth, JSON):
+                return auth
+            return await handler(state, request, *auth)
+        return endpoint
+    return wrap
+
+
 async def oauth_token(request: Request) -> Response:
     state: SimState = request.app.state.sim
     creds = parse_basic_auth(request.headers.get("authorization"))
@@ -159,12 +178,9 @@ async def oauth_token(request: Request) -> Response:
     return JSON({"access_token": token, "token_type": "bearer", "expires_in": lifetime})
 
 
-async def launch(request: Request) -> Response:
-    state: SimState = request.app.state.sim
-    auth = _authorize(state, request, PERM_LAUNCH)
-    if isinstance(auth, JSON):
-        return auth
-    token, cid, rl = auth
+@_requires(PERM_LAUNCH)
+async def launch(state: SimState, request: Request, token: Token, cid: str,
+                rl: dict[str, str]) -> Response:
     if "json" not in request.headers.get("content-type", ""):
         return _error(state, 415, "unsupported.media.type",
                       "Content-Type must be application/json.", cid=cid, headers=rl)
@@ -231,12 +247,9 @@ async def launch(request: Request) -> Response:
     return _ok(models.launch_json(execution), cid, rl)
 
 
-async def get_execution(request: Request) -> Response:
-    state: SimState = request.app.state.sim
-    auth = _authorize(state, request, PERM_VIEW_EXECUTION)
-    if isinstance(auth, JSON):
-        return auth
-    _token, cid, rl = auth
+@_requires(PERM_VIEW_EXECUTION)
+async def get_execution(state: SimState, request: Request, _token: Token, cid: str,
+                       rl: dict[str, str]) -> Response:
     execution = state.store.get(request.path_params["execution_id"])
     if execution is None:
         return _error(state, 404, "not.found", "The requested flow execution could not be found.",
@@ -257,22 +270,16 @@ def _flow_or_404(state: SimState, request: Request, cid: str, rl: dict[str, str]
     return flow
 
 
-async def get_flow(request: Request) -> Response:
-    state: SimState = request.app.state.sim
-    auth = _authorize(state, request, PERM_VIEW_FLOW)
-    if isinstance(auth, JSON):
-        return auth
-    _t, cid, rl = auth
+@_requires(PERM_VIEW_FLOW)
+async def get_flow(state: SimState, request: Request, _token: Token, cid: str,
+                  rl: dict[str, str]) -> Response:
     flow = _flow_or_404(state, request, cid, rl)
     return flow if isinstance(flow, JSON) else _ok(models.flow_json(flow, state.org), cid, rl)
 
 
-async def get_flow_version(request: Request) -> Response:
-    state: SimState = request.app.state.sim
-    auth = _authorize(state, request, PERM_VIEW_FLOW)
-    if isinstance(auth, JSON):
-        return auth
-    _t, cid, rl = auth
+@_requires(PERM_VIEW_FLOW)
+async def get_flow_version(state: SimState, request: Request, _token: Token, cid: str,
+                          rl: dict[str, str]) -> Response:
     flow = _flow_or_404(state, request, cid, rl)
     if isinstance(flow, JSON):
         return flow
@@ -284,12 +291,9 @@ async def get_flow_version(request: Request) -> Response:
     return _ok(version, cid, rl)
 
 
-async def analytics_query(request: Request) -> Response:
-    state: SimState = request.app.state.sim
-    auth = _authorize(state, request, PERM_ANALYTICS)
-    if isinstance(auth, JSON):
-        return auth
-    _t, cid, rl = auth
+@_requires(PERM_ANALYTICS)
+async def analytics_query(state: SimState, request: Request, _token: Token, cid: str,
+                         rl: dict[str, str]) -> Response:
     try:
         result = run_query(orjson.loads(await request.body()), state.org, state.store, state.clock())
     except orjson.JSONDecodeError:

@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from sim._toml import TableReader
 from sim.errors import ConfigError
 
 __all__ = [
@@ -167,62 +168,7 @@ class Org:
         return next((c for c in self.clients if c.id == client_id), None)
 
 
-class _Reader:
-    """Reads typed fields from a TOML table, raising ConfigError that names file and field."""
-
-    def __init__(self, table: Any, source: str, path: str) -> None:
-        if not isinstance(table, dict):
-            raise ConfigError("must be a table", source=source, field=path or "<root>")
-        self.table = table
-        self.source = source
-        self.path = path
-
-    def _name(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
-
-    def fail(self, key: str, message: str) -> ConfigError:
-        return ConfigError(message, source=self.source, field=self._name(key))
-
-    def check_keys(self, allowed: set[str]) -> None:
-        unknown = sorted(set(self.table) - allowed)
-        if unknown:
-            raise self.fail(unknown[0], f"unknown field; allowed: {', '.join(sorted(allowed))}")
-
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., *, minimum: float | None = None,
-            maximum: float | None = None, choices: tuple[Any, ...] | None = None) -> Any:
-        if key not in self.table:
-            if default is ...:
-                raise self.fail(key, "is required")
-            return default
-        value = self.table[key]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if isinstance(value, bool) and bool not in kinds:
-            raise self.fail(key, f"must be {'/'.join(k.__name__ for k in kinds)}, got {value!r}")
-        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kinds):
-            raise self.fail(key, f"must be {'/'.join(k.__name__ for k in kinds)}, got {value!r}")
-        if minimum is not None and isinstance(value, (int, float)) and value < minimum:
-            raise self.fail(key, f"must be >= {minimum}, got {value!r}")
-        if maximum is not None and isinstance(value, (int, float)) and value > maximum:
-            raise self.fail(key, f"must be <= {maximum}, got {value!r}")
-        if choices is not None and value not in choices:
-            raise self.fail(key, f"must be one of {', '.join(map(str, choices))}; got {value!r}")
-        return value
-
-    def sub(self, key: str) -> _Reader | None:
-        if key not in self.table:
-            return None
-        return _Reader(self.table[key], self.source, self._name(key))
-
-    def list_of_tables(self, key: str) -> list[_Reader]:
-        items = self.table.get(key, [])
-        if not isinstance(items, list):
-            raise self.fail(key, "must be an array of tables ([[...]])")
-        return [_Reader(item, self.source, f"{self._name(key)}[{i}]") for i, item in enumerate(items)]
-
-
-def _latency(r: _Reader | None) -> Latency | None:
+def _latency(r: TableReader | None) -> Latency | None:
     if r is None:
         return None
     r.check_keys({"median", "p99"})
@@ -233,11 +179,11 @@ def _latency(r: _Reader | None) -> Latency | None:
     return Latency(median_ms=median, p99_ms=p99)
 
 
-def _rate(r: _Reader, key: str) -> float:
+def _rate(r: TableReader, key: str) -> float:
     return float(r.get(key, float, 0.0, minimum=0.0, maximum=1.0))
 
 
-def _faults(r: _Reader | None) -> Faults:
+def _faults(r: TableReader | None) -> Faults:
     if r is None:
         return Faults()
     r.check_keys({"latency_ms", "error_rates", "drop_rate", "early_expiry_rate"})
@@ -258,7 +204,7 @@ def _faults(r: _Reader | None) -> Faults:
     )
 
 
-def _variables(r: _Reader | None) -> tuple[Variable, ...]:
+def _variables(r: TableReader | None) -> tuple[Variable, ...]:
     if r is None:
         return ()
     out = []
@@ -272,9 +218,9 @@ def _variables(r: _Reader | None) -> tuple[Variable, ...]:
 
 
 def _parse(data: dict[str, Any], source: str) -> Org:
-    root = _Reader(data, source, "")
+    root = TableReader(data, source, "")
     root.check_keys({"org", "settings", "clients", "divisions", "flows", "faults"})
-    org_r = root.sub("org") or _Reader({}, source, "org")
+    org_r = root.sub("org") or TableReader({}, source, "org")
     org_r.check_keys({"id", "name"})
     settings_r = root.sub("settings")
     settings = Settings()
