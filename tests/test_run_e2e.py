@@ -283,3 +283,20 @@ def test_killed_worker_is_reported_its_share_moves_and_its_ledger_is_complete(tm
     assert len(lost_worker) == 1                   # the dead worker stopped, the survivor went on
     late = sorted(r["seq"] for r in ledger if r["seq"] >= 260)
     assert late == list(range(260, 400))           # the survivor sent the whole rest of the sequence
+
+
+def test_plain_locust_with_the_locustfile_starts_its_own_simulator(tmp_path: Path) -> None:
+    """`locust -f locustfile.py` alone (no flowsim run) starts the embedded simulator, paces and writes a summary."""
+    scenario = write_scenario(tmp_path, rate=5, duration="3s")
+    root = Path(__file__).resolve().parent.parent
+    r = subprocess.run([sys.executable, "-m", "locust", "-f", str(root / "locustfile.py"), "--headless", "-u", "5",
+                        "-r", "5", "--run-time", "30s", "--flowsim-scenario", str(scenario),
+                        "--flowsim-summary-json", str(tmp_path / "s.json"), "--flowsim-ledger-dir",
+                        str(tmp_path / "runs")], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["launched"] == s["succeeded"] == 15 and s["target"].startswith("http://127.0.0.1:")
+    line = next(json.loads(ln) for ln in r.stderr.splitlines() if '"simulator.embedded"' in ln)
+    assert line["url"] == s["target"]
+    with pytest.raises(httpx.TransportError):  # stopped with the run
+        httpx.get(f"{line['url']}/_sim/health", timeout=2)

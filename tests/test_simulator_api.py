@@ -7,7 +7,7 @@ import pytest
 
 from sim.platform.org import default_org
 from sim.platform.server import SimulatorThread
-from tests.conftest import IVR_FLOW, TEST_FLOW, VIEWER_CLIENT, FakeClock, org_with, token
+from tests.conftest import IVR_FLOW, PROD_FLOW, TEST_FLOW, VIEWER_CLIENT, FakeClock, org_with, token
 
 GOOD_INPUT = {"Flow.customerName": "Ada Example", "Flow.priority": 3}
 
@@ -83,6 +83,14 @@ def test_bad_launch_bodies_get_actionable_400(http: httpx.Client, auth: dict[str
     assert r.status_code == 400
     assert r.json()["code"] in ("invalid.value", "bad.request")
     assert fragment in r.json()["message"]
+
+
+def test_datetime_input_is_checked(http: httpx.Client, auth: dict[str, str]) -> None:
+    """A datetime input rejects text that is not ISO-8601 and accepts one that is."""
+    bad = launch(http, auth, {"flowId": PROD_FLOW, "inputData": {"Flow.requestedAt": "yesterday"}})
+    assert bad.status_code == 400 and "Flow.requestedAt" in bad.json()["message"]
+    good = launch(http, auth, {"flowId": PROD_FLOW, "inputData": {"Flow.requestedAt": "2026-11-28T10:00:00.000Z"}})
+    assert good.status_code == 200
 
 
 def test_integer_input_accepts_numeric_string(http: httpx.Client, auth: dict[str, str]) -> None:

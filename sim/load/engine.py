@@ -18,6 +18,7 @@ import gevent
 import gevent.event
 import gevent.queue
 
+from sim.logs import get_logger
 from sim.load.client import FlowClient, Reporter, TokenManager
 from sim.load.identity import Identity, IdentityFactory
 from sim.load.ledger import Ledger, run_dir
@@ -77,6 +78,7 @@ class Engine:
         self._on_done = on_done
         self._done_fired = False
         self._topology = gevent.event.Event()
+        self.log = get_logger(component="engine", worker=worker)
 
     def second(self, at: float | None = None) -> int:
         """Whole seconds since the run's start (the time-series key)."""
@@ -212,6 +214,9 @@ class Engine:
             "latency_ms": round(res.elapsed_ms, 3), "worker": self.worker,
         }
         self.ledger.write(record)
+        # Filtered out below debug level at ~1 µs; per-request lines would otherwise cost more than a launch.
+        self.log.debug("flow_execution.launched", run_id=run_id, seq=ticket.seq, execution_id=res.execution_id,
+                       status=res.status, latency_ms=round(res.elapsed_ms, 3), attempts=res.attempts)
         if res.execution_id and self.scenario.follow:
             status = client.follow(res.execution_id, poll_interval_s=self.scenario.poll_interval_s,
                                    timeout_s=self.scenario.follow_timeout_s)

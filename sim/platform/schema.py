@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import fastjsonschema
 from jsonschema import Draft7Validator, FormatChecker
 
 from sim.platform.org import Flow, Variable
@@ -79,9 +80,18 @@ class FlowValidator:
         self.flow = flow
         self.schema = variables_schema(flow, flow.inputs, "inputs")
         self._names = {v.name for v in flow.inputs}
-        self._validator = Draft7Validator(
-            {**self.schema, "additionalProperties": True}, format_checker=FormatChecker()
-        )
+        lenient = {**self.schema, "additionalProperties": True}  # unknown keys get their own messages
+        # fastjsonschema compiles the schema to Python (~1 µs a launch, against ~50 µs for jsonschema) and
+        # decides; jsonschema explains, only when a payload is bad.
+        self._fast = fastjsonschema.compile(lenient)
+        self._validator = Draft7Validator(lenient, format_checker=FormatChecker())
+
+    def _fast_problem(self, input_data: Any) -> str | None:
+        try:
+            self._fast(input_data)
+        except fastjsonschema.JsonSchemaException as exc:
+            return str(exc).replace("data.", "inputData.", 1)
+        return None
 
     def problems(self, input_data: Any, *, strict: bool) -> list[Problem]:
         """Everything wrong with ``input_data`` (empty when it is valid)."""
@@ -98,8 +108,10 @@ class FlowValidator:
             elif strict:
                 problems.append(Problem(field=f"inputData[{key!r}]",
                                         message=f"unknown input {key!r} for flow '{self.flow.name}'; declared inputs: {declared}"))
-        if len(problems) == 0 and self._validator.is_valid(input_data):
+        fast = self._fast_problem(input_data)
+        if not problems and fast is None:
             return problems
+        before = len(problems)
         for err in self._validator.iter_errors(input_data):
             where = _path(err.absolute_path)
             if err.validator == "anyOf":
@@ -107,6 +119,9 @@ class FlowValidator:
             else:
                 msg = f"{where}: {err.message}"
             problems.append(Problem(field=where, message=msg))
+        if fast is not None and len(problems) == before:
+            # jsonschema checks some formats (date-time) only with optional packages; fastjsonschema always does.
+            problems.append(Problem(field="inputData", message=fast))
         return problems
 
 
