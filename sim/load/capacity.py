@@ -57,8 +57,9 @@ def limiting_factor(summary: dict[str, Any]) -> str:
         return "platform rate limit per token (add tokens_per_client or OAuth clients)"
     if summary["missed_starts"] or summary["launched"] < summary["scheduled"] * 0.95:
         return "load generator (raise max_concurrency or add Locust workers)"
-    if five_xx / launched > 0.005 or summary["transport_errors"]:
-        return "target errors (5xx / dropped connections) under load"
+    first_failed = summary.get("first_attempt_failed", 0)
+    if max(five_xx, first_failed) / launched > 0.005 or summary["transport_errors"]:
+        return "target errors (5xx / dropped connections, retried or not) under load"
     return "target latency"
 
 
