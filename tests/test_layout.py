@@ -1,0 +1,37 @@
+"""Architecture rules a reader relies on: public surfaces resolve, the simulator never pulls in locust/gevent."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.parametrize("package", ["sim", "sim.platform", "sim.load"])
+def test_exported_members_exist(package: str) -> None:
+    """Every name in a package's __all__ is importable from it."""
+    mod = importlib.import_module(package)
+    assert mod.__all__ and all(hasattr(mod, name) for name in mod.__all__)
+
+
+@pytest.mark.parametrize(("modules", "forbidden"), [
+    ("sim.platform, sim.platform.server", ("locust", "gevent")),
+    ("sim.cli, sim.load, sim.load.commands", ("locust",)),
+])
+def test_import_boundaries(modules: str, forbidden: tuple[str, ...]) -> None:
+    """The simulator never imports locust or gevent (locust monkey-patches the process); the CLI never imports locust."""
+    code = f"import sys, {modules}; print(' '.join(m for m in {forbidden!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == ""
+
+
+def test_only_one_module_imports_locust() -> None:
+    """sim/load/locust_user.py is the only module of the package with `import locust` / `from locust`."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "sim"
+    importers = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
+                       if any(line.startswith(("import locust", "from locust")) for line in p.read_text().splitlines()))
+    assert importers == ["load/locust_user.py"]
