@@ -15,7 +15,7 @@ $(BIN)/flowsim-stamp: pyproject.toml
 
 ## run the smoke scenario against the embedded simulator
 run: $(BIN)/flowsim-stamp
-	$(BIN)/flowsim run $(SCENARIO)
+	$(BIN)/flowsim run $(SCENARIO) --summary-json runs/last-summary.json --html runs/last-report.html
 
 ## run the whole test suite (slow end-to-end tests included)
 test: $(BIN)/flowsim-stamp

@@ -191,6 +191,20 @@ def test_embedded_smoke_run_and_ledger_summary(tmp_path: Path) -> None:
     assert json.loads(r.stdout)["accepted"] == 15
 
 
+def test_smoke_scenario_runs_unchanged_against_flowsim_serve(tmp_path: Path) -> None:
+    """scenarios/smoke.toml with --target of a `flowsim serve` and no credentials uses its built-in test client."""
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GENESYS_")}
+    with SimulatorThread(default_org()) as sim:
+        r = subprocess.run([sys.executable, "-m", "sim.cli", "run", str(root / "scenarios" / "smoke.toml"), "--target",
+                            sim.url, "--duration", "3s", "--summary-json", str(tmp_path / "s.json"),
+                            "--ledger-dir", str(tmp_path / "runs")], capture_output=True, text=True, timeout=120,
+                           env=env, cwd=tmp_path)
+        received = httpx.get(f"{sim.url}/_sim/executions").json()["total"]
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads((tmp_path / "s.json").read_text())["succeeded"] == 6 == received
+
+
 def test_preflight_refuses_production_flow(tmp_path: Path) -> None:
     """A flow outside the test division is refused before any load, with exit 2 and the reason."""
     p = tmp_path / "prod.toml"

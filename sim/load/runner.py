@@ -3,6 +3,7 @@ Locust run (master or local, plus local workers) that returns the summary the ma
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -13,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from sim.errors import ConfigError, FlowsimError
 from sim.load.locust_args import free_port, locust_command
@@ -78,7 +81,21 @@ class Session:
 
     @property
     def embedded(self) -> bool:
-        return self.sim is not None
+        """True when the target is a flowsim simulator to be used with the built-in test client."""
+        return self.sim is not None or self._flowsim_simulator
+
+    @functools.cached_property
+    def _flowsim_simulator(self) -> bool:
+        """A `flowsim serve` target and no credentials in the environment: use its built-in test client,
+        so scenarios run unchanged against it."""
+        sc = self.scenario
+        if self.target is None or (os.environ.get(sc.client_id_env) and os.environ.get(sc.client_secret_env)):
+            return False
+        try:
+            r = httpx.get(f"{self.target.api_url}/_sim/health", timeout=3)
+            return r.status_code == 200 and r.json().get("status") == "ok"
+        except (httpx.HTTPError, ValueError):
+            return False
 
     def credentials(self) -> tuple[str, str]:
         if self.embedded:
