@@ -314,3 +314,40 @@ def test_plain_locust_with_the_locustfile_starts_its_own_simulator(tmp_path: Pat
     assert line["url"] == s["target"]
     with pytest.raises(httpx.TransportError):  # stopped with the run
         httpx.get(f"{line['url']}/_sim/health", timeout=2)
+
+
+def test_ctrl_c_keeps_summary_and_a_complete_ledger(tmp_path: Path) -> None:
+    """Ctrl-C mid-run (SIGINT to the process group): summary written, exit 130, ledger matches what arrived."""
+    scenario = write_scenario(tmp_path, rate=20, duration="30s")
+    env = {**os.environ, "GENESYS_CLIENT_ID": LOAD_CLIENT[0], "GENESYS_CLIENT_SECRET": LOAD_CLIENT[1]}
+    with SimulatorThread(default_org()) as sim:
+        proc = subprocess.Popen([sys.executable, "-m", "sim.cli", "run", str(scenario), "--target", sim.url,
+                                 "--summary-json", str(tmp_path / "summary.json"), "--ledger-dir",
+                                 str(tmp_path / "runs")], env=env, cwd=tmp_path, start_new_session=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            time.sleep(8)
+            os.killpg(proc.pid, signal.SIGINT)
+            out, _ = proc.communicate(timeout=90)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        s = json.loads((tmp_path / "summary.json").read_text())
+        received = {r["id"] for r in sim_records(sim.url, s["run_id"])}
+    assert proc.returncode == 130, out[-2000:]
+    assert 40 <= s["launched"] < 600 and s["interrupted"] is True
+    ledger_ids = {r["execution_id"] for r in launches(tmp_path, s["run_id"]) if r["execution_id"]}
+    assert ledger_ids <= received and len(received - ledger_ids) <= 3
+
+
+def test_ramp_follows_the_stages_second_by_second(tmp_path: Path) -> None:
+    """A 0→30/s ramp over 6 s then 3 s at 30/s: each second's launches match the scheduled rate."""
+    stages = '[[stages]]\nduration = "6s"\nrate = 30\nramp = true\n[[stages]]\nduration = "3s"\nrate = 30\n'
+    with SimulatorThread(default_org()) as sim:
+        code, s, out = flowsim_run(write_scenario(tmp_path, rate=0, duration="", stages=stages), tmp_path, sim.url)
+    assert code == 0, out
+    assert s["scheduled"] == s["launched"] == 180
+    per_second = {row["t"]: row["launched"] for row in s["timeseries"]}
+    # ∫ of the ramp over second k is 2.5·(2k+1) launches; the hold is 30 a second
+    expected = [round(2.5 * (2 * k + 1)) for k in range(6)] + [30, 30, 30]
+    assert all(abs(per_second.get(k, 0) - e) <= 1 for k, e in enumerate(expected)), per_second

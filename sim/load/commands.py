@@ -106,6 +106,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         summary = run_locust(session, opts)
     print(_human(summary))
     _write_html(args.html, run_report(summary))
+    if summary.get("interrupted"):
+        print("flowsim: interrupted; the summary and ledger above cover what was sent", file=sys.stderr)
+        return 130
     return 0 if summary["passed"] else 1
 
 

@@ -165,9 +165,11 @@ def run_locust(session: Session, opts: RunOptions) -> dict[str, Any]:
         for _ in range(opts.workers):
             procs.append(subprocess.Popen(locust_command(worker=True, scenario=opts.scenario_path, master_port=port,
                                                          ledger_dir=opts.ledger_dir), stdout=out, stderr=out, env=env))
+        interrupted = False
         try:
             procs[0].wait()
         except KeyboardInterrupt:
+            interrupted = True
             procs[0].send_signal(signal.SIGINT)  # the master writes its summary on the way out
             procs[0].wait(timeout=60)
     finally:
@@ -180,5 +182,6 @@ def run_locust(session: Session, opts: RunOptions) -> dict[str, Any]:
         raise FlowsimError(f"Locust ended (exit {procs[0].returncode}) without writing a summary; see its output")
     summary: dict[str, Any] = json.loads(summary_path.read_text())
     summary["analytics"] = analytics(session.checks)
+    summary["interrupted"] = interrupted
     summary_path.write_text(json.dumps(summary, indent=2))
     return summary
