@@ -351,3 +351,40 @@ def test_ramp_follows_the_stages_second_by_second(tmp_path: Path) -> None:
     # ∫ of the ramp over second k is 2.5·(2k+1) launches; the hold is 30 a second
     expected = [round(2.5 * (2 * k + 1)) for k in range(6)] + [30, 30, 30]
     assert all(abs(per_second.get(k, 0) - e) <= 1 for k, e in enumerate(expected)), per_second
+
+
+def test_worker_joining_mid_run_takes_a_share_without_duplicates(tmp_path: Path) -> None:
+    """A worker that joins mid-run gets a share of later launches only: every sequence number exactly once."""
+    scenario = write_scenario(tmp_path, rate=20, duration="16s")
+    env = {**os.environ, "GENESYS_CLIENT_ID": LOAD_CLIENT[0], "GENESYS_CLIENT_SECRET": LOAD_CLIENT[1]}
+    late: subprocess.Popen[bytes] | None = None
+    with SimulatorThread(default_org()) as sim:
+        proc = subprocess.Popen([sys.executable, "-m", "sim.cli", "run", str(scenario), "--target", sim.url,
+                                 "--workers", "1", "--summary-json", str(tmp_path / "summary.json"),
+                                 "--ledger-dir", str(tmp_path / "runs")], env=env, cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            time.sleep(6)
+            master = next(cmd for _, cmd in _cmdlines() if "--master" in cmd and str(scenario) in cmd)
+            port = master[master.index("--master-bind-port") + 1]
+            late = subprocess.Popen([sys.executable, "-m", "locust", "-f", master[master.index("-f") + 1], "--worker",
+                                     "--master-host", "127.0.0.1", "--master-port", port, "--flowsim-scenario",
+                                     str(scenario), "--flowsim-ledger-dir", str(tmp_path / "runs")], env=env,
+                                    cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            out, _ = proc.communicate(timeout=120)
+        finally:
+            for p in (proc, late):
+                if p is not None and p.poll() is None:
+                    p.kill()
+    assert proc.returncode == 0, out[-3000:]
+    s = json.loads((tmp_path / "summary.json").read_text())
+    ledger = launches(tmp_path, s["run_id"])
+    assert sorted(r["seq"] for r in ledger) == list(range(320))
+    by_worker: dict[str, list[int]] = {}
+    for r in ledger:
+        by_worker.setdefault(r["worker"], []).append(r["seq"])
+    assert len(by_worker) == 2
+    original = min(by_worker.values(), key=min)  # the original worker sent seq 0
+    newcomer = next(v for v in by_worker.values() if v is not original)
+    # it joined 6 s after the start (launches began ~2 s in, at 20/s): nothing before ~seq 60 is its
+    assert min(newcomer) >= 60 and len(newcomer) > 60

@@ -92,9 +92,9 @@ class Engine:
 
     # -- pacing ------------------------------------------------------------------------------------
     def start(self, epochs: list[Epoch] | None = None) -> None:
+        """Start pacing; ``epochs`` (from the master) replace the single-process default."""
         if epochs:
-            for e in epochs:
-                self.partition.add(e)
+            self.partition = Partition(list(epochs))
         self._pacer = gevent.spawn(self._pace)
 
     def set_epoch(self, epoch: Epoch) -> None:

@@ -153,6 +153,19 @@ class _Coordinator:
         nodes = sorted(runner.clients.values(), key=lambda n: runner.get_worker_index(n.id))
         return [n.id for n in nodes if n.state != STATE_MISSING]
 
+    def send_start(self, worker: str, *, from_seq: int) -> None:
+        """Tell a worker the run (id, start instant, target) and its share from ``from_seq`` on."""
+        info = self.info
+        runner = self.env.runner
+        assert isinstance(runner, MasterRunner) and info is not None
+        embedded = self.simulator is not None or bool(self.opts.flowsim_embedded)
+        runner.send_message("flowsim_start", {
+            "run_id": info.run_id, "t0": info.t0, "api_url": info.target.api_url, "workers": self.workers,
+            "from_seq": from_seq,
+            # Only the simulator's local test credentials travel; real ones are read by each worker.
+            "client_id": info.client_id if embedded else "", "client_secret": info.client_secret if embedded else "",
+        }, client_id=worker)
+
     def watch_workers(self) -> None:
         """Re-split the sequence whenever the set of live workers changes."""
         runner = self.env.runner
@@ -166,9 +179,13 @@ class _Coordinator:
             gone = sorted(set(self.workers) - set(alive))
             self.lost_workers.update(gone)
             self.log.warning("workers.changed", alive=len(alive), gone=gone, from_seq=from_seq)
+            joined = [w for w in alive if w not in self.workers]
             self.workers = alive
             for w in alive:
-                runner.send_message("flowsim_epoch", {"from_seq": from_seq, "workers": alive}, client_id=w)
+                if w in joined:  # a late joiner learns the run, and takes its share only from from_seq on
+                    self.send_start(w, from_seq=from_seq)
+                else:
+                    runner.send_message("flowsim_epoch", {"from_seq": from_seq, "workers": alive}, client_id=w)
             self.maybe_finish()
 
     def maybe_finish(self) -> None:
@@ -281,9 +298,11 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
                            client_id=d["client_id"] or coord.credentials(False)[0],
                            client_secret=d["client_secret"] or coord.credentials(False)[1])
             me = runner.client_id
-            workers = d["workers"]
-            epoch = Epoch(from_seq=0, workers=len(workers), index=workers.index(me) if me in workers else None)
-            coord.begin(info, [epoch], enforce_preflight=False)
+            workers, from_seq = d["workers"], d.get("from_seq", 0)
+            epochs = [Epoch(from_seq=from_seq, workers=len(workers), index=workers.index(me) if me in workers else None)]
+            if from_seq > 0:  # joined mid-run: none of the earlier launches are this worker's
+                epochs.insert(0, Epoch(from_seq=0, workers=1, index=None))
+            coord.begin(info, epochs, enforce_preflight=False)
 
         def on_epoch(environment: Environment, msg: Any, **_: Any) -> None:
             me, workers = runner.client_id, msg.data["workers"]
@@ -319,13 +338,8 @@ def _on_test_start(environment: Environment, **_kw: Any) -> None:
             return
         coord.info = info
         coord.workers = coord.alive_workers()
-        embedded = coord.simulator is not None or bool(coord.opts.flowsim_embedded)
         for w in coord.workers:
-            runner.send_message("flowsim_start", {
-                "run_id": info.run_id, "t0": info.t0, "api_url": info.target.api_url, "workers": coord.workers,
-                # Only the simulator's local test credentials travel; real ones are read by each worker.
-                "client_id": info.client_id if embedded else "", "client_secret": info.client_secret if embedded else "",
-            }, client_id=w)
+            coord.send_start(w, from_seq=0)
         coord.log.info("run.started", run_id=info.run_id, workers=len(coord.workers), scheduled=coord.schedule.total)
         gevent.spawn(coord.watch_workers)
     else:
