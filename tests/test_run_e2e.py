@@ -289,6 +289,7 @@ def test_killed_worker_is_reported_its_share_moves_and_its_ledger_is_complete(tm
         s = json.loads((tmp_path / "summary.json").read_text())
         received = {r["id"] for r in sim_records(sim.url, s["run_id"])}
     assert len(s["workers_lost"]) == 1, out
+    assert 0 < s["not_sent"] < 200 and s["launched"] + s["not_sent"] + s["missed_starts"] == 400
     ledger = launches(tmp_path, s["run_id"])
     ledger_ids = {r["execution_id"] for r in ledger if r["execution_id"]}
     assert ledger_ids <= received                  # every recorded launch arrived

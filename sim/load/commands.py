@@ -63,7 +63,8 @@ def _human(s: dict[str, Any]) -> str:
         f"run {s['run_id']}  ({s.get('scenario')}, target {s.get('target')}, {s.get('workers', 1)} worker(s))",
         f"  rate      target {s['target_rate_per_s']}/s  achieved {s['achieved_rate_per_s']}/s",
         f"  launches  scheduled {s['scheduled']}  launched {s['launched']}  succeeded {s['succeeded']}  "
-        f"failed {s['failed']}  missed starts {s['missed_starts']}  retries {s['retries']}  "
+        f"failed {s['failed']}  missed starts {s['missed_starts']}  not sent {s.get('not_sent', 0)}  "
+        f"retries {s['retries']}  "
         f"429s {s.get('rate_limited_responses', 0)}",
         f"  http      {s['http_status']}",
         f"  latency   p50 {lat['p50']} ms  p95 {lat['p95']} ms  p99 {lat['p99']} ms  max {lat['max']} ms"

@@ -159,6 +159,9 @@ class RunStats:
             "succeeded": succeeded,
             "failed": launched - succeeded,
             "missed_starts": c["missed_starts"],
+            # Scheduled but neither sent nor counted missed: a dead worker's share until the re-split,
+            # or an interrupted run.
+            "not_sent": max(0, scheduled - launched - c["missed_starts"]),
             "retries": c["retries"],
             "first_attempt_failed": c["first_attempt_failed"],
             "transport_errors": c["transport_errors"],
