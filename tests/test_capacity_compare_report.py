@@ -17,10 +17,9 @@ from sim.load.compare import compare
 from sim.platform.org import Capacity, Faults, Latency, default_org
 from sim.platform.server import SimulatorThread
 from sim.report import capacity_report, run_report
-from tests.conftest import LOAD_CLIENT, org_with
-from tests.test_run_e2e import flowsim_run, write_scenario
+from tests.conftest import org_with
+from tests.test_run_e2e import ENV, flowsim_run, write_scenario
 
-ENV = {**os.environ, "GENESYS_CLIENT_ID": LOAD_CLIENT[0], "GENESYS_CLIENT_SECRET": LOAD_CLIENT[1]}
 
 
 def fake_step(knee: float) -> Any:

@@ -58,12 +58,24 @@ def write_scenario(tmp_path: Path, *, rate: float, duration: str, follow: bool =
     return p
 
 
+ENV = {**os.environ, "GENESYS_CLIENT_ID": LOAD_CLIENT[0], "GENESYS_CLIENT_SECRET": LOAD_CLIENT[1]}
+
+
+def run_command(scenario: Path, tmp_path: Path, target: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "sim.cli", "run", str(scenario), "--target", target, "--summary-json",
+            str(tmp_path / "summary.json"), "--ledger-dir", str(tmp_path / "runs"), *extra]
+
+
+def start_run(scenario: Path, tmp_path: Path, target: str, *extra: str, **popen: Any) -> subprocess.Popen[str]:
+    """`flowsim run` in the background, for tests that act on it while it runs."""
+    return subprocess.Popen(run_command(scenario, tmp_path, target, *extra), env=ENV, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+
+
 def flowsim_run(scenario: Path, tmp_path: Path, target: str, *extra: str, timeout: float = 180) -> tuple[int, dict[str, Any], str]:
-    env = {**os.environ, "GENESYS_CLIENT_ID": LOAD_CLIENT[0], "GENESYS_CLIENT_SECRET": LOAD_CLIENT[1]}
     summary = tmp_path / "summary.json"
-    r = subprocess.run([sys.executable, "-m", "sim.cli", "run", str(scenario), "--target", target,
-                        "--summary-json", str(summary), "--ledger-dir", str(tmp_path / "runs"), *extra],
-                       capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp_path)
+    r = subprocess.run(run_command(scenario, tmp_path, target, *extra), capture_output=True, text=True,
+                       timeout=timeout, env=ENV, cwd=tmp_path)
     data = json.loads(summary.read_text()) if summary.exists() else {}
     return r.returncode, data, r.stdout + r.stderr
 
@@ -270,12 +282,8 @@ def _cmdlines() -> list[tuple[str, list[str]]]:
 def test_killed_worker_is_reported_its_share_moves_and_its_ledger_is_complete(tmp_path: Path) -> None:
     """SIGKILL one of 2 workers mid-run: reported lost, the other takes over, nothing it launched is unrecorded."""
     scenario = write_scenario(tmp_path, rate=20, duration="20s")
-    env = {**os.environ, "GENESYS_CLIENT_ID": LOAD_CLIENT[0], "GENESYS_CLIENT_SECRET": LOAD_CLIENT[1]}
     with SimulatorThread(default_org()) as sim:
-        proc = subprocess.Popen([sys.executable, "-m", "sim.cli", "run", str(scenario), "--target", sim.url,
-                                 "--workers", "2", "--summary-json", str(tmp_path / "summary.json"),
-                                 "--ledger-dir", str(tmp_path / "runs")], env=env, cwd=tmp_path,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = start_run(scenario, tmp_path, sim.url, "--workers", "2")
         try:
             time.sleep(8)
             workers = [pid for pid, cmd in _cmdlines() if "--worker" in cmd and str(scenario) in cmd]
@@ -320,12 +328,8 @@ def test_plain_locust_with_the_locustfile_starts_its_own_simulator(tmp_path: Pat
 def test_ctrl_c_keeps_summary_and_a_complete_ledger(tmp_path: Path) -> None:
     """Ctrl-C mid-run (SIGINT to the process group): summary written, exit 130, ledger matches what arrived."""
     scenario = write_scenario(tmp_path, rate=20, duration="30s")
-    env = {**os.environ, "GENESYS_CLIENT_ID": LOAD_CLIENT[0], "GENESYS_CLIENT_SECRET": LOAD_CLIENT[1]}
     with SimulatorThread(default_org()) as sim:
-        proc = subprocess.Popen([sys.executable, "-m", "sim.cli", "run", str(scenario), "--target", sim.url,
-                                 "--summary-json", str(tmp_path / "summary.json"), "--ledger-dir",
-                                 str(tmp_path / "runs")], env=env, cwd=tmp_path, start_new_session=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = start_run(scenario, tmp_path, sim.url, start_new_session=True)
         try:
             time.sleep(8)
             os.killpg(proc.pid, signal.SIGINT)
@@ -356,22 +360,20 @@ def test_ramp_follows_the_stages_second_by_second(tmp_path: Path) -> None:
 
 def test_worker_joining_mid_run_takes_a_share_without_duplicates(tmp_path: Path) -> None:
     """A worker that joins mid-run gets a share of later launches only: every sequence number exactly once."""
-    scenario = write_scenario(tmp_path, rate=20, duration="16s")
-    env = {**os.environ, "GENESYS_CLIENT_ID": LOAD_CLIENT[0], "GENESYS_CLIENT_SECRET": LOAD_CLIENT[1]}
+    # 24 s: a fresh worker process needs a few seconds (imports, connect, users from Locust's rebalancing,
+    # engine set-up) before the master gives it a share.
+    scenario = write_scenario(tmp_path, rate=20, duration="24s")
     late: subprocess.Popen[bytes] | None = None
     with SimulatorThread(default_org()) as sim:
-        proc = subprocess.Popen([sys.executable, "-m", "sim.cli", "run", str(scenario), "--target", sim.url,
-                                 "--workers", "1", "--summary-json", str(tmp_path / "summary.json"),
-                                 "--ledger-dir", str(tmp_path / "runs")], env=env, cwd=tmp_path,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = start_run(scenario, tmp_path, sim.url, "--workers", "1")
         try:
             time.sleep(6)
             master = next(cmd for _, cmd in _cmdlines() if "--master" in cmd and str(scenario) in cmd)
             port = master[master.index("--master-bind-port") + 1]
             late = subprocess.Popen([sys.executable, "-m", "locust", "-f", master[master.index("-f") + 1], "--worker",
                                      "--master-host", "127.0.0.1", "--master-port", port, "--flowsim-scenario",
-                                     str(scenario), "--flowsim-ledger-dir", str(tmp_path / "runs")], env=env,
-                                    cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     str(scenario), "--flowsim-ledger-dir", str(tmp_path / "runs")], env=ENV,
+                                    cwd=tmp_path, stdout=open(tmp_path / "late.log", "w"), stderr=subprocess.STDOUT)
             out, _ = proc.communicate(timeout=120)
         finally:
             for p in (proc, late):
@@ -380,11 +382,11 @@ def test_worker_joining_mid_run_takes_a_share_without_duplicates(tmp_path: Path)
     assert proc.returncode == 0, out[-3000:]
     s = json.loads((tmp_path / "summary.json").read_text())
     ledger = launches(tmp_path, s["run_id"])
-    assert sorted(r["seq"] for r in ledger) == list(range(320))
+    assert sorted(r["seq"] for r in ledger) == list(range(480))
     by_worker: dict[str, list[int]] = {}
     for r in ledger:
         by_worker.setdefault(r["worker"], []).append(r["seq"])
-    assert len(by_worker) == 2
+    assert len(by_worker) == 2, (tmp_path / "late.log").read_text()[-3000:]
     original = min(by_worker.values(), key=min)  # the original worker sent seq 0
     newcomer = next(v for v in by_worker.values() if v is not original)
     # it joined 6 s after the start (launches began ~2 s in, at 20/s): nothing before ~seq 60 is its

@@ -79,6 +79,8 @@ class _Coordinator:
         self.simulator: subprocess.Popen[str] | None = None
         self.done_workers: set[str] = set()
         self.lost_workers: set[str] = set()
+        self.invited: set[str] = set()
+        self.ready: set[str] = set()
         self.workers: list[str] = []
         self.log = logs.get_logger(component="locust")
         self.stopping = False
@@ -153,8 +155,9 @@ class _Coordinator:
         nodes = sorted(runner.clients.values(), key=lambda n: runner.get_worker_index(n.id))
         return [n.id for n in nodes if n.state != STATE_MISSING]
 
-    def send_start(self, worker: str, *, from_seq: int) -> None:
-        """Tell a worker the run (id, start instant, target) and its share from ``from_seq`` on."""
+    def send_start(self, worker: str, *, from_seq: int | None) -> None:
+        """Tell a worker the run (id, start instant, target) and its share from ``from_seq`` on
+        (None: no share yet — a newcomer answers ``flowsim_ready`` once its engine runs)."""
         info = self.info
         runner = self.env.runner
         assert isinstance(runner, MasterRunner) and info is not None
@@ -172,20 +175,25 @@ class _Coordinator:
         assert isinstance(runner, MasterRunner) and self.info is not None
         while not self.stopping:
             gevent.sleep(1.0)
-            alive = self.alive_workers()
+            # A newcomer takes a share only once Locust has given it users (its reported user count);
+            # before that every launch handed to it would be a missed start.
+            connected = self.alive_workers()
+            # A newcomer gets a share only once it has users and has set up its engine: invite it when
+            # Locust has given it users, include it when it answers ready.
+            for w in connected:
+                if w not in self.workers and w not in self.invited and runner.clients[w].user_count > 0:
+                    self.invited.add(w)
+                    self.send_start(w, from_seq=None)
+            alive = [w for w in connected if w in self.workers or w in self.ready]
             if alive == self.workers:
                 continue
             from_seq = self.schedule.seq_at(max(0.0, time.time() + 1.0 - self.info.t0))
             gone = sorted(set(self.workers) - set(alive))
             self.lost_workers.update(gone)
             self.log.warning("workers.changed", alive=len(alive), gone=gone, from_seq=from_seq)
-            joined = [w for w in alive if w not in self.workers]
             self.workers = alive
             for w in alive:
-                if w in joined:  # a late joiner learns the run, and takes its share only from from_seq on
-                    self.send_start(w, from_seq=from_seq)
-                else:
-                    runner.send_message("flowsim_epoch", {"from_seq": from_seq, "workers": alive}, client_id=w)
+                runner.send_message("flowsim_epoch", {"from_seq": from_seq, "workers": alive}, client_id=w)
             self.maybe_finish()
 
     def maybe_finish(self) -> None:
@@ -285,6 +293,11 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
 
         runner.register_message("flowsim_done", on_done)
 
+        def on_ready(environment: Environment, msg: Any, **_: Any) -> None:
+            coord.ready.add(msg.data["worker"])
+
+        runner.register_message("flowsim_ready", on_ready)
+
         def on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
             if "flowsim" in data and coord.master_stats is not None:
                 coord.master_stats.merge(data["flowsim"])
@@ -298,11 +311,15 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
                            client_id=d["client_id"] or coord.credentials(False)[0],
                            client_secret=d["client_secret"] or coord.credentials(False)[1])
             me = runner.client_id
-            workers, from_seq = d["workers"], d.get("from_seq", 0)
-            epochs = [Epoch(from_seq=from_seq, workers=len(workers), index=workers.index(me) if me in workers else None)]
-            if from_seq > 0:  # joined mid-run: none of the earlier launches are this worker's
-                epochs.insert(0, Epoch(from_seq=0, workers=1, index=None))
+            workers, from_seq = d["workers"], d["from_seq"]
+            if from_seq is None:  # joined mid-run: no share until the master re-splits with it
+                epochs = [Epoch(from_seq=0, workers=1, index=None)]
+            else:
+                epochs = [Epoch(from_seq=from_seq, workers=len(workers),
+                                index=workers.index(me) if me in workers else None)]
             coord.begin(info, epochs, enforce_preflight=False)
+            if from_seq is None and coord.engine is not None:
+                runner.send_message("flowsim_ready", {"worker": me})
 
         def on_epoch(environment: Environment, msg: Any, **_: Any) -> None:
             me, workers = runner.client_id, msg.data["workers"]
