@@ -79,7 +79,7 @@ class _Coordinator:
         self.simulator: subprocess.Popen[str] | None = None
         self.done_workers: set[str] = set()
         self.lost_workers: set[str] = set()
-        self.invited: set[str] = set()
+        self.invited: dict[str, float] = {}
         self.ready: set[str] = set()
         self.workers: list[str] = []
         self.log = logs.get_logger(component="locust")
@@ -122,7 +122,9 @@ class _Coordinator:
     def on_engine_done(self) -> None:
         runner = self.env.runner
         if isinstance(runner, WorkerRunner):
-            runner.send_message("flowsim_done", {"worker": runner.client_id})
+            # The final stats ride with "done": the master may quit before the next regular report.
+            stats = self.engine.stats.drain() if self.engine is not None else None
+            runner.send_message("flowsim_done", {"worker": runner.client_id, "stats": stats})
         else:
             self.log.info("run.schedule_complete")
             gevent.spawn_later(0.2, runner.quit)  # type: ignore[union-attr]
@@ -180,9 +182,11 @@ class _Coordinator:
             connected = self.alive_workers()
             # A newcomer gets a share only once it has users and has set up its engine: invite it when
             # Locust has given it users, include it when it answers ready.
+            now = time.monotonic()
             for w in connected:
-                if w not in self.workers and w not in self.invited and runner.clients[w].user_count > 0:
-                    self.invited.add(w)
+                if (w not in self.workers and w not in self.ready and runner.clients[w].user_count > 0
+                        and now - self.invited.get(w, -1e9) > 5.0):  # again after 5 s: it may have missed it
+                    self.invited[w] = now
                     self.send_start(w, from_seq=None)
             alive = [w for w in connected if w in self.workers or w in self.ready]
             if alive == self.workers:
@@ -288,6 +292,8 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
         coord.master_stats = RunStats()
 
         def on_done(environment: Environment, msg: Any, **_: Any) -> None:
+            if msg.data.get("stats") and coord.master_stats is not None:
+                coord.master_stats.merge(msg.data["stats"])
             coord.done_workers.add(msg.data["worker"])
             coord.maybe_finish()
 
@@ -307,6 +313,9 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
     elif isinstance(runner, WorkerRunner):
         def on_start(environment: Environment, msg: Any, **_: Any) -> None:
             d = msg.data
+            if coord.engine is not None:  # a repeated invitation: already running, say so again
+                runner.send_message("flowsim_ready", {"worker": runner.client_id})
+                return
             info = RunInfo(run_id=d["run_id"], t0=d["t0"], target=resolve_target(d["api_url"], embedded_url=d["api_url"]),
                            client_id=d["client_id"] or coord.credentials(False)[0],
                            client_secret=d["client_secret"] or coord.credentials(False)[1])
@@ -338,10 +347,12 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
 
 @events.test_start.add_listener
 def _on_test_start(environment: Environment, **_kw: Any) -> None:
-    coord = _coordinator(environment)
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
+        # Workers start on the master's flowsim_start message. (A worker can get Locust's spawn message,
+        # and so test_start, before its own init event has run.)
         return
+    coord = _coordinator(environment)
     info = coord.run_info()
     if isinstance(runner, MasterRunner):
         # The master refuses production flows too: plain `locust --master` runs skip `flowsim run`'s preflight.
