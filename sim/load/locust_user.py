@@ -12,11 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -29,19 +27,15 @@ from sim import logs
 from sim.errors import ConfigError, FlowsimError
 from sim.load.engine import Engine, RunInfo, Ticket
 from sim.load.preflight import declared_inputs, preflight
+from sim.load.runner import EMBEDDED_CLIENT, new_run_id
 from sim.load.scenario import Scenario, constant_rate, load_scenario, parse_duration, resolve_target
 from sim.load.schedule import Epoch, Schedule
 from sim.load.stats import RunStats
 
 __all__ = ["FlowUser"]
 
-EMBEDDED_CLIENT = ("flowsim-load-client", "flowsim-local-secret")  # the built-in org's local test client
 START_DELAY_S = 2.0
 """Between the start message and launch 0: time for workers to spawn their users."""
-
-
-def new_run_id() -> str:
-    return f"{datetime.now(timezone.utc):%Y%m%d%H%M%S}-{secrets.token_hex(2)}"
 
 
 @events.init_command_line_parser.add_listener
