@@ -342,11 +342,11 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
 @events.test_start.add_listener
 def _on_test_start(environment: Environment, **_kw: Any) -> None:
     runner = environment.runner
-    if isinstance(runner, WorkerRunner):
+    coord: _Coordinator | None = getattr(environment, "flowsim", None)
+    if coord is None or isinstance(runner, WorkerRunner):
         # Workers start on the master's flowsim_start message. (A worker can get Locust's spawn message,
-        # and so test_start, before its own init event has run.)
+        # and so test_start, before its init event has run and before environment.runner is even set.)
         return
-    coord = _coordinator(environment)
     info = coord.run_info()
     if isinstance(runner, MasterRunner):
         # The master refuses production flows too: plain `locust --master` runs skip `flowsim run`'s preflight.
