@@ -3,6 +3,6 @@
 ``-u`` is the scenario's concurrency (executions in flight); the arrival rate comes from the scenario.
 """
 
-from sim.load.locust_user import FlowUser
+from sim.run.locust_user import FlowUser
 
 __all__ = ["FlowUser"]

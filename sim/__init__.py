@@ -1,7 +1,8 @@
 """flowsim: load and simulation tests for Genesys Cloud Architect flow executions.
 
-``sim.platform`` is the simulated Genesys Cloud API (never imports locust or gevent);
-``sim.load`` is the load side (only ``sim.load.locust_user`` imports locust).
+``sim.platform`` is the simulated Genesys Cloud API (never imports locust or gevent); ``sim.load`` is
+what one launch needs; ``sim.run`` turns a scenario into a Locust run (only ``sim.run.locust_user``
+imports locust); ``sim.results`` is what a run produced.
 """
 
 from sim.errors import ConfigError, FlowsimError, PlatformError, TransportError

@@ -1,11 +1,9 @@
-"""The load side: scenarios, identities, the arrival schedule, the platform client, the ledger and
-statistics. ``sim.load.locust_user`` is the only module that imports locust; importing this package
-does not import it.
-"""
+"""What one launch needs, no processes and no locust: scenarios, the arrival schedule, identities,
+payloads, the platform client and its transport, the ledger and statistics."""
 
 from sim.load.identity import Identity, IdentityFactory
 from sim.load.ledger import Ledger, summarize
 from sim.load.scenario import Scenario, load_scenario
-from sim.load.schedule import Partition, Schedule
+from sim.load.schedule import Schedule
 
-__all__ = ["Identity", "IdentityFactory", "Ledger", "summarize", "Scenario", "load_scenario", "Partition", "Schedule"]
+__all__ = ["Identity", "IdentityFactory", "Ledger", "summarize", "Scenario", "load_scenario", "Schedule"]

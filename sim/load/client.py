@@ -25,7 +25,7 @@ import orjson
 
 from sim.errors import PlatformError, TransportError
 
-__all__ = ["TokenManager", "FlowClient", "Attempt", "LaunchResult", "Reporter", "shared_ssl_context",
+__all__ = ["TokenManager", "FlowClient", "Attempt", "LaunchResult", "FollowResult", "Reporter", "shared_ssl_context",
            "RETRY_STATUSES", "TERMINAL"]
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
@@ -124,11 +124,22 @@ class Attempt:
     error: str | None = None
     """ErrorBody code, or the transport error's type."""
     context_id: str | None = None
+    statuses: tuple[int, ...] = ()
+    """Every attempt's HTTP status in order (0: no answer)."""
 
 
 @dataclass(slots=True)
 class LaunchResult(Attempt):
     execution_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FollowResult:
+    """How following an execution ended: its terminal status (or TIMEOUT / UNKNOWN), polls, 429s seen."""
+
+    status: str
+    polls: int
+    rate_limited: int
 
 
 @dataclass
@@ -168,6 +179,7 @@ class FlowClient:
     def request(self, method: str, path: str, name: str, *, body: bytes | None = None,
                 retry_transport: bool) -> Attempt:
         first_status: int | None = None
+        statuses: list[int] = []
         attempts = retries = 0
         auth_retried = False
         start_all = time.perf_counter()
@@ -184,16 +196,19 @@ class FlowClient:
                             exception=TransportError(f"{type(e).__name__} on {method} {name}"), context={})
                 if first_status is None:
                     first_status = 0
+                statuses.append(0)
                 if retry_transport and retries < self.max_retries:
                     retries += 1
                     self.sleep(self._wait_s(None, retries))
                     continue
                 return Attempt(status=0, body=None, attempts=attempts, retries=retries, first_status=first_status,
-                               elapsed_ms=(time.perf_counter() - start_all) * 1000, error=type(e).__name__)
+                               elapsed_ms=(time.perf_counter() - start_all) * 1000, error=type(e).__name__,
+                               statuses=tuple(statuses))
             ms = (time.perf_counter() - start) * 1000
             status = r.status_code
             if first_status is None:
                 first_status = status
+            statuses.append(status)
             try:
                 data = orjson.loads(r.content) if r.content else None
             except orjson.JSONDecodeError:
@@ -215,34 +230,37 @@ class FlowClient:
             return Attempt(status=status, body=data, attempts=attempts, retries=retries, first_status=first_status,
                            elapsed_ms=(time.perf_counter() - start_all) * 1000,
                            error=exc.code if isinstance(exc, PlatformError) else None,
-                           context_id=r.headers.get("ININ-Correlation-Id"))
+                           context_id=r.headers.get("ININ-Correlation-Id"), statuses=tuple(statuses))
 
     def launch(self, body: dict[str, Any]) -> LaunchResult:
         a = self.request("POST", "/api/v2/flows/executions", "launch", body=orjson.dumps(body), retry_transport=False)
         eid = a.body.get("id") if a.status == 200 and isinstance(a.body, dict) else None
         return LaunchResult(status=a.status, body=a.body, attempts=a.attempts, retries=a.retries,
                             first_status=a.first_status, elapsed_ms=a.elapsed_ms, error=a.error,
-                            context_id=a.context_id, execution_id=eid)
+                            context_id=a.context_id, statuses=a.statuses, execution_id=eid)
 
     def status(self, execution_id: str) -> Attempt:
         return self.request("GET", f"/api/v2/flows/executions/{execution_id}", "execution status",
                             retry_transport=True)
 
     def follow(self, execution_id: str, *, poll_interval_s: float, timeout_s: float,
-               clock: Callable[[], float] = time.monotonic) -> str:
-        """Poll until a terminal status; returns it, or TIMEOUT / UNKNOWN (status unreadable)."""
+               clock: Callable[[], float] = time.monotonic) -> FollowResult:
+        """Poll until a terminal status, TIMEOUT, or UNKNOWN (status unreadable)."""
         deadline = clock() + timeout_s
+        polls = r429 = 0
         while True:
             self.sleep(poll_interval_s)  # a flow launched a moment ago is still running: don't ask yet
             a = self.status(execution_id)
+            polls += a.attempts
+            r429 += a.statuses.count(429)
             if a.status == 200 and isinstance(a.body, dict):
                 st = str(a.body.get("status", "UNKNOWN"))
                 if st in TERMINAL:
-                    return st
+                    return FollowResult(st, polls, r429)
             elif a.status not in (0, *RETRY_STATUSES):
-                return "UNKNOWN"
+                return FollowResult("UNKNOWN", polls, r429)
             if clock() + poll_interval_s > deadline:
-                return "TIMEOUT"
+                return FollowResult("TIMEOUT", polls, r429)
 
     def get_json(self, path: str, name: str) -> Attempt:
         return self.request("GET", path, name, retry_transport=True)

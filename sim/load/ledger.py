@@ -6,7 +6,9 @@ never contend; a crash or Ctrl-C loses at most the requests in flight. Records:
 - ``{"event": "launch", ...}``  one per launch attempt (after retries): seq, name, identity id,
   flow id, execution id, HTTP status, error code, intended/sent/answered times, attempts;
 - ``{"event": "outcome", ...}`` the terminal flow status of a followed execution;
-- ``{"event": "missed", ...}``  a launch that could not start on time (no free user).
+- ``{"event": "missed", ...}``  a launch that could not start on time (no free user);
+- ``{"event": "late", ...}``    a launch this process owned but was too late to send (it was paused or
+  starved past its due time): never sent, so never sent twice.
 
 No secrets are ever written: records carry ids, statuses and times only.
 """
@@ -22,7 +24,9 @@ from typing import Any
 
 import orjson
 
-__all__ = ["Ledger", "read_records", "summarize", "ledger_files", "run_dir"]
+from sim.load.stats import RunStats
+
+__all__ = ["Ledger", "read_records", "summarize", "ledger_files", "run_dir", "replay"]
 
 
 def run_dir(ledger_dir: str | Path, run_id: str) -> Path:
@@ -67,12 +71,30 @@ def read_records(files: list[Path]) -> Iterator[dict[str, Any]]:
                     continue
 
 
+def replay(files: list[Path], t0: float) -> tuple[RunStats, int]:
+    """Statistics of a run counted from its ledger files, and how many seqs were launched more than once."""
+    stats = RunStats()
+    seen = bytearray()
+    duplicates = 0
+    for rec in read_records(files):
+        if rec.get("event") == "launch":
+            seq = int(rec["seq"])
+            byte, bit = divmod(seq, 8)
+            if byte >= len(seen):
+                seen.extend(bytes(byte + 1 - len(seen) + 1024))
+            if seen[byte] >> bit & 1:
+                duplicates += 1
+            seen[byte] |= 1 << bit
+        stats.add(rec, t0)
+    return stats, duplicates
+
+
 def summarize(files: list[Path]) -> dict[str, Any]:
     """Reconcile a run's ledger: launches, statuses, outcomes, duplicates, launches never resolved."""
     launches: dict[str, dict[str, Any]] = {}
     duplicates = 0
     outcomes: dict[str, str] = {}
-    missed = 0
+    missed = late = 0
     statuses: Counter[str] = Counter()
     run_ids: set[str] = set()
     for rec in read_records(files):
@@ -87,6 +109,8 @@ def summarize(files: list[Path]) -> dict[str, Any]:
             outcomes[rec["name"]] = rec.get("flow_status", "UNKNOWN")
         elif ev == "missed":
             missed += 1
+        elif ev == "late":
+            late += 1
     accepted = [n for n, r in launches.items() if r.get("http_status") == 200]
     followed = [n for n in accepted if n in outcomes]
     return {
@@ -97,6 +121,7 @@ def summarize(files: list[Path]) -> dict[str, Any]:
         "http_status": dict(sorted(statuses.items())),
         "duplicate_names": duplicates,
         "missed_starts": missed,
+        "late_not_sent": late,
         "outcomes": dict(sorted(Counter(outcomes.values()).items())),
         "accepted_without_outcome": len(accepted) - len(followed),
         "execution_ids": sorted(str(launches[n].get("execution_id")) for n in accepted),

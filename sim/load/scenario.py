@@ -19,7 +19,7 @@ from sim.errors import ConfigError
 
 __all__ = [
     "Scenario", "FlowSpec", "Stage", "Thresholds", "load_scenario", "parse_duration", "constant_rate",
-    "REGIONS", "Target", "resolve_target", "TEMPLATE_FIELDS",
+    "REGIONS", "Target", "resolve_target", "TEMPLATE_FIELDS", "scenario_to_dict", "scenario_from_dict",
 ]
 
 REGIONS = {
@@ -152,6 +152,20 @@ def constant_rate(scenario: Scenario, *, rate_per_s: float | None, duration_s: f
     rate = rate_per_s if rate_per_s is not None else max(s.rate_per_s for s in scenario.stages)
     dur = duration_s if duration_s is not None else scenario.duration_s
     return dataclasses.replace(scenario, stages=(Stage(duration_s=dur, rate_per_s=rate),))
+
+
+def scenario_to_dict(scenario: Scenario) -> dict[str, Any]:
+    """Plain JSON-able data (the run plan carries the resolved scenario to every worker)."""
+    return dataclasses.asdict(scenario)
+
+
+def scenario_from_dict(data: dict[str, Any]) -> Scenario:
+    """The inverse of :func:`scenario_to_dict`."""
+    kw = dict(data)
+    kw["flows"] = tuple(FlowSpec(**f) for f in kw["flows"])
+    kw["stages"] = tuple(Stage(**st) for st in kw["stages"])
+    kw["thresholds"] = Thresholds(**kw["thresholds"])
+    return Scenario(**kw)
 
 
 def resolve_target(target: str, *, embedded_url: str | None = None) -> Target:

@@ -1,20 +1,15 @@
-"""The arrival schedule: when launch number ``seq`` is due, and which worker sends it.
+"""The arrival schedule: when launch number ``seq`` is due.
 
 Stages define a piecewise-linear rate r(t); C(t) is its integral (launches due by t). Launch
-``seq`` is due at C⁻¹(seq). Workers split the sequence by residue (worker i of n sends seq ≡ i mod n),
-so every worker knows its own launches and every sequence number — hence every execution name —
-is unique across workers without asking the master. A topology change takes effect from a
-sequence number all workers agree on.
+``seq`` is due at C⁻¹(seq). Which worker sends which seq is ``sim.run.coordination``'s business.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 from sim.load.scenario import Stage
 
-__all__ = ["Schedule", "Partition", "Epoch"]
+__all__ = ["Schedule"]
 
 
 class Schedule:
@@ -65,36 +60,3 @@ class Schedule:
     def seq_at(self, t: float) -> int:
         """The first sequence number due at or after ``t``."""
         return math.ceil(self.cumulative(t) - 1e-9)
-
-
-@dataclass(frozen=True, slots=True)
-class Epoch:
-    """From ``from_seq`` on, ``workers`` share the sequence; this worker has ``index`` (None: not in it)."""
-
-    from_seq: int
-    workers: int
-    index: int | None
-
-
-class Partition:
-    """This worker's share of the sequence over the run's topology epochs."""
-
-    def __init__(self, epochs: list[Epoch] | None = None) -> None:
-        self.epochs: list[Epoch] = epochs or [Epoch(from_seq=0, workers=1, index=0)]
-
-    def add(self, epoch: Epoch) -> None:
-        """A new topology from ``epoch.from_seq`` on; it replaces epochs that start at or after it."""
-        self.epochs = [e for e in self.epochs if e.from_seq < epoch.from_seq] + [epoch]
-
-    def next_seq(self, prev: int) -> int | None:
-        """This worker's first sequence number after ``prev`` (None: none in any known epoch)."""
-        candidate = prev + 1
-        for i, e in enumerate(self.epochs):
-            end = self.epochs[i + 1].from_seq if i + 1 < len(self.epochs) else math.inf
-            c = max(candidate, e.from_seq)
-            if c >= end or e.index is None:
-                continue
-            s = c + (e.index - c) % e.workers
-            if s < end:
-                return s
-        return None

@@ -1,20 +1,22 @@
 """Run statistics with HDR histograms: mergeable across Locust workers, exact enough for SLOs.
 
-Locust rounds response times to two significant digits; these histograms keep three, from 1 µs
-to one hour. A worker ships its deltas with every report (``drain``); the master ``merge``\\s them.
+Everything is counted from **ledger records** (:meth:`RunStats.add`): the engine adds each record as
+it writes it, and the master replays the ledger files through the same method at the end of a run,
+so the summary and the ledger cannot disagree. Locust rounds response times to two significant
+digits; these histograms keep three, from 1 µs to one hour. For live progress a worker ships its
+deltas with every report (``drain``); the master ``merge``\\s them.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from sim.load.scenario import Thresholds
-
-__all__ = ["RunStats", "HISTOGRAMS", "evaluate_thresholds"]
+__all__ = ["RunStats", "HISTOGRAMS", "Percentiles"]
 
 HISTOGRAMS = ("launch", "launch_from_intended", "flow_completion")
 """launch: first send → final answer; launch_from_intended: due time → final answer
@@ -72,7 +74,7 @@ class TimeSeries:
             c = self.counts.get(sec, Counter())
             h = self.hist.get(sec)
             row: dict[str, Any] = {"t": sec, "launched": c["launched"], "failed": c["failed"], "r429": c["r429"],
-                                   "missed": c["missed"], "outcome_failed": c["outcome_failed"]}
+                                   "missed": c["missed"], "late": c["late"], "outcome_failed": c["outcome_failed"]}
             if rate_at is not None:
                 row["target"] = round(rate_at(sec + 0.5), 3)
             if h is not None and h.get_total_count():
@@ -88,6 +90,17 @@ class TimeSeries:
         return total
 
 
+@dataclass(frozen=True, kw_only=True)
+class Percentiles:
+    """Latency percentiles in ms (None: nothing recorded)."""
+
+    count: int = 0
+    p50: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    max: float | None = None
+
+
 class RunStats:
     def __init__(self) -> None:
         self.series = TimeSeries()
@@ -97,6 +110,60 @@ class RunStats:
         self.hist = {name: _hist() for name in HISTOGRAMS}
         self.first_send: float = math.inf
         self.last_send: float = 0.0
+
+    def add(self, rec: dict[str, Any], t0: float) -> None:
+        """Count one ledger record (``launch``, ``outcome``, ``missed``, ``late``); ``t0`` is launch 0's due time."""
+        ev = rec.get("event")
+        c = self.counters
+        if ev == "launch":
+            sec = int(rec["intended_at"] - t0)
+            status = int(rec["http_status"])
+            statuses = rec.get("attempt_statuses") or [status]
+            c["launched"] += 1
+            c["retries"] += int(rec.get("attempts", 1)) - 1
+            if statuses[0] != 200:
+                c["first_attempt_failed"] += 1
+            self.http_status[str(status)] += 1
+            self.sent(rec["sent_at"])
+            self.series.count(sec, "launched")
+            r429 = statuses.count(429)
+            if r429:
+                c["launch_429"] += r429
+                self.series.count(sec, "r429", r429)
+            if status == 200:
+                c["accepted"] += 1
+            else:
+                self.series.count(sec, "failed")
+                if status == 0:
+                    c["transport_errors"] += 1
+            if status:
+                self.series.latency(sec, rec["latency_ms"])
+                self.record_ms("launch", rec["latency_ms"])
+                self.record_ms("launch_from_intended", (rec["answered_at"] - rec["intended_at"]) * 1000)
+        elif ev == "outcome":
+            sec = int(rec["intended_at"] - t0)
+            self.outcomes[rec["flow_status"]] += 1
+            if rec["flow_status"] != "COMPLETED":
+                self.series.count(sec, "outcome_failed")
+            if rec.get("poll_429"):
+                c["poll_429"] += rec["poll_429"]
+                self.series.count(sec, "r429", rec["poll_429"])
+            c["polls"] += rec.get("polls", 0)
+            self.record_ms("flow_completion", (rec["observed_at"] - rec["answered_at"]) * 1000)
+        elif ev == "missed":
+            c["missed_starts"] += 1
+            self.series.count(int(rec["intended_at"] - t0), "missed")
+        elif ev == "late":
+            c["late"] += 1
+            self.series.count(int(rec["intended_at"] - t0), "late")
+
+    def flood(self, last_second: int, seconds: int, limit: float) -> str | None:
+        """Why to abort: failures + 429s above ``limit`` of launches over the last ``seconds`` (None: fine)."""
+        w = self.series.window(last_second, seconds)
+        if w["launched"] >= 10 and (w["failed"] + w["r429"]) / w["launched"] > limit:
+            return (f"{w['failed']} failed launches and {w['r429']} 429s out of {w['launched']} "
+                    f"launches in {seconds} s (limit {limit:.0%})")
+        return None
 
     def record_ms(self, name: str, ms: float) -> None:
         self.hist[name].record_value(min(_MAX_US, max(1, int(ms * 1000))))
@@ -131,81 +198,16 @@ class RunStats:
         if data.get("last_send") is not None:
             self.last_send = max(self.last_send, data["last_send"])
 
-    def percentiles(self, name: str) -> dict[str, float | None]:
+    def percentiles(self, name: str) -> Percentiles:
         h = self.hist[name]
         if not h.get_total_count():
-            return {"count": 0, "p50": None, "p95": None, "p99": None, "max": None}
-        return {"count": h.get_total_count(),
-                **{f"p{p}": round(h.get_value_at_percentile(p) / 1000, 3) for p in (50, 95, 99)},
-                "max": round(h.get_max_value() / 1000, 3)}
+            return Percentiles()
+        p50, p95, p99 = (round(h.get_value_at_percentile(p) / 1000, 3) for p in (50, 95, 99))
+        return Percentiles(count=h.get_total_count(), p50=p50, p95=p95, p99=p99,
+                           max=round(h.get_max_value() / 1000, 3))
 
     def achieved_rate_per_s(self) -> float:
         """Send rate actually achieved: (launches − 1) / (last send − first send)."""
         n = self.counters["launched"]
         span = self.last_send - self.first_send
         return (n - 1) / span if n > 1 and span > 0 else float(n)
-
-    def summary(self, *, run_id: str, target_rate_per_s: float, scheduled: int,
-                thresholds: Thresholds, extra: dict[str, Any] | None = None, rate_at: Any = None) -> dict[str, Any]:
-        c = self.counters
-        launched, succeeded = c["launched"], c["accepted"]
-        followed = sum(self.outcomes.values())
-        s: dict[str, Any] = {
-            "run_id": run_id,
-            "target_rate_per_s": round(target_rate_per_s, 3),
-            "achieved_rate_per_s": round(self.achieved_rate_per_s(), 3),
-            "scheduled": scheduled,
-            "launched": launched,
-            "succeeded": succeeded,
-            "failed": launched - succeeded,
-            "missed_starts": c["missed_starts"],
-            # Scheduled but neither sent nor counted missed: a dead worker's share until the re-split,
-            # or an interrupted run.
-            "not_sent": max(0, scheduled - launched - c["missed_starts"]),
-            "retries": c["retries"],
-            "first_attempt_failed": c["first_attempt_failed"],
-            "transport_errors": c["transport_errors"],
-            "http_status": dict(sorted(self.http_status.items())),
-            "latency_ms": self.percentiles("launch"),
-            "latency_from_intended_ms": self.percentiles("launch_from_intended"),
-            "flow_completion": {"followed": followed, "outcomes": dict(sorted(self.outcomes.items())),
-                                "duration_ms": self.percentiles("flow_completion")},
-        }
-        s["rate_limited_responses"] = sum(c.get("r429", 0) for c in self.series.counts.values())
-        s["timeseries"] = self.series.rows(rate_at)
-        if extra:
-            s.update(extra)
-        s["thresholds"] = evaluate_thresholds(s, thresholds)
-        s["passed"] = all(t["passed"] for t in s["thresholds"])
-        return s
-
-
-def evaluate_thresholds(s: dict[str, Any], th: Thresholds) -> list[dict[str, Any]]:
-    """Each configured threshold with its observed value and pass/fail."""
-    launched = max(1, s["launched"])
-    scheduled = max(1, s["scheduled"])
-    followed = s["flow_completion"]["followed"]
-    observed = {
-        "launch_p95_ms": s["latency_ms"]["p95"],
-        "launch_p99_ms": s["latency_ms"]["p99"],
-        "launch_error_rate": s["failed"] / launched,
-        "missed_start_rate": s["missed_starts"] / scheduled,
-        "flow_failure_rate": ((followed - s["flow_completion"]["outcomes"].get("COMPLETED", 0)) / followed
-                              if followed else 0.0),
-        "min_achieved_rate_ratio": (s["achieved_rate_per_s"] / s["target_rate_per_s"]
-                                    if s["target_rate_per_s"] else 1.0),
-    }
-    out = []
-    for name, value in observed.items():
-        limit = getattr(th, name)
-        if limit is None:
-            continue
-        if value is None:
-            passed = False
-        elif name.startswith("min_"):
-            passed = value >= limit
-        else:
-            passed = value <= limit
-        out.append({"name": name, "limit": limit, "observed": None if value is None else round(value, 4),
-                    "passed": passed})
-    return out

@@ -6,6 +6,8 @@ import html
 import json
 from typing import Any
 
+from sim.results.summary import CapacityResult, RunSummary, ThresholdResult
+
 __all__ = ["run_report", "capacity_report", "line_chart", "bar_chart"]
 
 Point = tuple[float, float]
@@ -116,77 +118,80 @@ def _kpis(items: list[tuple[str, Any]]) -> str:
         f'<div class="kpi">{html.escape(k)}<b>{html.escape(str(v))}</b></div>' for k, v in items) + "</div>"
 
 
-def _thresholds(rows: list[dict[str, Any]]) -> str:
+def _thresholds(rows: tuple[ThresholdResult, ...]) -> str:
     if not rows:
         return "<p>No thresholds configured.</p>"
     cells = "".join(
-        f"<tr><td>{html.escape(t['name'])}</td><td>{t['limit']}</td><td>{t['observed']}</td>"
-        f"<td class=\"{'pass' if t['passed'] else 'fail'}\">{'PASS' if t['passed'] else 'FAIL'}</td></tr>"
+        f"<tr><td>{html.escape(t.name)}</td><td>{t.limit}</td><td>{t.observed}</td>"
+        f"<td class=\"{'pass' if t.passed else 'fail'}\">{'PASS' if t.passed else 'FAIL'}</td></tr>"
         for t in rows)
     return f"<table><tr><th>threshold</th><th>limit</th><th>observed</th><th></th></tr>{cells}</table>"
 
 
-def run_report(s: dict[str, Any]) -> str:
+def run_report(s: RunSummary) -> str:
     """The HTML report of one load run summary."""
-    ts = s.get("timeseries", [])
-    lat = s["latency_ms"]
-    verdict = "PASS" if s["passed"] else "FAIL"
-    body = [_kpis([("result", verdict), ("target /s", s["target_rate_per_s"]), ("achieved /s", s["achieved_rate_per_s"]),
-                   ("launched", s["launched"]), ("failed", s["failed"]), ("missed starts", s["missed_starts"]),
-                   ("retries", s["retries"]), ("p95 ms", lat["p95"]), ("p99 ms", lat["p99"])])]
-    body.append("<h2>Thresholds</h2>" + _thresholds(s["thresholds"]))
+    ts = s.timeseries
+    lat = s.latency_ms
+    body = [_kpis([("result", s.verdict), ("target /s", s.target_rate_per_s), ("achieved /s", s.achieved_rate_per_s),
+                   ("launched", s.launched), ("failed", s.failed), ("missed starts", s.missed_starts),
+                   ("not sent", s.not_sent), ("retries", s.retries), ("p95 ms", lat.p95), ("p99 ms", lat.p99)])]
+    body.append("<h2>Thresholds</h2>" + _thresholds(s.thresholds))
     body.append("<h2>Arrival rate</h2>" + line_chart(
         [("target", COLORS["target"], [(r["t"], r.get("target", 0)) for r in ts]),
          ("achieved (launches by due second)", COLORS["achieved"], [(r["t"], r["launched"]) for r in ts])],
         title="Launches per second: target vs achieved", xlabel="seconds since start", ylabel="launches/s"))
     body.append("<h2>Latency</h2>" + line_chart(
         [(p, COLORS[p], [(r["t"], r[p]) for r in ts if p in r]) for p in ("p50", "p95", "p99")],
-        title="Launch latency percentiles per second", xlabel="seconds since start", ylabel="ms"))
+        title="Launch latency percentiles per second (first send to final answer)", xlabel="seconds since start",
+        ylabel="ms"))
     body.append("<h2>Errors, 429s and missed starts</h2>" + line_chart(
         [("failed launches", COLORS["failed"], [(r["t"], r["failed"]) for r in ts]),
          ("429 responses", COLORS["r429"], [(r["t"], r["r429"]) for r in ts]),
          ("missed starts", COLORS["missed"], [(r["t"], r["missed"]) for r in ts])],
         title="Per second", xlabel="seconds since start", ylabel="count"))
-    outcomes = s["flow_completion"]["outcomes"]
+    outcomes = s.flow_completion.outcomes
     if outcomes:
         palette = {"COMPLETED": "#2ca02c", "FAILED": "#d62728", "ERROR": "#ff7f0e", "TIMEOUT": "#8c564b"}
         body.append("<h2>Flow outcomes</h2>" + bar_chart(
             [(k, v, palette.get(k, "#7f7f7f")) for k, v in sorted(outcomes.items())], title="Followed executions"))
-    status = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in s["http_status"].items())
+    status = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in s.http_status.items())
     body.append(f"<h2>HTTP status of launches (after retries)</h2><table><tr><th>status</th><th>count</th></tr>"
-                f"{status}</table><p>Ledger: <code>{html.escape(str(s.get('ledger_path')))}</code></p>")
-    note = s.get("analytics", {}).get("note")
+                f"{status}</table><p>Ledger: <code>{html.escape(s.ledger_path)}</code></p>")
+    note = s.analytics.get("note")
     if note:
         body.append(f"<h2>Analytics</h2><p>{html.escape(note)}</p>")
-    return _page(f"flowsim run {s['run_id']} — {verdict}",
-                 f"scenario {s.get('scenario')} · target {s.get('target')} · {s.get('workers', 1)} worker(s)",
-                 "".join(body), s)
+    return _page(f"flowsim run {s.run_id} — {s.verdict}",
+                 f"scenario {s.scenario} · target {s.target} · {s.workers} worker(s)", "".join(body), s.to_dict())
 
 
-def capacity_report(c: dict[str, Any]) -> str:
+def capacity_report(c: CapacityResult) -> str:
     """The HTML report of a capacity search: latency and errors against rate, the knee marked."""
-    steps = sorted(c["steps"], key=lambda st: st["rate_per_s"])
-    knee = c["sustainable_rate_per_s"]
-    body = [_kpis([("sustainable /s", knee), ("first failing /s", c.get("first_failing_rate_per_s")),
-                   ("steps", len(steps)), ("search s", c.get("search_duration_s")),
-                   ("limited by", c.get("limiting_factor") or "—")])]
-    body.append(f"<p>{html.escape(c.get('confidence', ''))}. SLO: p95 ≤ {c['slo']['p95_ms']} ms, "
-                f"error rate ≤ {c['slo']['max_error_rate']:.2%}.</p>")
+    steps = sorted(c.steps, key=lambda st: st.rate_per_s)
+    knee = c.sustainable_rate_per_s
+    body = [_kpis([("sustainable /s", knee), ("first failing /s", c.first_failing_rate_per_s),
+                   ("steps", len(steps)), ("search s", c.search_duration_s),
+                   ("limited by", c.limiting_factor or "—")])]
+    body.append(f"<p>{html.escape(c.confidence)}. SLO: p95 ≤ {c.slo['p95_ms']} ms, "
+                f"error rate ≤ {c.slo['max_error_rate']:.2%} (first attempts).</p>")
     body.append(line_chart(
-        [(p, COLORS[p], [(st["rate_per_s"], st["latency_ms"][p]) for st in steps if st["latency_ms"].get(p) is not None])
+        [(p, COLORS[p], [(st.rate_per_s, v) for st in steps if (v := getattr(st.latency_ms, p)) is not None])
          for p in ("p50", "p95", "p99")],
         title="Launch latency vs arrival rate", xlabel="launches/s", ylabel="ms", marker_x=knee or None,
         marker_label=f"sustainable {knee}/s", dots=True))
     body.append(line_chart(
-        [("error rate %", COLORS["error"], [(st["rate_per_s"], 100 * st["error_rate"]) for st in steps]),
-         ("429 rate %", COLORS["r429"], [(st["rate_per_s"], 100 * st["rate_429"]) for st in steps])],
+        [("first-attempt error rate %", COLORS["error"], [(st.rate_per_s, 100 * st.first_attempt_error_rate)
+                                                          for st in steps]),
+         ("error rate after retries %", "#ff9896", [(st.rate_per_s, 100 * st.error_rate) for st in steps]),
+         ("429 rate %", COLORS["r429"], [(st.rate_per_s, 100 * st.rate_429) for st in steps])],
         title="Errors vs arrival rate", xlabel="launches/s", ylabel="% of launches", marker_x=knee or None,
         marker_label="knee", dots=True))
     rows = "".join(
-        f"<tr><td>{st['rate_per_s']:.2f}</td><td>{st['achieved_rate_per_s']:.2f}</td><td>{st['latency_ms']['p95']}</td>"
-        f"<td>{st['error_rate']:.2%}</td><td>{st['rate_429']:.2%}</td><td>{st['missed_starts']}</td>"
-        f"<td class=\"{'pass' if st['passed'] else 'fail'}\">{'pass' if st['passed'] else 'fail'}</td>"
-        f"<td>{html.escape('; '.join(st['reasons']))}</td></tr>" for st in c["steps"])
+        f"<tr><td>{st.rate_per_s:.2f}</td><td>{st.achieved_rate_per_s:.2f}</td><td>{st.latency_ms.p95}</td>"
+        f"<td>{st.first_attempt_error_rate:.2%}</td><td>{st.error_rate:.2%}</td><td>{st.rate_429:.2%}</td>"
+        f"<td>{st.missed_starts}</td>"
+        f"<td class=\"{'pass' if st.passed else 'fail'}\">{'pass' if st.passed else 'fail'}</td>"
+        f"<td>{html.escape('; '.join(st.reasons))}</td></tr>" for st in c.steps)
     body.append("<h2>Steps, in the order run</h2><table><tr><th>rate/s</th><th>achieved/s</th><th>p95 ms</th>"
-                f"<th>errors</th><th>429s</th><th>missed</th><th></th><th>why</th></tr>{rows}</table>")
-    return _page(f"flowsim capacity — {knee} launches/s sustainable", c.get("scenario", ""), "".join(body), c)
+                "<th>errors (first attempt)</th><th>errors (after retries)</th><th>429s</th><th>missed</th><th></th>"
+                f"<th>why</th></tr>{rows}</table>")
+    return _page(f"flowsim capacity — {knee} launches/s sustainable", c.scenario, "".join(body), c.to_dict())

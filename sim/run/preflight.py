@@ -3,6 +3,7 @@ payload validates against the flow version's inputSchema — explaining any 400 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +16,7 @@ from sim.load.identity import IdentityFactory
 from sim.load.payload import PayloadBuilder
 from sim.load.scenario import Scenario, Target
 
-__all__ = ["FlowCheck", "preflight", "declared_inputs"]
+__all__ = ["FlowCheck", "preflight", "describe"]
 
 
 @dataclass
@@ -100,5 +101,13 @@ def preflight(scenario: Scenario, target: Target, *, client_id: str, client_secr
     return checks
 
 
-def declared_inputs(checks: list[FlowCheck]) -> dict[str, set[str]]:
-    return {c.flow_id: c.input_names for c in checks if c.input_names}
+def describe(checks: list[FlowCheck]) -> str:
+    """One block per flow for the terminal: what was found, each problem, the sample payload."""
+    lines = []
+    for c in checks:
+        lines.append(f"[{'ok ' if c.ok else 'BAD'}] flow {c.flow_id} '{c.name}' type={c.type} division={c.division!r} "
+                     f"version={c.version}")
+        lines.extend(f"      - {p}" for p in c.problems)
+        if c.sample:
+            lines.append("      sample payload: " + json.dumps(c.sample))
+    return "\n".join(lines)

@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sim.errors import ConfigError
+from sim.results.summary import CapacityResult, RunSummary
+
 __all__ = ["Tolerances", "compare"]
 
 
@@ -25,27 +28,27 @@ class Tolerances:
     """A rate (achieved or sustainable) regresses when it drops by more than 5 %."""
 
 
-def _rate(s: dict[str, Any], key: str) -> float:
-    return float(s[key]) / max(1, s["launched"]) if key in s else 0.0
-
-
-def _metrics(s: dict[str, Any]) -> dict[str, tuple[float | None, str]]:
+def _metrics(s: RunSummary | CapacityResult) -> dict[str, tuple[float | None, str]]:
     """name → (value, kind) where kind is latency / error / rate (higher is better)."""
-    if "sustainable_rate_per_s" in s:
-        return {"sustainable_rate_per_s": (s["sustainable_rate_per_s"], "rate")}
-    lat = s.get("latency_ms", {})
+    if isinstance(s, CapacityResult):
+        return {"sustainable_rate_per_s": (s.sustainable_rate_per_s, "rate")}
+    launched = max(1, s.launched)
     return {
-        "achieved_rate_per_s": (s.get("achieved_rate_per_s"), "rate"),
-        "latency_p50_ms": (lat.get("p50"), "latency"),
-        "latency_p95_ms": (lat.get("p95"), "latency"),
-        "latency_p99_ms": (lat.get("p99"), "latency"),
-        "error_rate": (_rate(s, "failed"), "error"),
-        "missed_start_rate": (float(s.get("missed_starts", 0)) / max(1, s.get("scheduled", 1)), "error"),
+        "achieved_rate_per_s": (s.achieved_rate_per_s, "rate"),
+        "latency_p50_ms": (s.latency_ms.p50, "latency"),
+        "latency_p95_ms": (s.latency_ms.p95, "latency"),
+        "latency_p99_ms": (s.latency_ms.p99, "latency"),
+        "error_rate": (s.failed / launched, "error"),
+        "first_attempt_error_rate": (s.first_attempt_failed / launched, "error"),
+        "missed_start_rate": (s.missed_starts / max(1, s.scheduled), "error"),
     }
 
 
-def compare(a: dict[str, Any], b: dict[str, Any], tol: Tolerances = Tolerances()) -> list[dict[str, Any]]:
-    """One row per metric: values, change and whether B regressed."""
+def compare(a: RunSummary | CapacityResult, b: RunSummary | CapacityResult,
+            tol: Tolerances = Tolerances()) -> list[dict[str, Any]]:
+    """One row per metric: values, change and whether B regressed. A and B must be of one kind."""
+    if a.kind != b.kind:
+        raise ConfigError(f"cannot compare a {a.kind} summary with a {b.kind} summary", field="B")
     ma, mb = _metrics(a), _metrics(b)
     rows = []
     for name, (va, kind) in ma.items():

@@ -1,8 +1,0 @@
-"""Plain Locust entry point: ``locust -f locustfile.py [--flowsim-scenario scenarios/smoke.toml]``.
-
-``-u`` is the scenario's concurrency (executions in flight); the arrival rate comes from the scenario.
-"""
-
-from sim.load.locust_user import FlowUser
-
-__all__ = ["FlowUser"]

@@ -1,0 +1,231 @@
+"""The typed results of flowsim: a run's :class:`RunSummary` and a capacity search's :class:`CapacityResult`.
+
+The contract that ``compare``, ``report``, ``capacity``, the terminal text and CI read. Built once
+(a run summary on the Locust master, from the ledger), serialised with ``to_dict`` (the JSON keys
+users already parse, plus ``schema_version`` and ``kind``) and read back with ``from_dict``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sim.errors import ConfigError
+from sim.load.scenario import Thresholds
+from sim.load.stats import Percentiles, RunStats
+
+__all__ = ["RunSummary", "FlowCompletion", "ThresholdResult", "CapacityResult", "CapacityStep", "SUMMARY_SCHEMA",
+           "build_summary", "evaluate_thresholds", "load_summary", "Percentiles"]
+
+SUMMARY_SCHEMA = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class ThresholdResult:
+    name: str
+    limit: float
+    observed: float | None
+    passed: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlowCompletion:
+    """Followed executions: launch answered → terminal status seen (includes up to one poll interval)."""
+
+    followed: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    duration_ms: Percentiles = Percentiles()
+    polls: int = 0
+    """Status requests sent while following (attempts, retries included)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSummary:
+    """One load run. Counts come from the ledger (``counts_source``) unless a worker's ledger was out of reach."""
+
+    schema_version: int = SUMMARY_SCHEMA
+    kind: Literal["run"] = "run"
+    run_id: str
+    scenario: str
+    target: str
+    workers: int
+    workers_lost: tuple[str, ...] = ()
+    duration_s: float
+    target_rate_per_s: float
+    """Scheduled launches / schedule duration."""
+    achieved_rate_per_s: float
+    """(launches − 1) / (last send − first send)."""
+    scheduled: int
+    launched: int
+    """Launches sent (each once, whatever its retries)."""
+    succeeded: int
+    """Launches answered 200, after retries."""
+    failed: int
+    """Launches without a 200 after retries."""
+    missed_starts: int
+    """Due while every user was busy: never sent."""
+    late: int = 0
+    """Owned by a process that was paused or starved past the due time: never sent."""
+    not_sent: int
+    """Scheduled − launched − missed starts: late ones, a dead worker's share, an interrupted run's rest."""
+    duplicate_launches: int = 0
+    """Sequence numbers launched more than once (must be 0)."""
+    retries: int
+    first_attempt_failed: int
+    """Launches whose first attempt was not a 200 (retries can hide an overloaded target's 503s)."""
+    transport_errors: int
+    http_status: dict[str, int]
+    """Final status of each launch, after retries (0: no answer)."""
+    rate_limited_responses: int
+    """429 answers, launch attempts and status polls together."""
+    rate_limited: dict[str, int] = field(default_factory=dict)
+    """429 answers by request kind: ``launch`` attempts and ``status_poll`` attempts."""
+    latency_ms: Percentiles
+    """Launch, first send → final answer (retries and their waits included)."""
+    latency_from_intended_ms: Percentiles
+    """Launch, due time → final answer: coordinated omission visible."""
+    flow_completion: FlowCompletion
+    timeseries: tuple[dict[str, Any], ...] = ()
+    """One row per second since launch 0: t, target, launched, failed, r429, missed, late, outcome_failed, p50/p95/p99."""
+    ledger_path: str
+    ledger: dict[str, Any] = field(default_factory=dict)
+    """Where the counts came from: ``counts_source`` (ledger | worker_reports) and the files read."""
+    aborted: str | None = None
+    interrupted: bool = False
+    analytics: dict[str, Any] = field(default_factory=dict)
+    thresholds: tuple[ThresholdResult, ...] = ()
+    passed: bool
+
+    @property
+    def verdict(self) -> str:
+        return "INTERRUPTED" if self.interrupted else "PASS" if self.passed else "FAIL"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunSummary:
+        kw = {f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d}
+        kw["schema_version"] = d.get("schema_version", 0)
+        kw["kind"] = "run"
+        kw["latency_ms"] = Percentiles(**d["latency_ms"])
+        kw["latency_from_intended_ms"] = Percentiles(**d["latency_from_intended_ms"])
+        fc = d["flow_completion"]
+        kw["flow_completion"] = FlowCompletion(followed=fc["followed"], outcomes=fc["outcomes"],
+                                               duration_ms=Percentiles(**fc["duration_ms"]), polls=fc.get("polls", 0))
+        kw["thresholds"] = tuple(ThresholdResult(**t) for t in d.get("thresholds", []))
+        kw["timeseries"] = tuple(d.get("timeseries", []))
+        kw["workers_lost"] = tuple(d.get("workers_lost", []))
+        return cls(**kw)
+
+
+def evaluate_thresholds(s: RunSummary, th: Thresholds) -> tuple[ThresholdResult, ...]:
+    """Each configured threshold with its observed value and pass/fail."""
+    fc = s.flow_completion
+    observed = {
+        "launch_p95_ms": s.latency_ms.p95,
+        "launch_p99_ms": s.latency_ms.p99,
+        "launch_error_rate": s.failed / max(1, s.launched),
+        "missed_start_rate": s.missed_starts / max(1, s.scheduled),
+        "flow_failure_rate": (fc.followed - fc.outcomes.get("COMPLETED", 0)) / fc.followed if fc.followed else 0.0,
+        "min_achieved_rate_ratio": s.achieved_rate_per_s / s.target_rate_per_s if s.target_rate_per_s else 1.0,
+    }
+    out = []
+    for name, value in observed.items():
+        limit = getattr(th, name)
+        if limit is None:
+            continue
+        passed = value is not None and (value >= limit if name.startswith("min_") else value <= limit)
+        out.append(ThresholdResult(name=name, limit=limit, observed=None if value is None else round(value, 4),
+                                   passed=passed))
+    return tuple(out)
+
+
+def build_summary(stats: RunStats, *, run_id: str, scenario: str, target: str, thresholds: Thresholds,
+                  scheduled: int, duration_s: float, rate_at: Any, workers: int, workers_lost: tuple[str, ...],
+                  ledger_path: str, ledger: dict[str, Any], duplicates: int, aborted: str | None,
+                  interrupted: bool, analytics: dict[str, Any]) -> RunSummary:
+    """The one place a RunSummary is made."""
+    c = stats.counters
+    launched = c["launched"]
+    s = RunSummary(
+        run_id=run_id, scenario=scenario, target=target, workers=workers, workers_lost=workers_lost,
+        duration_s=duration_s,
+        target_rate_per_s=round(scheduled / duration_s if duration_s else 0.0, 3),
+        achieved_rate_per_s=round(stats.achieved_rate_per_s(), 3),
+        scheduled=scheduled, launched=launched, succeeded=c["accepted"], failed=launched - c["accepted"],
+        missed_starts=c["missed_starts"], late=c["late"],
+        not_sent=max(0, scheduled - launched - c["missed_starts"]), duplicate_launches=duplicates,
+        retries=c["retries"], first_attempt_failed=c["first_attempt_failed"], transport_errors=c["transport_errors"],
+        http_status=dict(sorted(stats.http_status.items())),
+        rate_limited_responses=c["launch_429"] + c["poll_429"],
+        rate_limited={"launch": c["launch_429"], "status_poll": c["poll_429"]},
+        latency_ms=stats.percentiles("launch"), latency_from_intended_ms=stats.percentiles("launch_from_intended"),
+        flow_completion=FlowCompletion(followed=sum(stats.outcomes.values()), outcomes=dict(sorted(stats.outcomes.items())),
+                                       duration_ms=stats.percentiles("flow_completion"), polls=c["polls"]),
+        timeseries=tuple(stats.series.rows(rate_at)), ledger_path=ledger_path, ledger=ledger,
+        aborted=aborted, interrupted=interrupted, analytics=analytics, passed=False,
+    )
+    verdicts = evaluate_thresholds(s, thresholds)
+    return dataclasses.replace(s, thresholds=verdicts, passed=all(t.passed for t in verdicts) and not interrupted)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CapacityStep:
+    """One step of a capacity search: a run at one constant rate, judged against the SLO."""
+
+    rate_per_s: float
+    passed: bool
+    reasons: tuple[str, ...]
+    achieved_rate_per_s: float
+    launched: int
+    latency_ms: Percentiles
+    error_rate: float
+    """Launches without a 200 after retries / launched."""
+    first_attempt_error_rate: float
+    rate_429: float
+    missed_starts: int
+    run_id: str
+    limiting_factor: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CapacityResult:
+    schema_version: int = SUMMARY_SCHEMA
+    kind: Literal["capacity"] = "capacity"
+    scenario: str = ""
+    sustainable_rate_per_s: float
+    first_failing_rate_per_s: float | None
+    precision: float
+    confidence: str
+    limiting_factor: str | None
+    slo: dict[str, float]
+    steps: tuple[CapacityStep, ...]
+    search_duration_s: float
+    passed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CapacityResult:
+        kw = {f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d}
+        kw["schema_version"] = d.get("schema_version", 0)
+        kw["kind"] = "capacity"
+        kw["steps"] = tuple(CapacityStep(**{**st, "reasons": tuple(st["reasons"]),
+                                            "latency_ms": Percentiles(**st["latency_ms"])}) for st in d["steps"])
+        return cls(**kw)
+
+
+def load_summary(data: dict[str, Any], *, source: str = "summary") -> RunSummary | CapacityResult:
+    """A run summary or capacity result from its JSON; ConfigError when it is neither."""
+    try:
+        if data.get("kind") == "capacity" or "sustainable_rate_per_s" in data:
+            return CapacityResult.from_dict(data)
+        if data.get("kind", "run") == "run" and "launched" in data:
+            return RunSummary.from_dict(data)
+    except (KeyError, TypeError) as exc:
+        raise ConfigError(f"not a flowsim summary this version can read ({type(exc).__name__}: {exc})",
+                          source=source) from None
+    raise ConfigError("not a flowsim run or capacity summary (--summary-json)", source=source)

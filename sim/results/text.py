@@ -1,0 +1,53 @@
+"""What a run or a capacity step looks like in the terminal: plain lines, units, labelled scopes."""
+
+from __future__ import annotations
+
+from sim.results.summary import CapacityResult, CapacityStep, RunSummary
+
+__all__ = ["run_text", "step_line", "capacity_line"]
+
+
+def _counts(d: dict[str, int]) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in d.items()) or "none"
+
+
+def run_text(s: RunSummary) -> str:
+    lat, li = s.latency_ms, s.latency_from_intended_ms
+    fc = s.flow_completion
+    lines = [
+        f"run {s.run_id}  ({s.scenario}, target {s.target}, {s.workers} worker(s))",
+        f"  rate      target {s.target_rate_per_s}/s  achieved {s.achieved_rate_per_s}/s",
+        f"  launches  scheduled {s.scheduled}  launched {s.launched}  succeeded {s.succeeded}  failed {s.failed}  "
+        f"missed starts {s.missed_starts}  not sent {s.not_sent} (late {s.late})  retries {s.retries}",
+        f"  429s      {s.rate_limited_responses} responses (launch attempts {s.rate_limited.get('launch', 0)}, "
+        f"status polls {s.rate_limited.get('status_poll', 0)})",
+        f"  http      final status of launches: {_counts(s.http_status)}",
+        f"  latency   first send to final answer: p50 {lat.p50} ms  p95 {lat.p95} ms  p99 {lat.p99} ms  "
+        f"max {lat.max} ms  (from intended start: p99 {li.p99} ms)",
+        f"  flows     followed {fc.followed}  outcomes {_counts(fc.outcomes)}  p95 {fc.duration_ms.p95} ms "
+        "(launch answer to terminal status seen, polls included)",
+        f"  ledger    {s.ledger_path} (counts from {s.ledger.get('counts_source', '?')})",
+        "  analytics " + str(s.analytics.get("note", "")),
+    ]
+    if s.duplicate_launches:
+        lines.append(f"  DUPLICATES {s.duplicate_launches} sequence numbers were launched more than once")
+    if s.workers_lost:
+        lines.append(f"  workers   lost mid-run: {', '.join(s.workers_lost)} (their share moved to the others)")
+    if s.aborted:
+        lines.append(f"  ABORTED   {s.aborted}")
+    for t in s.thresholds:
+        lines.append(f"  threshold {t.name:<24} limit {t.limit:<8} observed {t.observed}  {'PASS' if t.passed else 'FAIL'}")
+    lines.append("  RESULT    " + s.verdict)
+    return "\n".join(lines)
+
+
+def step_line(st: CapacityStep) -> str:
+    return (f"step {st.rate_per_s:>9}/s  achieved {st.achieved_rate_per_s:>9}/s  p95 {st.latency_ms.p95} ms  "
+            f"errors {st.first_attempt_error_rate:.2%} first attempt / {st.error_rate:.2%} after retries  "
+            f"429s {st.rate_429:.2%}  missed {st.missed_starts}  "
+            f"{'pass' if st.passed else 'FAIL: ' + '; '.join(st.reasons)}")
+
+
+def capacity_line(c: CapacityResult) -> str:
+    return (f"sustainable rate: {c.sustainable_rate_per_s} launches/s ({c.confidence}); "
+            f"limited by: {c.limiting_factor or 'nothing up to --max'}; search took {c.search_duration_s} s")

@@ -1,0 +1,199 @@
+"""The per-process load engine: paces this process's launches at their scheduled instants, hands them to
+free users, runs each (identity → tag → launch → ledger → follow), and counts everything.
+
+Open model: launches are due at fixed instants whatever the responses do. A launch due while
+every user is busy is a **missed start** (counted, written to the ledger, never sent late). Which
+seqs this process owns, and whether its lease covers them, is the :class:`~sim.run.coordination.Pacer`'s
+call. Every count comes from the ledger record written for it (``RunStats.add``). Runs under
+gevent (inside Locust) but does not import locust; ``sim.run.locust_user`` wires it in.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gevent
+import gevent.event
+import gevent.queue
+
+from sim.load.client import FlowClient, Reporter, TokenManager
+from sim.load.identity import Identity, IdentityFactory
+from sim.load.ledger import Ledger, run_dir
+from sim.load.payload import PayloadBuilder, execution_name
+from sim.load.stats import RunStats
+from sim.load.transport import GeventTransport
+from sim.logs import get_logger
+from sim.run.coordination import Grant, Pacer, WorkerLease
+from sim.run.plan import RunPlan, credentials
+
+__all__ = ["Engine", "Ticket"]
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    seq: int
+    due: float
+    """Epoch seconds at which the launch was due."""
+
+
+class Engine:
+    def __init__(self, plan: RunPlan, *, t0: float, worker: str, lease: WorkerLease, report: Reporter,
+                 on_done: Callable[[], None] = lambda: None) -> None:
+        scenario = plan.scenario
+        self.plan = plan
+        self.scenario = scenario
+        self.t0 = t0
+        """Epoch seconds at which launch 0 is due."""
+        self.worker = worker
+        self._report = report
+        self.schedule = plan.schedule
+        self.lease = lease
+        self.pacer = Pacer(self.schedule, t0, lease)
+        self.stats = RunStats()
+        self.ledger = Ledger(run_dir(plan.ledger_dir, plan.run_id))
+        self.builder = PayloadBuilder(scenario, plan.run_id, plan.declared_inputs)
+        self.identities = IdentityFactory(locale=scenario.locale, seed=scenario.seed)
+        client_id, client_secret = credentials(plan)
+        self.tokens = TokenManager(login_url=plan.target.login_url, client_id=client_id,
+                                   client_secret=client_secret, pool_size=scenario.tokens_per_client,
+                                   timeout_s=scenario.request_timeout_s, report=report)
+        self._queue: gevent.queue.Queue[Ticket | None] = gevent.queue.Queue()
+        self._waiting = 0
+        self.busy = 0
+        self._pacer: gevent.Greenlet | None = None
+        self._pacer_done = False
+        self._on_done = on_done
+        self._done_fired = False
+        self._topology = gevent.event.Event()
+        self.log = get_logger(component="engine", worker=worker)
+
+    def _write(self, record: dict[str, Any]) -> None:
+        """The ledger line first, then the count from that very line."""
+        self.ledger.write(record)
+        self.stats.add(record, self.t0)
+
+    # -- pacing ------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._pacer = gevent.spawn(self._pace)
+
+    def grant(self, grant: Grant) -> None:
+        """A lease from the master: applied at once, so the next send already obeys it."""
+        if self.lease.apply(grant):
+            self._topology.set()
+
+    def _pace(self) -> None:
+        while True:
+            now = time.time()
+            a = self.pacer.next(now)
+            if a.kind == "sleep":
+                # Short naps so that a new grant is read before the next launch.
+                gevent.sleep(min(a.at - now, 0.2))
+            elif a.kind == "wait":  # not ours yet (no lease or no epoch): wait for a grant
+                self._topology.clear()
+                self._topology.wait(0.2)
+            elif a.kind == "late":
+                self._write({"event": "late", "run_id": self.plan.run_id, "seq": a.seq,
+                             "name": execution_name(self.scenario.tag_prefix, self.plan.run_id, a.seq),
+                             "intended_at": round(a.due, 6), "noticed_at": round(now, 6), "worker": self.worker})
+            elif a.kind == "send":
+                if self._waiting > self._queue.qsize():  # an idle user will take it right away
+                    self._queue.put(Ticket(seq=a.seq, due=a.due))
+                else:
+                    self._missed(a.seq, a.due)
+            else:
+                break
+        if self.pacer.skipped:
+            self.log.info("pacer.skipped", seqs=self.pacer.skipped, reason="not leased in time")
+        self._pacer_done = True
+        self._check_done()
+
+    def _missed(self, seq: int, due: float) -> None:
+        self._report(request_type="LAUNCH", name="missed start", response_time=0, response_length=0,
+                     exception=RuntimeError("no free user at the launch's due time (raise max_concurrency)"),
+                     context={})
+        self._write({"event": "missed", "run_id": self.plan.run_id, "seq": seq,
+                     "name": execution_name(self.scenario.tag_prefix, self.plan.run_id, seq),
+                     "intended_at": round(due, 6), "worker": self.worker})
+
+    def take(self) -> Ticket | None:
+        """Block until a launch is due for this user; None once this process's share is done."""
+        if self._done_fired:
+            return None
+        self._waiting += 1
+        try:
+            ticket: Ticket | None = self._queue.get()
+            return ticket
+        finally:
+            self._waiting -= 1
+
+    def _check_done(self) -> None:
+        if self._pacer_done and not self._done_fired and self.busy == 0 and self._queue.qsize() == 0:
+            self._done_fired = True
+            for _ in range(self._waiting):
+                self._queue.put(None)  # release idle users so Locust can stop them at once
+            self._on_done()
+
+    @property
+    def finished(self) -> bool:
+        return self._done_fired
+
+    # -- one launch --------------------------------------------------------------------------------
+    def new_client(self) -> FlowClient:
+        s = self.scenario
+        # FLOWSIM_TRANSPORT=httpx falls back to httpx's own transport (the benchmark compares both).
+        transport = (GeventTransport(timeout_s=s.request_timeout_s)
+                     if os.environ.get("FLOWSIM_TRANSPORT", "gevent") == "gevent" else None)
+        return FlowClient(api_url=self.plan.target.api_url, tokens=self.tokens, report=self._report,
+                          max_retries=s.max_retries, max_retry_wait_s=s.max_retry_wait_s, timeout_s=s.request_timeout_s,
+                          transport=transport)
+
+    def identity(self, seq: int) -> Identity:
+        return self.identities.make(seq)
+
+    def execute(self, client: FlowClient, ticket: Ticket, identity: Identity) -> None:
+        self.busy += 1
+        try:
+            self._execute(client, ticket, identity)
+        finally:
+            self.busy -= 1
+            self._check_done()
+
+    def _execute(self, client: FlowClient, ticket: Ticket, identity: Identity) -> None:
+        run_id = self.plan.run_id
+        body = self.builder.build(ticket.seq, identity)
+        sent = time.time()
+        if sent - ticket.due > self.pacer.max_late_s:  # stalled between hand-over and send: never send late
+            self._write({"event": "late", "run_id": run_id, "seq": ticket.seq, "name": body["name"],
+                         "intended_at": round(ticket.due, 6), "noticed_at": round(sent, 6), "worker": self.worker})
+            return
+        res = client.launch(body)
+        answered = time.time()
+        self._write({
+            "event": "launch", "run_id": run_id, "seq": ticket.seq, "name": body["name"], "flow_id": body["flowId"],
+            "identity_id": identity.id, "execution_id": res.execution_id, "http_status": res.status,
+            "error": res.error, "context_id": res.context_id, "attempts": res.attempts,
+            "attempt_statuses": list(res.statuses),
+            "intended_at": round(ticket.due, 6), "sent_at": round(sent, 6), "answered_at": round(answered, 6),
+            "latency_ms": round(res.elapsed_ms, 3), "worker": self.worker,
+        })
+        # Filtered out below debug level at ~1 µs; per-request lines would otherwise cost more than a launch.
+        self.log.debug("flow_execution.launched", run_id=run_id, seq=ticket.seq, execution_id=res.execution_id,
+                       status=res.status, latency_ms=round(res.elapsed_ms, 3), attempts=res.attempts)
+        if res.execution_id and self.scenario.follow:
+            f = client.follow(res.execution_id, poll_interval_s=self.scenario.poll_interval_s,
+                              timeout_s=self.scenario.follow_timeout_s)
+            self._write({"event": "outcome", "run_id": run_id, "seq": ticket.seq, "name": body["name"],
+                         "execution_id": res.execution_id, "flow_status": f.status, "polls": f.polls,
+                         "poll_429": f.rate_limited, "intended_at": round(ticket.due, 6),
+                         "answered_at": round(answered, 6), "observed_at": round(time.time(), 6),
+                         "worker": self.worker})
+
+    def close(self) -> None:
+        if self._pacer is not None:
+            self._pacer.kill(block=False)
+        self.ledger.close()
+        self.tokens.close()

@@ -1,0 +1,373 @@
+"""Locust wiring — the only module of flowsim that imports locust: a thin adapter from Locust's events
+to the plan (``sim.run.plan``), the coordination state machines (``sim.run.coordination``) and the
+engine (``sim.run.engine``).
+
+``FlowUser`` is one unit of concurrency: it waits for a due launch, runs it, and waits again. The
+arrival rate comes from the plan's schedule, not from the user count; ``-u`` is the scenario's
+``max_concurrency``. Works standalone (``locust -f locustfile.py``, web UI included) and in Locust's
+distributed mode. The plan is resolved once: by ``flowsim run`` (``--flowsim-plan``), or here on the
+master / single process from ``--flowsim-scenario`` and friends. Workers take everything from the
+master's start message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import gevent
+from locust import User, events, task
+from locust.env import Environment
+from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
+
+from sim import logs
+from sim.errors import FlowsimError
+from sim.load.ledger import ledger_files, replay, run_dir
+from sim.load.scenario import constant_rate, load_scenario, parse_duration
+from sim.load.stats import RunStats
+from sim.results.summary import RunSummary, build_summary
+from sim.run.coordination import ACK, DONE, GRANT, REFUSED, START, Grant, MasterCoordinator, Send, WorkerLease
+from sim.run.engine import Engine, Ticket
+from sim.run.plan import PlanMismatch, RunPlan, new_run_id
+from sim.run.prepare import Prepared, analytics_note
+
+__all__ = ["FlowUser"]
+
+START_DELAY_S = 2.0
+"""Between test start and launch 0: time for (workers and) users to set up."""
+
+
+@events.init_command_line_parser.add_listener
+def _add_arguments(parser: Any) -> None:
+    # Not in the web UI's form yet: the plan is resolved at start-up, so a form value would be ignored.
+    def a(*args: Any, **kw: Any) -> None:
+        parser.add_argument(*args, include_in_web_ui=False, **kw)
+
+    a("--flowsim-plan", default="", help="a resolved run plan (JSON) from `flowsim run`; replaces the options below")
+    a("--flowsim-scenario", default=os.environ.get("FLOWSIM_SCENARIO", "scenarios/smoke.toml"),
+      help="scenario TOML file")
+    a("--flowsim-target", default="", help="override the scenario's target (URL, region, embedded)")
+    a("--flowsim-run-id", default="", help="run id (default: generated)")
+    a("--flowsim-rate", default="", help="one constant arrival rate (launches/s) instead of the stages")
+    a("--flowsim-duration", default="", help="duration with --flowsim-rate, e.g. 20s, 5m")
+    a("--flowsim-ledger-dir", default="runs", help="where ledgers go (<dir>/<run_id>/)")
+    a("--flowsim-summary-json", default="", help="write the run summary JSON here")
+    a("--flowsim-abort-error-rate", type=float, default=0.0,
+      help="stop early when failures + 429s exceed this share of launches over 3 s (0: never)")
+
+
+def _resolve_plan(opts: Any) -> tuple[RunPlan, Prepared | None]:
+    """The plan from `flowsim run`, or resolved here (preflight included) in plain Locust use."""
+    if opts.flowsim_plan:
+        return RunPlan.from_dict(json.loads(Path(opts.flowsim_plan).read_text())), None
+    sc = load_scenario(opts.flowsim_scenario)
+    rate = float(opts.flowsim_rate) if opts.flowsim_rate else None
+    duration = parse_duration(opts.flowsim_duration, where="--flowsim-duration") if opts.flowsim_duration else None
+    sc = constant_rate(sc, rate_per_s=rate, duration_s=duration)
+    prepared = Prepared(sc, opts.flowsim_target or sc.target)
+    if not prepared.ok:
+        problems = "; ".join(f"flow {c.flow_id}: {p}" for c in prepared.checks for p in c.problems)
+        prepared.close()
+        raise FlowsimError(f"preflight failed, no load sent: {problems}")
+    plan = prepared.plan(run_id=opts.flowsim_run_id or new_run_id(), ledger_dir=opts.flowsim_ledger_dir,
+                         abort_error_rate=opts.flowsim_abort_error_rate or None)
+    return plan, prepared
+
+
+class _Run:
+    """This process's part of a run, attached to the Locust Environment (no module globals)."""
+
+    def __init__(self, env: Environment, plan: RunPlan | None, prepared: Prepared | None) -> None:
+        self.env = env
+        self.plan = plan
+        self.prepared = prepared
+        self.engine: Engine | None = None
+        self.coord: MasterCoordinator | None = None
+        self.live = RunStats()  # master: merged worker reports, for progress and the abort guard
+        self.t0: float | None = None
+        self.complete = False
+        self.aborted: str | None = None
+        self.log = logs.get_logger(component="locust")
+
+    @property
+    def runner(self) -> Any:
+        return self.env.runner
+
+    def send(self, messages: list[Send]) -> None:
+        for m in messages:
+            self.runner.send_message(m.kind, m.data, client_id=m.to)
+
+    def report(self, **kw: Any) -> None:
+        self.env.events.request.fire(**kw)
+
+    def stats(self) -> RunStats | None:
+        if isinstance(self.runner, MasterRunner):
+            return self.live
+        return self.engine.stats if self.engine else None
+
+    # -- single process / worker ----------------------------------------------------------------------
+    def start_engine(self, plan: RunPlan, t0: float, lease: WorkerLease, worker: str) -> Engine:
+        self.plan, self.t0 = plan, t0
+        self.engine = Engine(plan, t0=t0, worker=worker, lease=lease, report=self.report, on_done=self.on_engine_done)
+        self.engine.start()
+        self.log.info("run.started", run_id=plan.run_id, worker=worker, target=plan.target.api_url,
+                      scheduled=self.engine.schedule.total)
+        return self.engine
+
+    def on_engine_done(self) -> None:
+        if isinstance(self.runner, WorkerRunner):
+            # The final stats ride with "done": the master may quit before the next regular report.
+            stats = self.engine.stats.drain() if self.engine is not None else None
+            self.runner.send_message(DONE, {"worker": self.runner.client_id, "stats": stats})
+        else:
+            self.complete = True
+            self.log.info("run.schedule_complete")
+            gevent.spawn_later(0.2, self.runner.quit)
+
+    # -- master ---------------------------------------------------------------------------------------
+    def live_workers(self, *, with_users: bool) -> list[str]:
+        nodes = sorted(self.runner.clients.values(), key=lambda n: self.runner.get_worker_index(n.id))
+        return [n.id for n in nodes if n.state != STATE_MISSING and (n.user_count > 0 or not with_users)]
+
+    def coordinate(self) -> None:
+        """The master's loop: invitations, Locust's missing workers, re-splits and renewals, the end."""
+        coord = self.coord
+        assert coord is not None
+        while not self.complete:
+            gevent.sleep(0.25)
+            now = time.time()
+            for wid, node in list(self.runner.clients.items()):
+                if node.state == STATE_MISSING:
+                    coord.missing(wid)
+            # A newcomer is invited once Locust has given it users: before that, every launch would be missed.
+            self.send(coord.connected(now, self.live_workers(with_users=True)))
+            before = coord.members
+            self.send(coord.tick(now))
+            if coord.members != before:
+                self.log.warning("workers.changed", members=len(coord.members), lost=coord.lost,
+                                 from_seq=coord.epochs[-1].from_seq)
+            if coord.finished(now):
+                self.complete = True
+                self.log.info("run.schedule_complete", workers=len(coord.members))
+                gevent.spawn_later(0.5, self.runner.quit)
+
+    # -- both -----------------------------------------------------------------------------------------
+    def progress(self) -> None:
+        """A line every 5 s: target vs achieved rate, in flight, errors, p95."""
+        last = 0
+        while not self.complete and self.plan is not None and self.t0 is not None:
+            gevent.sleep(5.0)
+            stats = self.stats()
+            if stats is None:
+                continue
+            launched = stats.counters["launched"]
+            elapsed = time.time() - self.t0
+            self.log.info("run.progress", elapsed_s=round(elapsed, 1),
+                          target_rate_per_s=round(self.plan.schedule.rate_at(elapsed - 2.5), 2),
+                          achieved_rate_per_s=round((launched - last) / 5.0, 2), launched=launched,
+                          errors=launched - stats.counters["accepted"], missed=stats.counters["missed_starts"],
+                          p95_ms=stats.percentiles("launch").p95)
+            last = launched
+
+    def guard(self, limit: float) -> None:
+        """Stop the run when failures and 429s flood: never keep hammering a target past its knee."""
+        while not self.complete and self.t0 is not None:
+            gevent.sleep(1.0)
+            stats = self.stats()
+            reason = stats.flood(int(time.time() - self.t0) - 1, 3, limit) if stats else None
+            if reason:
+                self.aborted = reason
+                self.log.warning("run.aborted", reason=reason)
+                self.complete = True
+                gevent.spawn_later(0.1, self.runner.quit)
+                return
+
+    def summary(self) -> RunSummary | None:
+        """Built once, from the ledger files when all are here; from the workers' reports otherwise."""
+        plan, t0 = self.plan, self.t0
+        if plan is None or t0 is None:
+            return None
+        rdir = run_dir(plan.ledger_dir, plan.run_id)
+        files = ledger_files(rdir) if rdir.exists() else []
+        if self.coord is not None:
+            expected = {w.ledger for w in self.coord.workers.values() if w.ledger}
+            took_part = sum(1 for w in self.coord.workers.values() if w.state in ("member", "lost"))
+        else:
+            expected = {self.engine.ledger.path.name} if self.engine else set()
+            took_part = 1
+        if expected <= {f.name for f in files}:
+            stats, duplicates = replay(files, t0)
+            source = "ledger"
+        else:  # workers on other machines keep their ledgers: their reports are all the master has
+            stats, duplicates = self.live, 0
+            source = "worker_reports"
+        sc = plan.scenario
+        return build_summary(
+            stats, run_id=plan.run_id, scenario=sc.name, target=plan.target.api_url, thresholds=sc.thresholds,
+            scheduled=plan.schedule.total, duration_s=plan.schedule.duration_s, rate_at=plan.schedule.rate_at,
+            workers=max(1, took_part), workers_lost=tuple(self.coord.lost if self.coord else ()),
+            ledger_path=str(rdir), ledger={"counts_source": source, "files": [str(f) for f in files]},
+            duplicates=duplicates, aborted=self.aborted, interrupted=not self.complete and self.aborted is None,
+            analytics=analytics_note(plan))
+
+
+def _run(env: Environment) -> _Run | None:
+    return getattr(env, "flowsim", None)
+
+
+@events.init.add_listener
+def _on_init(environment: Environment, **_kw: Any) -> None:
+    logs.configure(level=os.environ.get("FLOWSIM_LOG_LEVEL", "info"))
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request would cost more than the request
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        run = _Run(environment, None, None)
+        environment.flowsim = run  # type: ignore[attr-defined]
+        me = runner.client_id
+
+        def on_start(environment: Environment, msg: Any, **_: Any) -> None:
+            d = msg.data
+            if run.engine is None:
+                try:
+                    plan = RunPlan.from_dict(d["plan"])
+                except PlanMismatch as exc:
+                    run.log.error("plan.refused", reason=str(exc))
+                    runner.send_message(REFUSED, {"worker": me, "reason": str(exc)})
+                    return
+                lease = WorkerLease(me)
+                if d.get("grant"):
+                    lease.apply(Grant.from_dict(d["grant"]))
+                run.start_engine(plan, d["t0"], lease, me)
+            assert run.engine is not None
+            runner.send_message(ACK, {"worker": me, "ledger": run.engine.ledger.path.name})
+
+        def on_grant(environment: Environment, msg: Any, **_: Any) -> None:
+            if run.engine is not None:
+                run.engine.grant(Grant.from_dict(msg.data))
+                runner.send_message(ACK, {"worker": me})
+
+        def on_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
+            if run.engine is not None:
+                data["flowsim"] = run.engine.stats.drain()
+
+        environment.events.report_to_master.add_listener(on_report)
+        runner.register_message(START, on_start)
+        runner.register_message(GRANT, on_grant)
+        return
+
+    try:
+        plan, prepared = _resolve_plan(environment.parsed_options)
+    except FlowsimError as exc:
+        print(f"flowsim: {exc}", file=sys.stderr)
+        sys.exit(2)
+    run = _Run(environment, plan, prepared)
+    environment.flowsim = run  # type: ignore[attr-defined]
+    if isinstance(runner, MasterRunner):
+        def on_ack(environment: Environment, msg: Any, **_: Any) -> None:
+            if run.coord is not None:
+                run.coord.ack(time.time(), msg.data["worker"], msg.data.get("ledger"))
+
+        def on_done(environment: Environment, msg: Any, **_: Any) -> None:
+            if msg.data.get("stats"):
+                run.live.merge(msg.data["stats"])
+            if run.coord is not None:
+                run.coord.done(msg.data["worker"])
+
+        def on_refused(environment: Environment, msg: Any, **_: Any) -> None:
+            run.log.error("worker.refused", worker=msg.data["worker"], reason=msg.data["reason"])
+            if run.coord is not None:
+                run.coord.refused(msg.data["worker"], msg.data["reason"])
+
+        def on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
+            if "flowsim" in data:
+                run.live.merge(data["flowsim"])
+
+        runner.register_message(ACK, on_ack)
+        runner.register_message(DONE, on_done)
+        runner.register_message(REFUSED, on_refused)
+        # Locust passes these listeners no environment, so they close over this one.
+        environment.events.worker_report.add_listener(on_worker_report)
+
+
+@events.test_start.add_listener
+def _on_test_start(environment: Environment, **_kw: Any) -> None:
+    run = _run(environment)
+    runner = environment.runner
+    if run is None or run.plan is None or isinstance(runner, WorkerRunner):
+        # Workers start on the master's START message. (A worker can get Locust's spawn message, and so
+        # test_start, before its init event has run and before environment.runner is even set.)
+        return
+    plan = run.plan
+    now = time.time()
+    if isinstance(runner, MasterRunner):
+        run.coord = MasterCoordinator(plan.schedule, plan.to_dict(), start_delay_s=START_DELAY_S)
+        run.send(run.coord.start(now, run.live_workers(with_users=False)))
+        run.t0 = run.coord.t0
+        run.log.info("run.started", run_id=plan.run_id, workers=len(run.coord.members), scheduled=plan.schedule.total)
+        gevent.spawn(run.coordinate)
+    else:
+        me = f"local-{os.getpid()}"
+        run.start_engine(plan, now + START_DELAY_S, WorkerLease.whole(me, plan.schedule.total), me)
+    gevent.spawn(run.progress)
+    if plan.abort_error_rate:
+        gevent.spawn(run.guard, plan.abort_error_rate)
+
+
+@events.quitting.add_listener
+def _on_quitting(environment: Environment, **_kw: Any) -> None:
+    run = _run(environment)
+    if run is None:
+        return
+    if run.engine is not None:
+        run.engine.close()
+    if isinstance(environment.runner, WorkerRunner):
+        return
+    summary = run.summary()
+    run.complete = True
+    path = getattr(environment.parsed_options, "flowsim_summary_json", "")
+    if summary is not None:
+        run.log.info("run.finished", run_id=summary.run_id, launched=summary.launched,
+                     achieved_rate_per_s=summary.achieved_rate_per_s, verdict=summary.verdict)
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(json.dumps(summary.to_dict(), indent=2))
+    if run.prepared is not None:
+        run.prepared.close()
+
+
+class FlowUser(User):
+    """One unit of concurrency: takes the next due launch, runs it, repeats."""
+
+    def on_start(self) -> None:
+        self._client: Any = None
+        self._identity: Any = None
+
+    @task
+    def launch(self) -> None:
+        run = _run(self.environment)
+        engine = run.engine if run is not None else None
+        if engine is None:
+            gevent.sleep(0.05)
+            return
+        if self._client is None:
+            self._client = engine.new_client()
+        ticket: Ticket | None = engine.take()
+        if ticket is None:
+            gevent.sleep(0.5)
+            return
+        if engine.scenario.identity_per == "user":
+            if self._identity is None:
+                self._identity = engine.identity(ticket.seq)
+            identity = self._identity
+        else:
+            identity = engine.identity(ticket.seq)
+        engine.execute(self._client, ticket, identity)
+
+    def on_stop(self) -> None:
+        if self._client is not None:
+            self._client.close()

@@ -1,0 +1,111 @@
+"""The run plan: everything a run's processes must agree on, resolved once and handed on.
+
+One place — the ``flowsim`` parent, or the Locust master in plain ``locust`` use — turns a scenario,
+the command-line overrides, the target and the preflight results into a :class:`RunPlan`. The
+master hands it to every worker in the start message; workers never re-read the scenario, never
+re-run preflight and never parse option strings for anything the plan holds. The plan is frozen,
+typed, JSON-serialisable and holds no secret: credentials are named (the environment variables),
+or are the flowsim simulator's built-in test client.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sim import __version__
+from sim.errors import ConfigError
+from sim.load.scenario import Scenario, Target, scenario_from_dict, scenario_to_dict
+from sim.load.schedule import Schedule
+
+__all__ = ["RunPlan", "FlowPlan", "PLAN_SCHEMA", "BUILTIN_CLIENT", "credentials", "new_run_id", "PlanMismatch"]
+
+PLAN_SCHEMA = 1
+"""Bumped whenever a field changes meaning; a worker refuses a plan of another schema."""
+
+BUILTIN_CLIENT = ("flowsim-load-client", "flowsim-local-secret")
+"""The flowsim simulator's built-in OAuth client: local test values, never valid anywhere else."""
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d%H%M%S", time.gmtime()) + "-" + os.urandom(2).hex()
+
+
+class PlanMismatch(ConfigError):
+    """A worker was handed a plan it cannot run (another flowsim version or plan schema)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlowPlan:
+    """One flow as preflight found it on the target."""
+
+    id: str
+    name: str
+    division_id: str
+    division: str
+    version: str
+    inputs: tuple[str, ...]
+    """Input variables the flow version declares (``Flow.`` names)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunPlan:
+    """A run, fully resolved. Build with :meth:`create`; ship with :meth:`to_dict` / :meth:`from_dict`."""
+
+    schema: int = PLAN_SCHEMA
+    flowsim_version: str = __version__
+    run_id: str
+    scenario: Scenario
+    """The scenario with every override applied (``--rate``/``--duration``, a capacity step's rate)."""
+    target: Target
+    credentials: Literal["builtin", "env"]
+    """"builtin": the flowsim simulator's test client; "env": read from the scenario's *_env variables."""
+    flows: tuple[FlowPlan, ...]
+    ledger_dir: str = "runs"
+    abort_error_rate: float | None = None
+    """Stop early when failures + 429s exceed this share of launches over 3 s (None: never)."""
+
+    @property
+    def schedule(self) -> Schedule:
+        return Schedule(self.scenario.stages)
+
+    @property
+    def declared_inputs(self) -> dict[str, set[str]]:
+        return {f.id: set(f.inputs) for f in self.flows}
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["scenario"] = scenario_to_dict(self.scenario)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunPlan:
+        """Rebuild a shipped plan; raises PlanMismatch for another plan schema or flowsim version."""
+        schema, version = data.get("schema"), data.get("flowsim_version")
+        if schema != PLAN_SCHEMA or version != __version__:
+            raise PlanMismatch(f"the master runs flowsim {version} (plan schema {schema}); this worker runs "
+                               f"flowsim {__version__} (plan schema {PLAN_SCHEMA}): install the same version everywhere")
+        kw = dict(data)
+        kw["scenario"] = scenario_from_dict(data["scenario"])
+        kw["target"] = Target(**data["target"])
+        kw["flows"] = tuple(FlowPlan(**{**f, "inputs": tuple(f["inputs"])}) for f in data["flows"])
+        return cls(**kw)
+
+
+def credentials(plan_or_scenario: RunPlan | Scenario, mode: str | None = None) -> tuple[str, str]:
+    """The OAuth client id and secret for a plan (or a scenario, with ``mode``): the built-in test client,
+    or the environment variables the scenario names. The one place flowsim reads credentials."""
+    if isinstance(plan_or_scenario, RunPlan):
+        sc, mode = plan_or_scenario.scenario, plan_or_scenario.credentials
+    else:
+        sc = plan_or_scenario
+    if mode == "builtin":
+        return BUILTIN_CLIENT
+    cid, sec = os.environ.get(sc.client_id_env), os.environ.get(sc.client_secret_env)
+    if not cid or not sec:
+        raise ConfigError(f"set {sc.client_id_env} and {sc.client_secret_env} in the environment "
+                          "(OAuth client credentials; never in the scenario file)", source=sc.source)
+    return cid, sec

@@ -1,0 +1,117 @@
+"""Making a target ready for a run: the embedded simulator, credentials, preflight — then the plan.
+
+Used by the ``flowsim`` parent (``run``, ``validate``, ``capacity``) and by the Locust master in plain
+``locust`` use; never by workers, which get the finished :class:`~sim.run.plan.RunPlan`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from typing import Any
+
+import httpx
+
+from sim.errors import FlowsimError
+from sim.load.scenario import Scenario, Target, resolve_target
+from sim.run.plan import FlowPlan, RunPlan, credentials
+from sim.run.preflight import FlowCheck, preflight
+
+__all__ = ["EmbeddedSimulator", "Prepared", "is_flowsim_simulator", "analytics_note"]
+
+
+class EmbeddedSimulator:
+    """``flowsim serve`` on a free loopback port, for the length of a command."""
+
+    def __init__(self, org: str | None = None) -> None:
+        cmd = [sys.executable, "-m", "sim.cli", "serve", "--port", "0", "--log-level", "warning"]
+        if org:
+            cmd += ["--org", org]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline() if self.proc.stdout else ""
+        if "listening on" not in line:
+            self.proc.kill()
+            raise FlowsimError("the embedded simulator did not start (see messages above)")
+        self.url = line.strip().rsplit(" ", 1)[-1]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def is_flowsim_simulator(api_url: str) -> bool:
+    """True when ``api_url`` answers like ``flowsim serve`` (its ``/_sim/health``)."""
+    try:
+        r = httpx.get(f"{api_url}/_sim/health", timeout=3)
+        return r.status_code == 200 and r.json().get("status") == "ok"
+    except (httpx.HTTPError, ValueError):
+        return False
+
+
+class Prepared:
+    """A target made ready: embedded simulator started if asked for, credentials chosen, preflight run.
+
+    A context manager: leaving it stops the embedded simulator.
+    """
+
+    def __init__(self, scenario: Scenario, target_name: str) -> None:
+        self.scenario = scenario
+        self.sim = EmbeddedSimulator() if target_name == "embedded" else None
+        try:
+            self.target: Target = resolve_target(target_name, embedded_url=self.sim.url if self.sim else None)
+            env_set = bool(os.environ.get(scenario.client_id_env) and os.environ.get(scenario.client_secret_env))
+            # A `flowsim serve` target and no credentials in the environment: its built-in test client,
+            # so scenarios run unchanged against it.
+            builtin = self.sim is not None or (not env_set and is_flowsim_simulator(self.target.api_url))
+            self.credentials: str = "builtin" if builtin else "env"
+            cid, sec = credentials(scenario, self.credentials)
+            self.checks: list[FlowCheck] = preflight(scenario, self.target, client_id=cid, client_secret=sec)
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> Prepared:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.sim is not None:
+            self.sim.stop()
+            self.sim = None
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def plan(self, *, run_id: str, scenario: Scenario | None = None, ledger_dir: str = "runs",
+             abort_error_rate: float | None = None) -> RunPlan:
+        """The run plan; ``scenario`` replaces the prepared one (same flows, other stages: a capacity step)."""
+        sc = scenario or self.scenario
+        if [f.id for f in sc.flows] != [f.id for f in self.scenario.flows]:
+            raise FlowsimError("a plan's flows must be the ones preflight checked")
+        flows = tuple(FlowPlan(id=c.flow_id, name=c.name, division_id=c.division_id, division=c.division,
+                               version=c.version, inputs=tuple(sorted(c.input_names))) for c in self.checks)
+        target = dataclasses.replace(self.target, embedded=self.credentials == "builtin")
+        return RunPlan(run_id=run_id, scenario=sc, target=target, credentials="builtin" if target.embedded else "env",
+                       flows=flows, ledger_dir=ledger_dir, abort_error_rate=abort_error_rate)
+
+
+def analytics_note(plan: RunPlan) -> dict[str, Any]:
+    """How analytics tell this run apart (reference §6): names are no dimension, flows and divisions are."""
+    divisions = sorted({f.division_id for f in plan.flows})
+    return {
+        "test_division_ids": divisions,
+        "test_flow_ids": sorted({f.id for f in plan.flows}),
+        "this_run_filter": {"type": "or", "predicates": [
+            {"type": "dimension", "dimension": "flowId", "operator": "matches", "value": f.id} for f in plan.flows]},
+        "note": (f"this run's executions count only under test division(s) {', '.join(divisions)}; production "
+                 "aggregates queries select production divisions (divisionId matches ...) and so never see "
+                 "them. The aggregates filter has no negation, and execution names are not a dimension."),
+    }

@@ -1,0 +1,114 @@
+"""``flowsim run``'s parent side: one Locust run of a resolved plan — master (or single process) plus local
+workers — and the summary the master writes.
+
+The plan goes to the master as a file (``<ledger_dir>/<run_id>/plan.json``, kept with the ledgers);
+workers get nothing but the master's address: everything else comes in the master's start message.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from sim.errors import FlowsimError
+from sim.load.ledger import run_dir
+from sim.results.summary import RunSummary
+from sim.run.plan import RunPlan
+
+__all__ = ["RunOptions", "run_locust", "locust_command", "locustfile_path", "free_port", "write_plan"]
+
+
+def locustfile_path() -> str:
+    """The adapter module's file, handed to ``locust -f`` (the repository's locustfile.py re-exports it)."""
+    spec = importlib.util.find_spec("sim.run.locust_user")  # finds the file without importing locust here
+    if spec is None or spec.origin is None:
+        raise FlowsimError("flowsim's Locust adapter (sim/run/locust_user.py) is missing from the installation")
+    return spec.origin
+
+
+def free_port() -> int:
+    """A free loopback port, so that concurrent runs on one machine never share a master port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    """How to run a plan: outputs and processes. What to run is the plan's."""
+
+    workers: int = 0
+    summary_json: str | None = None
+    locust_html: str | None = None
+    csv: str | None = None
+    quiet: bool = False
+    """Keep Locust's own output (stats tables, logs) off the terminal (capacity steps)."""
+
+
+def write_plan(plan: RunPlan) -> Path:
+    path = run_dir(plan.ledger_dir, plan.run_id) / "plan.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(plan.to_dict(), indent=2))
+    return path
+
+
+def locust_command(*, plan_path: str | None = None, worker: bool = False, summary_json: str = "", users: int = 1,
+                   run_time_s: float = 0, locust_html: str | None = None, csv: str | None = None, workers: int = 0,
+                   master_port: int = 5557) -> list[str]:
+    cmd = [sys.executable, "-m", "locust", "-f", locustfile_path()]
+    if worker:
+        return cmd + ["--worker", "--master-host", "127.0.0.1", "--master-port", str(master_port)]
+    cmd += ["--flowsim-plan", str(plan_path), "--headless", "-u", str(users), "-r", str(users),
+            "--run-time", f"{int(run_time_s)}s", "--flowsim-summary-json", summary_json, "--only-summary",
+            "--stop-timeout", "5"]
+    if locust_html:
+        cmd += ["--html", locust_html]
+    if csv:
+        cmd += ["--csv", csv]
+    if workers:
+        # --enable-rebalancing: when a worker dies, Locust moves its users (concurrency) to the others;
+        # flowsim moves its share of the arrival rate itself.
+        cmd += ["--master", "--expect-workers", str(workers), "--master-bind-host", "127.0.0.1",
+                "--master-bind-port", str(master_port), "--enable-rebalancing"]
+    return cmd
+
+
+def run_locust(plan: RunPlan, opts: RunOptions) -> RunSummary:
+    """One Locust run of ``plan``; returns the master's summary."""
+    sc = plan.scenario
+    summary_path = (Path(opts.summary_json) if opts.summary_json
+                    else Path(tempfile.mkdtemp(prefix="flowsim-")) / "summary.json")
+    summary_path.unlink(missing_ok=True)
+    port = free_port()
+    master = locust_command(plan_path=str(write_plan(plan)), summary_json=str(summary_path), users=sc.max_concurrency,
+                            run_time_s=sc.duration_s + sc.follow_timeout_s + 30, locust_html=opts.locust_html,
+                            csv=opts.csv, workers=opts.workers, master_port=port)
+    out = subprocess.DEVNULL if opts.quiet else None
+    env = {**os.environ, "FLOWSIM_LOG_LEVEL": "warning"} if opts.quiet else None
+    procs = [subprocess.Popen(master, stdout=out, stderr=out, env=env)]
+    try:
+        for _ in range(opts.workers):
+            procs.append(subprocess.Popen(locust_command(worker=True, master_port=port), stdout=out, stderr=out,
+                                          env=env))
+        try:
+            procs[0].wait()
+        except KeyboardInterrupt:
+            procs[0].send_signal(signal.SIGINT)  # the master writes its summary on the way out
+            procs[0].wait(timeout=60)
+    finally:
+        for p in procs[1:]:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    if not summary_path.exists():
+        raise FlowsimError(f"Locust ended (exit {procs[0].returncode}) without writing a summary; see its output")
+    return RunSummary.from_dict(json.loads(summary_path.read_text()))
