@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from sim.load.capacity import SLO, search
-from sim.load.compare import compare
+from sim.run.capacity import SLO, search
+from sim.results.compare import compare
 from sim.platform.org import Capacity, Faults, Latency, default_org
 from sim.platform.server import SimulatorThread
-from sim.report import capacity_report, run_report
+from sim.results.report import capacity_report, run_report
 from tests.conftest import org_with
 from tests.test_run_e2e import ENV, flowsim_run, write_scenario
 

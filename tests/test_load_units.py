@@ -1,4 +1,4 @@
-"""Load-side building blocks without Locust: schedule, partition, identities, payloads, scenarios, ledger, logs."""
+"""Load-side building blocks without Locust: schedule, identities, payloads, scenarios, ledger, logs."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from sim.load.identity import EXAMPLE_DOMAINS, IdentityFactory, is_fictional_pho
 from sim.load.ledger import Ledger, ledger_files, summarize
 from sim.load.payload import PayloadBuilder
 from sim.load.scenario import Stage, load_scenario, parse_duration
-from sim.load.schedule import Epoch, Partition, Schedule
+from sim.load.schedule import Schedule
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,20 +35,6 @@ def test_ramp_follows_the_integral_of_the_rate() -> None:
     dues = [s.due_s(i) for i in range(s.total)]
     assert dues == sorted(dues) and dues[-1] < 120
     assert s.rate_at(30) == pytest.approx(5)
-
-
-def test_partition_splits_sequence_and_resplits_on_topology_change() -> None:
-    """Workers take disjoint residues; after an epoch change the survivors cover every later number once."""
-    parts = [Partition([Epoch(from_seq=0, workers=3, index=i)]) for i in range(3)]
-    for i, p in enumerate(parts):
-        p.add(Epoch(from_seq=30, workers=2, index=None if i == 1 else (0 if i == 0 else 1)))
-    taken: list[int] = []
-    for p in parts:
-        seq = -1
-        while (nxt := p.next_seq(seq)) is not None and nxt < 60:
-            taken.append(nxt)
-            seq = nxt
-    assert sorted(taken) == list(range(60))
 
 
 def test_identities_are_unreachable_and_unique() -> None:
