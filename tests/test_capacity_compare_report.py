@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 
-from sim.run.capacity import SLO, search
+from sim.errors import ConfigError
 from sim.results.compare import compare
+from sim.results.summary import CapacityResult, FlowCompletion, Percentiles, RunSummary, load_summary
+from sim.run.capacity import SLO, judge, limiting_factor, search
 from sim.platform.org import Capacity, Faults, Latency, default_org
 from sim.platform.server import SimulatorThread
 from sim.results.report import capacity_report, run_report
@@ -22,45 +24,69 @@ from tests.test_run_e2e import ENV, flowsim_run, write_scenario
 
 
 
+def fake_summary(rate: float, *, p95: float, achieved: float | None = None, launched: int = 100) -> RunSummary:
+    """A run summary as a step at ``rate`` would produce it."""
+    return RunSummary(
+        run_id=f"r{rate}", scenario="fake", target="http://127.0.0.1:1", workers=1, duration_s=10,
+        target_rate_per_s=rate, achieved_rate_per_s=rate if achieved is None else achieved, scheduled=100,
+        launched=launched, succeeded=launched, failed=0, missed_starts=0, not_sent=100 - launched, retries=0,
+        first_attempt_failed=0, transport_errors=0, http_status={"200": launched}, rate_limited_responses=0,
+        latency_ms=Percentiles(count=launched, p50=5, p95=p95, p99=p95 * 1.2, max=p95 * 2),
+        latency_from_intended_ms=Percentiles(), flow_completion=FlowCompletion(), ledger_path="runs/r", passed=True)
+
+
 def fake_step(knee: float) -> Any:
     """A target whose p95 is 10 ms below the knee and 500 ms above it."""
-    def step(rate: float) -> dict[str, Any]:
-        over = rate > knee
-        return {"run_id": f"r{rate}", "launched": 100, "scheduled": 100, "failed": 0, "missed_starts": 0,
-                "target_rate_per_s": rate, "achieved_rate_per_s": rate, "transport_errors": 0, "http_status": {},
-                "latency_ms": {"p50": 5, "p95": 500 if over else 10, "p99": 600 if over else 12}}
+    def step(rate: float) -> RunSummary:
+        return fake_summary(rate, p95=500 if rate > knee else 10)
     return step
 
 
 def test_search_brackets_the_knee_within_precision() -> None:
     """Geometric climb then bisection ends with pass/fail rates within the precision around the knee."""
     result = search(fake_step(37.0), SLO(p95_ms=50, max_error_rate=0.01), start=5, maximum=500, precision=0.05)
-    best, worst = result["sustainable_rate_per_s"], result["first_failing_rate_per_s"]
-    assert best <= 37.0 < worst and (worst - best) / best <= 0.05
-    assert result["steps"][0]["rate_per_s"] == 5 and result["limiting_factor"] == "target latency"
-    assert [s["passed"] for s in result["steps"]].index(False) == len([r for r in (5, 7.5, 11.25, 16.875, 25.3125)])
+    best, worst = result.sustainable_rate_per_s, result.first_failing_rate_per_s
+    assert worst is not None and best <= 37.0 < worst and (worst - best) / best <= 0.05
+    assert result.steps[0].rate_per_s == 5 and result.limiting_factor == "target latency"
+    assert [s.passed for s in result.steps].index(False) == len([r for r in (5, 7.5, 11.25, 16.875, 25.3125)])
+    assert result.confidence == f"bracketed: passed at {best:.4g}/s, failed at {worst:.4g}/s"
+
+
+def test_a_step_that_did_not_send_its_rate_never_passes() -> None:
+    """A step achieving 2/s of 10/s (or sending 60 of 100 launches) fails as a generator limit, whatever its latency."""
+    slo = SLO(p95_ms=50, max_error_rate=0.01)
+    for s in (fake_summary(10, p95=1, achieved=2.0), fake_summary(10, p95=1, launched=60)):
+        reasons = judge(s, slo)
+        assert reasons and "generator did not send the rate" in reasons[0]
+        assert limiting_factor(s, slo).startswith("load generator")
+    result = search(lambda r: fake_summary(r, p95=1, achieved=2.0), slo, start=10, maximum=20)
+    assert not result.passed and result.sustainable_rate_per_s == 0.0 and len(result.steps) == 1
 
 
 def test_search_stops_at_first_failure_when_start_fails() -> None:
     """If the first step already fails, nothing higher is tried."""
     result = search(fake_step(1.0), SLO(p95_ms=50, max_error_rate=0.01), start=5, maximum=500)
-    assert len(result["steps"]) == 1 and result["sustainable_rate_per_s"] == 0.0 and not result["passed"]
+    assert len(result.steps) == 1 and result.sustainable_rate_per_s == 0.0 and not result.passed
 
 
 @pytest.mark.slow
-def test_capacity_finds_the_simulated_knee_within_10_percent(tmp_path: Path) -> None:
-    """`flowsim capacity` against a flow with a 40/s knee reports a sustainable rate within 10 % of it."""
+@pytest.mark.parametrize(("workers", "knee"), [(0, 40), (2, 30)])
+def test_capacity_finds_the_simulated_knee_within_10_percent(tmp_path: Path, workers: int, knee: int) -> None:
+    """`flowsim capacity` against a flow with a knee reports a sustainable rate within 10 % of it, one process
+    or a master with workers; no passing step sent less than 95 % of its rate."""
     scenario = write_scenario(tmp_path, rate=1, duration="1s", tokens=12, concurrency=100)
     # A sharp knee (30 % 503s past it): with 5 % the verdict on a 3 s step is a coin toss over ~100 launches.
-    with SimulatorThread(org_with(flow={"capacity": Capacity(knee_per_s=40, overload_error_rate=0.3)})) as sim:
+    with SimulatorThread(org_with(flow={"capacity": Capacity(knee_per_s=knee, overload_error_rate=0.3)})) as sim:
         r = subprocess.run([sys.executable, "-m", "sim.cli", "capacity", str(scenario), "--target", sim.url,
                             "--slo-p95-ms", "50", "--start", "20", "--max", "120", "--step-duration", "3s",
+                            "--workers", str(workers),
                             "--summary-json", str(tmp_path / "cap.json"), "--html", str(tmp_path / "cap.html"),
                             "--ledger-dir", str(tmp_path / "runs")], env=ENV, capture_output=True, text=True,
                            timeout=400, cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     cap = json.loads((tmp_path / "cap.json").read_text())
-    assert abs(cap["sustainable_rate_per_s"] - 40) / 40 <= 0.10, cap["steps"]
+    assert abs(cap["sustainable_rate_per_s"] - knee) / knee <= 0.10, cap["steps"]
+    assert all(st["achieved_rate_per_s"] >= 0.95 * st["rate_per_s"] for st in cap["steps"] if st["passed"])
     assert cap["first_failing_rate_per_s"] is not None and all("latency_ms" in s for s in cap["steps"])
     assert "<svg" in (tmp_path / "cap.html").read_text()
 
@@ -87,11 +113,30 @@ def test_compare_passes_on_noise_and_fails_on_a_real_regression(tmp_path: Path) 
     assert regression.returncode == 1 and "latency_p95_ms" in regression.stdout and "REGRESSED" in regression.stdout
 
 
-def test_compare_flags_capacity_drop() -> None:
-    """A sustainable rate 20 % lower is a regression; 2 % lower is noise."""
-    a = {"sustainable_rate_per_s": 100.0}
-    assert compare(a, {"sustainable_rate_per_s": 80.0})[0]["regressed"]
-    assert not compare(a, {"sustainable_rate_per_s": 98.0})[0]["regressed"]
+def capacity(rate: float) -> CapacityResult:
+    return CapacityResult(sustainable_rate_per_s=rate, first_failing_rate_per_s=None, precision=0.05, confidence="",
+                          limiting_factor=None, slo={}, steps=(), search_duration_s=1, passed=True)
+
+
+def test_compare_flags_capacity_drop_and_refuses_mixed_kinds() -> None:
+    """A sustainable rate 20 % lower is a regression; 2 % lower is noise; a run against a capacity result is refused."""
+    a = capacity(100.0)
+    assert compare(a, capacity(80.0))[0]["regressed"]
+    assert not compare(a, capacity(98.0))[0]["regressed"]
+    with pytest.raises(ConfigError):
+        compare(a, fake_summary(10, p95=1))
+
+
+def test_summaries_round_trip_through_json() -> None:
+    """to_dict → JSON → load_summary gives back the same typed value, with schema_version and kind."""
+    run = fake_summary(10, p95=3)
+    cap = search(fake_step(37.0), SLO(p95_ms=50, max_error_rate=0.01), start=5, maximum=500)
+    for value in (run, cap):
+        data = json.loads(json.dumps(value.to_dict()))
+        assert data["schema_version"] == 1 and data["kind"] in ("run", "capacity")
+        assert load_summary(data) == value
+    with pytest.raises(ConfigError):
+        load_summary({"hello": 1})
 
 
 def _chromium() -> str | None:
@@ -110,7 +155,7 @@ def test_reports_render_in_headless_chromium(tmp_path: Path) -> None:
         code, s, out = flowsim_run(write_scenario(tmp_path, rate=10, duration="3s", follow=True), tmp_path, sim.url)
     assert code == 0, out
     cap = search(fake_step(37.0), SLO(p95_ms=50, max_error_rate=0.01), start=5, maximum=500)
-    for name, text in (("run", run_report(s)), ("capacity", capacity_report(cap))):
+    for name, text in (("run", run_report(RunSummary.from_dict(s))), ("capacity", capacity_report(cap))):
         page = tmp_path / f"{name}.html"
         page.write_text(text)
         assert not any(ref in text for ref in ("src=", "<link", "<img", "url(", "@import"))  # nothing fetched

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 
-@pytest.mark.parametrize("package", ["sim", "sim.platform", "sim.load"])
+@pytest.mark.parametrize("package", ["sim", "sim.platform", "sim.load", "sim.run", "sim.results"])
 def test_exported_members_exist(package: str) -> None:
     """Every name in a package's __all__ is importable from it."""
     mod = importlib.import_module(package)
@@ -18,7 +18,8 @@ def test_exported_members_exist(package: str) -> None:
 
 @pytest.mark.parametrize(("modules", "forbidden"), [
     ("sim.platform, sim.platform.server", ("locust", "gevent")),
-    ("sim.cli, sim.load, sim.load.commands", ("locust",)),
+    ("sim.cli, sim.load, sim.run, sim.results, sim.run.coordination", ("locust",)),
+    ("sim.run.coordination, sim.run.plan, sim.results", ("locust", "gevent")),
 ])
 def test_import_boundaries(modules: str, forbidden: tuple[str, ...]) -> None:
     """The simulator never imports locust or gevent (locust monkey-patches the process); the CLI never imports locust."""
@@ -28,10 +29,19 @@ def test_import_boundaries(modules: str, forbidden: tuple[str, ...]) -> None:
 
 
 def test_only_one_module_imports_locust() -> None:
-    """sim/load/locust_user.py is the only module of the package with `import locust` / `from locust`."""
+    """sim/run/locust_user.py is the only module of the package with `import locust` / `from locust`."""
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent / "sim"
     importers = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
                        if any(line.startswith(("import locust", "from locust")) for line in p.read_text().splitlines()))
-    assert importers == ["load/locust_user.py"]
+    assert importers == ["run/locust_user.py"]
+
+
+def test_load_side_modules_stay_small() -> None:
+    """No module of sim/load/ (what one launch needs) grows past ~300 lines: split it instead."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "sim" / "load"
+    sizes = {p.name: len(p.read_text().splitlines()) for p in root.glob("*.py")}
+    assert max(sizes.values()) <= 300, sizes

@@ -54,7 +54,8 @@ class TokenManager:
 
     def __init__(self, *, login_url: str, client_id: str, client_secret: str, pool_size: int = 1,
                  refresh_margin_s: float = 60.0, clock: Callable[[], float] = time.monotonic,
-                 timeout_s: float = 30.0, report: Reporter = _no_report) -> None:
+                 timeout_s: float = 30.0, report: Reporter = _no_report,
+                 transport: httpx.BaseTransport | None = None) -> None:
         self._login_url = login_url
         self._client_id = client_id
         self._secret = client_secret
@@ -64,7 +65,7 @@ class TokenManager:
         self._lock = threading.Lock()  # gevent-patched into a cooperative lock under Locust
         self._tokens: list[tuple[str, float] | None] = [None] * pool_size
         self._next = 0
-        self._http = httpx.Client(timeout=timeout_s, verify=shared_ssl_context())
+        self._http = httpx.Client(timeout=timeout_s, verify=shared_ssl_context(), transport=transport)
         self.fetched = 0
 
     def __repr__(self) -> str:  # never show the secret or tokens

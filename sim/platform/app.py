@@ -274,7 +274,10 @@ def _flow_or_404(state: SimState, request: Request, cid: str, rl: dict[str, str]
 async def get_flow(state: SimState, request: Request, _token: Token, cid: str,
                   rl: dict[str, str]) -> Response:
     flow = _flow_or_404(state, request, cid, rl)
-    return flow if isinstance(flow, JSON) else _ok(models.flow_json(flow, state.org), cid, rl)
+    if isinstance(flow, JSON):
+        return flow
+    state.count("flow.served")
+    return _ok(models.flow_json(flow, state.org), cid, rl)
 
 
 @_requires(PERM_VIEW_FLOW)

@@ -267,6 +267,8 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
         sys.exit(2)
     run = _Run(environment, plan, prepared)
     environment.flowsim = run  # type: ignore[attr-defined]
+    if prepared is not None and prepared.sim is not None:
+        run.log.info("simulator.embedded", url=prepared.sim.url)
     if isinstance(runner, MasterRunner):
         def on_ack(environment: Environment, msg: Any, **_: Any) -> None:
             if run.coord is not None:

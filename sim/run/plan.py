@@ -11,6 +11,7 @@ or are the flowsim simulator's built-in test client.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 from dataclasses import dataclass
@@ -68,8 +69,9 @@ class RunPlan:
     abort_error_rate: float | None = None
     """Stop early when failures + 429s exceed this share of launches over 3 s (None: never)."""
 
-    @property
+    @functools.cached_property
     def schedule(self) -> Schedule:
+        """Built once per process, from the plan's stages."""
         return Schedule(self.scenario.stages)
 
     @property
