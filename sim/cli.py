@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -169,13 +170,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     sc = _scenario(args)
     with _prepare(sc, args.target) as prepared:
         plan = prepared.plan(run_id=args.run_id or new_run_id(), ledger_dir=args.ledger_dir)
-        summary = run_locust(plan, RunOptions(workers=args.workers, summary_json=args.summary_json,
-                                              locust_html=args.locust_html, csv=args.csv))
+        summary, signum = run_locust(plan, RunOptions(workers=args.workers, summary_json=args.summary_json,
+                                                      locust_html=args.locust_html, csv=args.csv))
     print(run_text(summary))
     _write_html(args.html, run_report(summary))
-    if summary.interrupted:
+    if signum is not None or summary.interrupted:
         print("flowsim: interrupted; the summary and ledger above cover what was sent", file=sys.stderr)
-        return 130
+        return 128 + (signum or signal.SIGINT)
     return 0 if summary.passed else 1
 
 
@@ -185,6 +186,7 @@ def _cmd_capacity(args: argparse.Namespace) -> int:
     from sim.results.text import capacity_line, step_line
     from sim.run.capacity import SLO, search
     from sim.run.plan import new_run_id
+    from sim.run.process import Interrupted
     from sim.run.runner import RunOptions, run_locust
 
     sc = load_scenario(args.scenario)
@@ -201,7 +203,10 @@ def _cmd_capacity(args: argparse.Namespace) -> int:
                                  scenario=constant_rate(sc, rate_per_s=rate, duration_s=step_s),
                                  # abort a step early once failures flood: well past the SLO, never far past the knee
                                  abort_error_rate=max(0.2, 5 * slo.max_error_rate))
-            return run_locust(plan, RunOptions(workers=args.workers, quiet=True))
+            summary, signum = run_locust(plan, RunOptions(workers=args.workers, quiet=True))
+            if signum is not None:
+                raise Interrupted(signum)  # the search stops here: a cut-short step is no evidence
+            return summary
 
         def show(st: CapacityStep) -> None:
             print(step_line(st), flush=True)
@@ -375,7 +380,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("flowsim: interrupted", file=sys.stderr)
-        return 130
+        return 128 + signal.SIGINT
+    except BaseException as exc:
+        from sim.run.process import Interrupted
+
+        if isinstance(exc, Interrupted):
+            print(f"flowsim: interrupted ({exc})", file=sys.stderr)
+            return 128 + exc.signum
+        raise
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -362,25 +363,99 @@ def test_plain_locust_with_the_locustfile_starts_its_own_simulator(tmp_path: Pat
         httpx.get(f"{line['url']}/_sim/health", timeout=2)
 
 
-def test_ctrl_c_keeps_summary_and_a_complete_ledger(tmp_path: Path) -> None:
-    """Ctrl-C mid-run (SIGINT to the process group): summary written, exit 130, ledger matches what arrived."""
-    scenario = write_scenario(tmp_path, rate=20, duration="30s")
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            kids = [int(k) for k in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+        except OSError:
+            kids = []
+        out += kids
+        todo += kids
+    return out
+
+
+def _alive(pids: list[int]) -> list[int]:
+    alive = []
+    for p in pids:
+        try:
+            state = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.append(p)
+    return alive
+
+
+def _iso(ts: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+@pytest.mark.parametrize(("sig", "group", "workers", "embedded"), [
+    (signal.SIGTERM, False, 2, True),    # kill PID of a CI job's flowsim, fleet and embedded simulator
+    (signal.SIGINT, True, 2, False),     # Ctrl-C in a terminal: the whole foreground group
+    (signal.SIGTERM, True, 0, False),    # a CI runner cancelling the job's process group
+    (signal.SIGINT, False, 0, True),     # SIGINT to the PID only
+])
+def test_signals_stop_everything_and_keep_summary_ledger_and_report(
+        tmp_path: Path, sig: int, group: bool, workers: int, embedded: bool) -> None:
+    """SIGINT/SIGTERM to `flowsim run` (PID or group, with or without workers, embedded or external target):
+    exit 128+signal, nothing left running, nothing sent 2 s after the signal, summary + ledger + HTML written,
+    verdict INTERRUPTED, the ledger matches what the target received."""
+    scenario = write_scenario(tmp_path, rate=20, duration="60s")
     with SimulatorThread(default_org()) as sim:
-        proc = start_run(scenario, tmp_path, sim.url, start_new_session=True)
+        proc = start_run(scenario, tmp_path, "embedded" if embedded else sim.url, "--workers", str(workers),
+                         "--html", str(tmp_path / "report.html"), start_new_session=True)
         try:
             wait_for_launches(tmp_path, 40)
-            time.sleep(2)
-            os.killpg(proc.pid, signal.SIGINT)
+            family = _descendants(proc.pid)
+            assert len(family) == workers + 1 + (1 if embedded else 0), family
+            signalled_at = time.time()
+            os.killpg(proc.pid, sig) if group else os.kill(proc.pid, sig)
             out, _ = proc.communicate(timeout=90)
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
+        received = [] if embedded else sim_records(sim.url, json.loads((tmp_path / "summary.json").read_text())["run_id"])
+    assert proc.returncode == 128 + sig, out[-3000:]
+    assert _alive(family) == [], "a child outlived flowsim run"
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["interrupted"] is True and s["passed"] is False and "RESULT    INTERRUPTED" in out
+    assert "Traceback" not in out and "closed file" not in out
+    assert (tmp_path / "report.html").read_text().count("INTERRUPTED") >= 1
+    ledger = launches(tmp_path, s["run_id"])
+    assert s["launched"] == len(ledger) >= 40 and s["duplicate_launches"] == 0
+    assert all(r["sent_at"] < signalled_at + 2 for r in ledger)
+    if not embedded:
+        assert all(_iso(r["dateLaunched"]) < signalled_at + 2 for r in received)
+        assert {r["execution_id"] for r in ledger} == {r["id"] for r in received}
+
+
+def test_parent_killed_takes_its_children_with_it(tmp_path: Path) -> None:
+    """SIGKILL of `flowsim run` (no chance to clean up): the kernel stops master, workers and simulator, the
+    master still writes the summary, and the target hears nothing more."""
+    scenario = write_scenario(tmp_path, rate=20, duration="60s")
+    with SimulatorThread(default_org()) as sim:
+        proc = start_run(scenario, tmp_path, sim.url, "--workers", "2", start_new_session=True)
+        try:
+            wait_for_launches(tmp_path, 40)
+            family = _descendants(proc.pid)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.communicate(timeout=30)
+            deadline = time.monotonic() + 60
+            while _alive(family) and time.monotonic() < deadline:
+                time.sleep(0.2)
+        finally:
+            for p in _alive(_descendants(proc.pid)) + [proc.pid]:
+                with contextlib.suppress(OSError):
+                    os.kill(p, signal.SIGKILL)
+        assert _alive(family) == [] and len(family) == 3
         s = json.loads((tmp_path / "summary.json").read_text())
-        received = {r["id"] for r in sim_records(sim.url, s["run_id"])}
-    assert proc.returncode == 130, out[-2000:]
-    assert 40 <= s["launched"] < 600 and s["interrupted"] is True
-    ledger_ids = {r["execution_id"] for r in launches(tmp_path, s["run_id"]) if r["execution_id"]}
-    assert ledger_ids <= received and len(received - ledger_ids) <= 3
+        received = sim_records(sim.url, s["run_id"])
+    assert s["interrupted"] is True and s["launched"] == len(received) == len(launches(tmp_path, s["run_id"]))
 
 
 def test_ramp_follows_the_stages_second_by_second(tmp_path: Path) -> None:

@@ -245,12 +245,15 @@ class FlowClient:
                             retry_transport=True)
 
     def follow(self, execution_id: str, *, poll_interval_s: float, timeout_s: float,
-               clock: Callable[[], float] = time.monotonic) -> FollowResult:
-        """Poll until a terminal status, TIMEOUT, or UNKNOWN (status unreadable)."""
+               clock: Callable[[], float] = time.monotonic,
+               stopping: Callable[[], bool] = lambda: False) -> FollowResult:
+        """Poll until a terminal status, TIMEOUT, UNKNOWN (status unreadable) or INTERRUPTED (the run stopped)."""
         deadline = clock() + timeout_s
         polls = r429 = 0
         while True:
             self.sleep(poll_interval_s)  # a flow launched a moment ago is still running: don't ask yet
+            if stopping():
+                return FollowResult("INTERRUPTED", polls, r429)
             a = self.status(execution_id)
             polls += a.attempts
             r429 += a.statuses.count(429)

@@ -41,8 +41,12 @@ class Ledger:
         self.path = directory / f"ledger-{socket.gethostname()}-{os.getpid()}.jsonl"
         self._file = open(self.path, "ab")  # noqa: SIM115 - kept open for the run, closed in close()
         self.lines = 0
+        self.dropped = 0
 
     def write(self, record: dict[str, Any]) -> None:
+        if self._file.closed:  # a request that outlived the stop grace: it is not in the ledger, say how many
+            self.dropped += 1
+            return
         self._file.write(orjson.dumps(record) + b"\n")
         self._file.flush()
         self.lines += 1

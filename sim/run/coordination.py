@@ -27,11 +27,12 @@ from sim.load.schedule import Schedule
 
 __all__ = [
     "Epoch", "Partition", "Grant", "Send", "MasterCoordinator", "WorkerLease", "Pacer", "Action",
-    "START", "GRANT", "ACK", "DONE", "REFUSED",
+    "START", "GRANT", "STOP", "ACK", "DONE", "REFUSED",
 ]
 
-START, GRANT, ACK, DONE, REFUSED = "flowsim_start", "flowsim_grant", "flowsim_ack", "flowsim_done", "flowsim_refused"
-"""Message types: master → worker (START, GRANT), worker → master (ACK, DONE, REFUSED)."""
+START, GRANT, STOP = "flowsim_start", "flowsim_grant", "flowsim_stop"
+ACK, DONE, REFUSED = "flowsim_ack", "flowsim_done", "flowsim_refused"
+"""Message types: master → worker (START, GRANT, STOP), worker → master (ACK, DONE, REFUSED)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +233,10 @@ class MasterCoordinator:
                 if not self.workers[m].done:
                     out.append(Send(m, GRANT, self._grant(m).to_dict()))
         return out
+
+    def stop(self) -> list[Send]:
+        """The run is cut short: every worker that may hold a lease stops sending now and reports done."""
+        return [Send(wid, STOP, {}) for wid, w in self.workers.items() if w.state != "refused"]
 
     def finished(self, now: float) -> bool:
         """Every member has finished its share, or nobody is left and the schedule is over."""

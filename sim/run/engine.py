@@ -69,6 +69,7 @@ class Engine:
         self._on_done = on_done
         self._done_fired = False
         self._topology = gevent.event.Event()
+        self.stopping = False
         self.log = get_logger(component="engine", worker=worker)
 
     def _write(self, record: dict[str, Any]) -> None:
@@ -85,13 +86,30 @@ class Engine:
         if self.lease.apply(grant):
             self._topology.set()
 
+    def stop(self) -> None:
+        """Stop sending now: no launch starts after this; followed executions end at their next poll."""
+        if self.stopping:
+            return
+        self.stopping = True
+        while not self._queue.empty():  # handed over, not yet taken: never sent
+            self._queue.get_nowait()
+        self._topology.set()
+
+    def wait_finished(self, timeout_s: float) -> bool:
+        """After :meth:`stop`: wait (cooperatively) up to ``timeout_s`` for in-flight work to end."""
+        deadline = time.monotonic() + timeout_s
+        while not self._done_fired and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        return self._done_fired
+
     def _pace(self) -> None:
-        while True:
+        while not self.stopping:
             now = time.time()
             a = self.pacer.next(now)
             if a.kind == "sleep":
-                # Short naps so that a new grant is read before the next launch.
-                gevent.sleep(min(a.at - now, 0.2))
+                # Short naps so that a new grant (or a stop) is read before the next launch.
+                self._topology.clear()
+                self._topology.wait(min(a.at - now, 0.2))
             elif a.kind == "wait":  # not ours yet (no lease or no epoch): wait for a grant
                 self._topology.clear()
                 self._topology.wait(0.2)
@@ -163,6 +181,8 @@ class Engine:
             self._check_done()
 
     def _execute(self, client: FlowClient, ticket: Ticket, identity: Identity) -> None:
+        if self.stopping:  # taken just before the stop: not sent
+            return
         run_id = self.plan.run_id
         body = self.builder.build(ticket.seq, identity)
         sent = time.time()
@@ -185,7 +205,7 @@ class Engine:
                        status=res.status, latency_ms=round(res.elapsed_ms, 3), attempts=res.attempts)
         if res.execution_id and self.scenario.follow:
             f = client.follow(res.execution_id, poll_interval_s=self.scenario.poll_interval_s,
-                              timeout_s=self.scenario.follow_timeout_s)
+                              timeout_s=self.scenario.follow_timeout_s, stopping=lambda: self.stopping)
             self._write({"event": "outcome", "run_id": run_id, "seq": ticket.seq, "name": body["name"],
                          "execution_id": res.execution_id, "flow_status": f.status, "polls": f.polls,
                          "poll_429": f.rate_limited, "intended_at": round(ticket.due, 6),
@@ -196,4 +216,7 @@ class Engine:
         if self._pacer is not None:
             self._pacer.kill(block=False)
         self.ledger.close()
+        if self.ledger.dropped:
+            self.log.warning("ledger.lines_dropped", lines=self.ledger.dropped,
+                             reason="requests still in flight after the stop grace")
         self.tokens.close()

@@ -31,7 +31,7 @@ from sim.load.ledger import ledger_files, replay, run_dir
 from sim.load.scenario import constant_rate, load_scenario, parse_duration
 from sim.load.stats import RunStats
 from sim.results.summary import RunSummary, build_summary
-from sim.run.coordination import ACK, DONE, GRANT, REFUSED, START, Grant, MasterCoordinator, Send, WorkerLease
+from sim.run.coordination import ACK, DONE, GRANT, REFUSED, START, STOP, Grant, MasterCoordinator, Send, WorkerLease
 from sim.run.engine import Engine, Ticket
 from sim.run.plan import PlanMismatch, RunPlan, new_run_id
 from sim.run.prepare import Prepared, analytics_note
@@ -40,6 +40,8 @@ __all__ = ["FlowUser"]
 
 START_DELAY_S = 2.0
 """Between test start and launch 0: time for (workers and) users to set up."""
+STOP_GRACE_S = 5.0
+"""A run cut short: how long in-flight launches get to finish (and be written to the ledger)."""
 
 
 @events.init_command_line_parser.add_listener
@@ -91,6 +93,9 @@ class _Run:
         self.live = RunStats()  # master: merged worker reports, for progress and the abort guard
         self.t0: float | None = None
         self.complete = False
+        """The schedule is over (or the run was stopped): the loops end."""
+        self.finished = False
+        """Quitting has been handled: the summary is written."""
         self.aborted: str | None = None
         self.log = logs.get_logger(component="locust")
 
@@ -123,7 +128,10 @@ class _Run:
         if isinstance(self.runner, WorkerRunner):
             # The final stats ride with "done": the master may quit before the next regular report.
             stats = self.engine.stats.drain() if self.engine is not None else None
-            self.runner.send_message(DONE, {"worker": self.runner.client_id, "stats": stats})
+            try:
+                self.runner.send_message(DONE, {"worker": self.runner.client_id, "stats": stats})
+            except Exception as exc:  # the master may be gone already (it quit, or died)
+                self.log.warning("run.done_not_delivered", error=type(exc).__name__)
         else:
             self.complete = True
             self.log.info("run.schedule_complete")
@@ -187,7 +195,7 @@ class _Run:
                 gevent.spawn_later(0.1, self.runner.quit)
                 return
 
-    def summary(self) -> RunSummary | None:
+    def summary(self, *, interrupted: bool) -> RunSummary | None:
         """Built once, from the ledger files when all are here; from the workers' reports otherwise."""
         plan, t0 = self.plan, self.t0
         if plan is None or t0 is None:
@@ -212,7 +220,7 @@ class _Run:
             scheduled=plan.schedule.total, duration_s=plan.schedule.duration_s, rate_at=plan.schedule.rate_at,
             workers=max(1, took_part), workers_lost=tuple(self.coord.lost if self.coord else ()),
             ledger_path=str(rdir), ledger={"counts_source": source, "files": [str(f) for f in files]},
-            duplicates=duplicates, aborted=self.aborted, interrupted=not self.complete and self.aborted is None,
+            duplicates=duplicates, aborted=self.aborted, interrupted=interrupted,
             analytics=analytics_note(plan))
 
 
@@ -224,6 +232,7 @@ def _run(env: Environment) -> _Run | None:
 def _on_init(environment: Environment, **_kw: Any) -> None:
     logs.configure(level=os.environ.get("FLOWSIM_LOG_LEVEL", "info"))
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request would cost more than the request
+    environment.events.quitting.add_listener(_on_quitting)
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
         run = _Run(environment, None, None)
@@ -251,6 +260,10 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
                 run.engine.grant(Grant.from_dict(msg.data))
                 runner.send_message(ACK, {"worker": me})
 
+        def on_stop(environment: Environment, msg: Any, **_: Any) -> None:
+            if run.engine is not None:
+                run.engine.stop()  # done (with final stats) follows once in-flight launches have ended
+
         def on_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
             if run.engine is not None:
                 data["flowsim"] = run.engine.stats.drain()
@@ -258,6 +271,7 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
         environment.events.report_to_master.add_listener(on_report)
         runner.register_message(START, on_start)
         runner.register_message(GRANT, on_grant)
+        runner.register_message(STOP, on_stop)
         return
 
     try:
@@ -320,17 +334,29 @@ def _on_test_start(environment: Environment, **_kw: Any) -> None:
         gevent.spawn(run.guard, plan.abort_error_rate)
 
 
-@events.quitting.add_listener
 def _on_quitting(environment: Environment, **_kw: Any) -> None:
+    """Registered in init, after the runner's own listener: Locust fires quitting listeners in reverse, so
+    this runs before the runner quits its workers — the fleet is stopped and counted while it still talks."""
     run = _run(environment)
-    if run is None:
+    if run is None or run.finished:  # Locust may shut down twice (a signal, then its last worker leaving)
         return
+    run.finished = True
+    interrupted = not run.complete
+    # Cut short (Ctrl-C, SIGTERM, --run-time): stop the schedule everywhere, give in-flight launches a
+    # bounded grace to finish and reach the ledgers, then count.
+    if run.coord is not None and (interrupted or run.aborted):
+        run.send(run.coord.stop())
+        deadline = time.monotonic() + STOP_GRACE_S
+        while time.monotonic() < deadline and not run.coord.finished(time.time()):
+            gevent.sleep(0.1)
+    run.complete = True  # ends the coordination, progress and guard loops
     if run.engine is not None:
+        run.engine.stop()
+        run.engine.wait_finished(STOP_GRACE_S)
         run.engine.close()
     if isinstance(environment.runner, WorkerRunner):
         return
-    summary = run.summary()
-    run.complete = True
+    summary = run.summary(interrupted=interrupted and run.aborted is None)
     path = getattr(environment.parsed_options, "flowsim_summary_json", "")
     if summary is not None:
         run.log.info("run.finished", run_id=summary.run_id, launched=summary.launched,

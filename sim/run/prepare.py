@@ -18,6 +18,7 @@ from sim.errors import FlowsimError
 from sim.load.scenario import Scenario, Target, resolve_target
 from sim.run.plan import FlowPlan, RunPlan, credentials
 from sim.run.preflight import FlowCheck, preflight
+from sim.run.process import spawn
 
 __all__ = ["EmbeddedSimulator", "Prepared", "is_flowsim_simulator", "analytics_note"]
 
@@ -29,7 +30,9 @@ class EmbeddedSimulator:
         cmd = [sys.executable, "-m", "sim.cli", "serve", "--port", "0", "--log-level", "warning"]
         if org:
             cmd += ["--org", org]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        # Its own session: a terminal's Ctrl-C must not take the target away from in-flight launches;
+        # the kernel ends it if this process dies (process.spawn).
+        self.proc = spawn(cmd, stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline() if self.proc.stdout else ""
         if "listening on" not in line:
             self.proc.kill()

@@ -22,6 +22,10 @@ from sim.errors import FlowsimError
 from sim.load.ledger import run_dir
 from sim.results.summary import RunSummary
 from sim.run.plan import RunPlan
+from sim.run.process import Interrupted, signals_interrupt, spawn, terminate
+
+_STOP_TIMEOUT_S = 45.0
+"""How long the master may take to stop the fleet and write the summary before it is killed."""
 
 __all__ = ["RunOptions", "run_locust", "locust_command", "locustfile_path", "free_port", "write_plan"]
 
@@ -81,8 +85,13 @@ def locust_command(*, plan_path: str | None = None, worker: bool = False, summar
     return cmd
 
 
-def run_locust(plan: RunPlan, opts: RunOptions) -> RunSummary:
-    """One Locust run of ``plan``; returns the master's summary."""
+def run_locust(plan: RunPlan, opts: RunOptions) -> tuple[RunSummary, int | None]:
+    """One Locust run of ``plan``: the master's summary, and the signal (SIGINT/SIGTERM) that cut it short.
+
+    On SIGINT or SIGTERM the master gets SIGTERM: it stops the schedule on every worker, gives in-flight
+    launches a grace to finish, writes the summary and quits; the workers follow. A second signal kills
+    everything at once. Whatever happens, no child outlives this call.
+    """
     sc = plan.scenario
     summary_path = (Path(opts.summary_json) if opts.summary_json
                     else Path(tempfile.mkdtemp(prefix="flowsim-")) / "summary.json")
@@ -93,22 +102,28 @@ def run_locust(plan: RunPlan, opts: RunOptions) -> RunSummary:
                             csv=opts.csv, workers=opts.workers, master_port=port)
     out = subprocess.DEVNULL if opts.quiet else None
     env = {**os.environ, "FLOWSIM_LOG_LEVEL": "warning"} if opts.quiet else None
-    procs = [subprocess.Popen(master, stdout=out, stderr=out, env=env)]
+    procs: list[subprocess.Popen[bytes]] = []
+    signum: int | None = None
     try:
-        for _ in range(opts.workers):
-            procs.append(subprocess.Popen(locust_command(worker=True, master_port=port), stdout=out, stderr=out,
-                                          env=env))
-        try:
-            procs[0].wait()
-        except KeyboardInterrupt:
-            procs[0].send_signal(signal.SIGINT)  # the master writes its summary on the way out
-            procs[0].wait(timeout=60)
-    finally:
-        for p in procs[1:]:
+        with signals_interrupt():
             try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+                procs.append(spawn(master, stdout=out, stderr=out, env=env))
+                for _ in range(opts.workers):
+                    procs.append(spawn(locust_command(worker=True, master_port=port), stdout=out, stderr=out, env=env))
+                procs[0].wait()
+            except Interrupted as first:
+                signum = first.signum
+                try:
+                    if procs:
+                        procs[0].send_signal(signal.SIGTERM)  # the master stops everything and writes its summary
+                        procs[0].wait(timeout=_STOP_TIMEOUT_S)
+                except (Interrupted, subprocess.TimeoutExpired):  # insisted, or the master hangs: kill it all
+                    for p in procs:
+                        p.kill()
+    finally:
+        terminate(procs, timeout_s=10)  # workers end with their master; nothing outlives this call
     if not summary_path.exists():
+        if signum is not None:
+            raise Interrupted(signum)
         raise FlowsimError(f"Locust ended (exit {procs[0].returncode}) without writing a summary; see its output")
-    return RunSummary.from_dict(json.loads(summary_path.read_text()))
+    return RunSummary.from_dict(json.loads(summary_path.read_text())), signum

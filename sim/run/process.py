@@ -1,0 +1,76 @@
+"""Child processes that never outlive the ``flowsim`` command, and signals turned into an orderly stop.
+
+Children (the embedded simulator, the Locust master and workers) run in their own session, so a
+terminal's Ctrl-C reaches only the parent, which stops them in order (master first: it writes the
+summary); and each asks the kernel for SIGTERM when its parent dies (``PR_SET_PDEATHSIG``), so a
+``kill -9`` of the parent leaves nothing running.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+__all__ = ["spawn", "terminate", "Interrupted", "signals_interrupt"]
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """Runs in the child between fork and exec."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(143)
+
+
+def spawn(cmd: Sequence[str], **kw: Any) -> subprocess.Popen[Any]:
+    """Popen in a session of its own, terminated by the kernel if this process dies."""
+    parent = os.getpid()
+    return subprocess.Popen(list(cmd), start_new_session=True, preexec_fn=lambda: _die_with_parent(parent), **kw)
+
+
+def terminate(procs: Sequence[subprocess.Popen[Any]], *, timeout_s: float) -> None:
+    """SIGTERM, wait up to ``timeout_s`` in all, then SIGKILL whatever is left."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived; ``signum`` says which (exit status 128 + signum). ``force``: a second one."""
+
+    def __init__(self, signum: int, *, force: bool = False) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.force = force
+
+
+@contextmanager
+def signals_interrupt() -> Iterator[None]:
+    """Within the block, SIGINT and SIGTERM raise :class:`Interrupted`; the second one raises it with ``force``
+    (an orderly stop takes a few seconds; a user who insists gets everything killed)."""
+    seen: list[int] = []
+
+    def handler(signum: int, _frame: Any) -> None:
+        seen.append(signum)
+        raise Interrupted(signum, force=len(seen) > 1)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
