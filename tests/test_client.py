@@ -126,3 +126,52 @@ def test_tokens_are_handed_out_round_robin(pool: int) -> None:
     for _ in range(8):
         c.launch({"flowId": "f"})
     assert plat.tokens_issued == pool and len(set(plat.seen_tokens)) == pool
+
+
+class RevokingPlatform(Platform):
+    """Accepts only tokens issued after the last revocation; every other request gets 401."""
+
+    def __init__(self, lifetime_s: float = 3600) -> None:
+        super().__init__([])
+        self.valid_from = 0
+        self.lifetime_s = lifetime_s
+        self.unauthorized = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth/token":
+            self.tokens_issued += 1
+            return httpx.Response(200, json={"access_token": f"t{self.tokens_issued}", "expires_in": self.lifetime_s})
+        tok = int(request.headers["Authorization"].removeprefix("Bearer t"))
+        if tok <= self.valid_from:
+            self.unauthorized += 1
+            return error(401, "bad.credentials")
+        return httpx.Response(200, json={"id": "e", "name": "n"})
+
+    def revoke_all(self) -> None:
+        self.valid_from = self.tokens_issued
+
+
+def test_revoking_every_pooled_token_costs_one_retry_not_failures() -> None:
+    """All 40 pooled tokens revoked at once: the next 100 launches all succeed, with a single 401 among them."""
+    plat = RevokingPlatform()
+    c = client(plat, [], pool_size=40)
+    for _ in range(40):
+        c.launch({"flowId": "f"})
+    plat.revoke_all()
+    results = [c.launch({"flowId": "f"}) for _ in range(100)]
+    assert all(r.status == 200 for r in results) and plat.unauthorized == 1
+    assert plat.tokens_issued <= 40 + 40  # each slot refetched once at most
+
+
+def test_a_lifetime_shorter_than_the_refresh_margin_does_not_refetch_every_request() -> None:
+    """Tokens living 30 s with a 60 s margin are refreshed a quarter-lifetime early, not before every request."""
+    now = [0.0]
+    plat = RevokingPlatform(lifetime_s=30)
+    transport = httpx.MockTransport(plat)
+    tokens = TokenManager(login_url="http://login.test", client_id="c", client_secret="s", transport=transport,
+                          refresh_margin_s=60, clock=lambda: now[0])
+    c = FlowClient(api_url="http://api.test", tokens=tokens, transport=transport, sleep=lambda _s: None)
+    for i in range(100):  # one request every 0.5 s for 50 s
+        now[0] = i * 0.5
+        assert c.launch({"flowId": "f"}).status == 200
+    assert plat.tokens_issued == 3  # at 0 s, 22.5 s and 45 s

@@ -138,6 +138,28 @@ def test_rate_limits_and_token_expiry_are_survived_and_counted(tmp_path: Path) -
     assert max(attempts) > 1 and sum(a - 1 for a in attempts) == s["retries"]
 
 
+def test_revoking_every_token_mid_run_fails_nothing(tmp_path: Path) -> None:
+    """50/s with 40 pooled tokens, every token revoked mid-run: no launch fails and no followed flow turns
+    UNKNOWN; each request in flight pays at most one retry."""
+    scenario = write_scenario(tmp_path, rate=50, duration="10s", tokens=40, follow=True, concurrency=150)
+    with SimulatorThread(default_org()) as sim:
+        proc = start_run(scenario, tmp_path, sim.url)
+        try:
+            wait_for_launches(tmp_path, 200)
+            httpx.post(f"{sim.url}/_sim/tokens/expire")
+            out, _ = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        counters = httpx.get(f"{sim.url}/_sim/stats").json()["counters"]
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert proc.returncode == 0, out[-3000:]
+    assert counters.get("error.401.bad.credentials", 0) >= 1  # the revocation was felt
+    assert s["launched"] == s["succeeded"] == 500 and s["failed"] == 0
+    assert s["flow_completion"]["outcomes"].get("UNKNOWN", 0) == 0 and s["flow_completion"]["followed"] == 500
+    assert all(r["attempts"] <= 2 for r in launches(tmp_path, s["run_id"]))
+
+
 def test_following_reports_flow_outcomes(tmp_path: Path) -> None:
     """With follow on, each execution is polled to its terminal status and outcomes land in summary and ledger."""
     with SimulatorThread(org_with(flow={"failure_rate": 0.5})) as sim:

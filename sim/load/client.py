@@ -45,11 +45,22 @@ def _no_report(**_kw: Any) -> None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class _Token:
+    value: str
+    refresh_at: float
+    generation: int
+    """Fetch order (newest wins when a request must pick a replacement)."""
+
+
 class TokenManager:
     """Client-credentials tokens for one OAuth client, shared by all users of a process.
 
-    Fetches on first use, refreshes ``refresh_margin_s`` before expiry and after a 401. Holds
-    ``pool_size`` tokens and hands them out round-robin (the platform limits requests per token).
+    Fetches on first use and refreshes before expiry: ``refresh_margin_s`` early, or a quarter of the
+    lifetime for tokens that live less than four margins. Holds ``pool_size`` tokens and hands them out
+    round-robin (the platform limits requests per token). A 401 (revoked or expired early) retires the
+    whole pool (refetched as used) and :meth:`replace` hands the retry a fresh token: a revocation costs
+    each in-flight request at most one retry.
     """
 
     def __init__(self, *, login_url: str, client_id: str, client_secret: str, pool_size: int = 1,
@@ -63,30 +74,41 @@ class TokenManager:
         self._clock = clock
         self._report = report
         self._lock = threading.Lock()  # gevent-patched into a cooperative lock under Locust
-        self._tokens: list[tuple[str, float] | None] = [None] * pool_size
+        self._slots: list[_Token | None] = [None] * pool_size
         self._next = 0
+        self._generation = 0
         self._http = httpx.Client(timeout=timeout_s, verify=shared_ssl_context(), transport=transport)
         self.fetched = 0
 
     def __repr__(self) -> str:  # never show the secret or tokens
-        return f"TokenManager(client_id={self._client_id!r}, pool_size={len(self._tokens)})"
+        return f"TokenManager(client_id={self._client_id!r}, pool_size={len(self._slots)})"
 
     def token(self) -> str:
         with self._lock:
             i = self._next
-            self._next = (i + 1) % len(self._tokens)
-            cur = self._tokens[i]
-            if cur is None or self._clock() >= cur[1] - self._margin:
-                cur = self._fetch()
-                self._tokens[i] = cur
-            return cur[0]
+            self._next = (i + 1) % len(self._slots)
+            cur = self._slots[i]
+            if cur is None or self._clock() >= cur.refresh_at:
+                cur = self._slots[i] = self._fetch()
+            return cur.value
 
-    def invalidate(self, token: str) -> None:
-        """Forget ``token`` (it got a 401); the next ``token()`` call for its slot fetches a new one."""
+    def replace(self, failed: str) -> str:
+        """``failed`` got a 401: retire it and every older token; return a fresh token for the retry (the one
+        another request already fetched in its place, if any)."""
         with self._lock:
-            self._tokens = [None if t is not None and t[0] == token else t for t in self._tokens]
+            at = next((i for i, t in enumerate(self._slots) if t is not None and t.value == failed), None)
+            if at is None:  # already replaced by a concurrent request: use the newest token there is
+                newest = max((t for t in self._slots if t is not None), key=lambda t: t.generation, default=None)
+                if newest is not None:
+                    return newest.value
+                at = 0
+            # Retire the whole pool: a revocation takes every token issued before it, and which ones those
+            # are cannot be told apart. Requests already in flight on them fail once and land above.
+            self._slots = [None] * len(self._slots)
+            fresh = self._slots[at] = self._fetch()
+            return fresh.value
 
-    def _fetch(self) -> tuple[str, float]:
+    def _fetch(self) -> _Token:
         start = time.perf_counter()
         exc: BaseException | None = None
         try:
@@ -105,7 +127,10 @@ class TokenManager:
             raise exc
         body = r.json()
         self.fetched += 1
-        return str(body["access_token"]), self._clock() + float(body.get("expires_in", 86400))
+        self._generation += 1
+        lifetime = float(body.get("expires_in", 86400))
+        return _Token(value=str(body["access_token"]), generation=self._generation,
+                      refresh_at=self._clock() + lifetime - min(self._margin, lifetime / 4))
 
     def close(self) -> None:
         self._http.close()
@@ -184,9 +209,10 @@ class FlowClient:
         attempts = retries = 0
         auth_retried = False
         start_all = time.perf_counter()
+        token: str | None = None
         while True:
             attempts += 1
-            token = self.tokens.token()
+            token = token or self.tokens.token()
             label = name if attempts == 1 else f"{name} (retry)"
             start = time.perf_counter()
             try:
@@ -220,8 +246,9 @@ class FlowClient:
             if status == 401 and not auth_retried:
                 auth_retried = True
                 retries += 1
-                self.tokens.invalidate(token)
+                token = self.tokens.replace(token)  # the retry goes out on a fresh token
                 continue
+            token = None
             if status in RETRY_STATUSES and retries < self.max_retries:
                 wait = self._wait_s(r, retries + 1)
                 if wait <= self.max_retry_wait_s:
