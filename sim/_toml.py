@@ -5,11 +5,48 @@ Shared by the org file (sim.platform.org) and scenarios (sim.load.scenario).
 
 from __future__ import annotations
 
+import math
+import tomllib
+from pathlib import Path
 from typing import Any
 
 from sim.errors import ConfigError
 
-__all__ = ["TableReader"]
+__all__ = ["TableReader", "read_toml_file", "MAX_FILE_BYTES"]
+
+MAX_FILE_BYTES = 1 << 20
+"""Scenario and org files are small; anything larger is a mistake (and would be echoed in errors)."""
+
+
+def read_toml_file(path: str | Path, *, what: str) -> dict[str, Any]:
+    """The TOML table in ``path``; every way it can be wrong is one ConfigError naming the file."""
+    source = str(path)
+    p = Path(path)
+    try:
+        if p.is_dir():
+            raise ConfigError(f"is a directory, not {what}", source=source)
+        size = p.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ConfigError(f"{size:,} bytes: too large for {what} (at most {MAX_FILE_BYTES:,})", source=source)
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{what} not found", source=source) from None
+    except PermissionError:
+        raise ConfigError("cannot be read (permission denied)", source=source) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot be read: {exc.strerror}", source=source) from None
+    if b"\0" in raw:
+        raise ConfigError(f"is a binary file, not {what} (TOML text)", source=source)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"is not UTF-8 text (byte {exc.start}); save it as UTF-8", source=source) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", source=source) from None
+    except RecursionError:
+        raise ConfigError("not valid TOML: nested too deeply", source=source) from None
 
 
 class TableReader:
@@ -45,6 +82,8 @@ class TableReader:
             raise self.fail(key, f"must be {'/'.join(k.__name__ for k in kinds)}, got {value!r}")
         if float in kinds and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.fail(key, f"must be a finite number, got {value!r}")
         if not isinstance(value, kinds):
             raise self.fail(key, f"must be {'/'.join(k.__name__ for k in kinds)}, got {value!r}")
         if minimum is not None and isinstance(value, (int, float)) and value < minimum:

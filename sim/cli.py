@@ -20,7 +20,7 @@ import httpx
 
 from sim import __version__
 from sim.errors import ConfigError, FlowsimError
-from sim.load.scenario import Scenario, constant_rate, load_scenario, parse_duration
+from sim.load.scenario import Scenario, check_load, constant_rate, load_scenario, parse_duration
 
 __all__ = ["main"]
 
@@ -83,6 +83,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (0-65535; 0 picks a free one)")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="flowsim", description="Load and simulation tests for Genesys Cloud flow executions.")
     p.add_argument("--version", action="version", version=f"flowsim {__version__}")
@@ -90,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="run the simulated Genesys Cloud API")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    s.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
+    s.add_argument("--port", type=_port, default=8080, help="port (default 8080; 0 picks a free one)")
     s.add_argument("--org", help="simulated org TOML file (default: the built-in org)")
     s.add_argument("--seed", type=int, default=0, help="seed for ids, durations, outcomes and faults")
     s.add_argument("--describe", action="store_true", help="print the org as JSON and exit")
@@ -125,7 +135,9 @@ def _count(value: str) -> int:
 def _scenario(args: argparse.Namespace) -> Scenario:
     sc = load_scenario(args.scenario)
     duration = parse_duration(args.duration, where="--duration") if getattr(args, "duration", None) else None
-    return constant_rate(sc, rate_per_s=getattr(args, "rate", None), duration_s=duration)
+    sc = constant_rate(sc, rate_per_s=getattr(args, "rate", None), duration_s=duration)
+    check_load(sc, processes=getattr(args, "workers", 0))
+    return sc
 
 
 def _prepare(sc: Scenario, target: str | None) -> Any:
@@ -193,6 +205,7 @@ def _cmd_capacity(args: argparse.Namespace) -> int:
     step_s = parse_duration(args.step_duration, where="--step-duration")
     if args.max < args.start:
         raise ConfigError("need --start <= --max", field="--start/--max")
+    check_load(constant_rate(sc, rate_per_s=args.max, duration_s=step_s), processes=args.workers)
     slo = SLO(p95_ms=args.slo_p95_ms, max_error_rate=args.max_error_rate)
     base = new_run_id()
     count = [0]

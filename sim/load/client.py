@@ -125,11 +125,17 @@ class TokenManager:
                      response_length=len(r.content), exception=exc, context={})
         if exc is not None:
             raise exc
-        body = r.json()
+        try:
+            body = r.json()
+            value, lifetime = str(body["access_token"]), float(body.get("expires_in", 86400))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise PlatformError(status=r.status_code, code="oauth.bad_answer",
+                                message=f"{self._login_url}/oauth/token answered "
+                                        f"{r.headers.get('content-type', 'no content type')} without an access_token: "
+                                        "is the target a Genesys Cloud region (or flowsim serve)?") from None
         self.fetched += 1
         self._generation += 1
-        lifetime = float(body.get("expires_in", 86400))
-        return _Token(value=str(body["access_token"]), generation=self._generation,
+        return _Token(value=value, generation=self._generation,
                       refresh_at=self._clock() + lifetime - min(self._margin, lifetime / 4))
 
     def close(self) -> None:

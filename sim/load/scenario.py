@@ -7,20 +7,26 @@ the field and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import string
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sim._toml import TableReader
+from sim._toml import TableReader, read_toml_file
 from sim.errors import ConfigError
 
 __all__ = [
     "Scenario", "FlowSpec", "Stage", "Thresholds", "load_scenario", "parse_duration", "constant_rate",
     "REGIONS", "Target", "resolve_target", "TEMPLATE_FIELDS", "scenario_to_dict", "scenario_from_dict",
+    "check_load", "MAX_RATE_PER_PROCESS", "MAX_DURATION_S",
 ]
+
+MAX_RATE_PER_PROCESS = 5_000.0
+"""Launches/s one Locust process is allowed to schedule (one measured ~2,300/s on one core; see README)."""
+MAX_DURATION_S = 7 * 86_400.0
+"""The longest run flowsim accepts: a week."""
 
 REGIONS = {
     "us_east_1": "mypurecloud.com", "eu_west_1": "mypurecloud.ie", "ap_southeast_2": "mypurecloud.com.au",
@@ -50,8 +56,8 @@ def parse_duration(value: Any, *, where: str = "duration") -> float:
         seconds = h * 3600 + mi * 60 + s
     else:
         raise ConfigError(f"{value!r} is not a duration; use seconds or e.g. '20s', '5m', '1h30m'", field=where)
-    if seconds <= 0:
-        raise ConfigError(f"{value!r} must be longer than 0 s", field=where)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"{value!r} must be a finite duration longer than 0 s", field=where)
     return seconds
 
 
@@ -147,11 +153,24 @@ def constant_rate(scenario: Scenario, *, rate_per_s: float | None, duration_s: f
     """The scenario with its stages replaced by one constant stage (``--rate`` / ``--duration``)."""
     if rate_per_s is None and duration_s is None:
         return scenario
-    if rate_per_s is not None and rate_per_s <= 0:
-        raise ConfigError(f"must be > 0, got {rate_per_s}", field="--rate")
+    if rate_per_s is not None and not (math.isfinite(rate_per_s) and rate_per_s > 0):
+        raise ConfigError(f"must be a finite number > 0, got {rate_per_s}", field="--rate")
     rate = rate_per_s if rate_per_s is not None else max(s.rate_per_s for s in scenario.stages)
     dur = duration_s if duration_s is not None else scenario.duration_s
     return dataclasses.replace(scenario, stages=(Stage(duration_s=dur, rate_per_s=rate),))
+
+
+def check_load(scenario: Scenario, *, processes: int) -> None:
+    """Refuse what the load processes cannot schedule, before anything starts: one line with the figures."""
+    peak = max(st.rate_per_s for st in scenario.stages)
+    limit = MAX_RATE_PER_PROCESS * max(1, processes)
+    if peak > limit:
+        raise ConfigError(f"a peak rate of {peak:g} launches/s is more than {max(1, processes)} load process(es) can "
+                          f"schedule ({MAX_RATE_PER_PROCESS:g}/s each): lower the rate or add --workers",
+                          source=scenario.source, field="rate")
+    if scenario.duration_s > MAX_DURATION_S:
+        raise ConfigError(f"{scenario.duration_s:g} s is longer than flowsim runs ({MAX_DURATION_S:g} s, a week)",
+                          source=scenario.source, field="duration")
 
 
 def scenario_to_dict(scenario: Scenario) -> dict[str, Any]:
@@ -214,6 +233,11 @@ def _parse(data: dict[str, Any], source: str) -> Scenario:
     if "max_retries" in kw and kw["max_retries"] < 0:
         raise s.fail("max_retries", "must be >= 0")
     s.get("identity_per", str, "execution", choices=("execution", "user"))
+    if "locale" in kw:
+        from faker.config import AVAILABLE_LOCALES
+
+        if kw["locale"] not in AVAILABLE_LOCALES:
+            raise s.fail("locale", f"{kw['locale']!r} is not a Faker locale (e.g. en_US, en_GB, de_DE, fr_FR)")
     s.get("log_level", str, "info", choices=("debug", "info", "warning", "error"))
     if "target" in kw:
         try:
@@ -275,13 +299,4 @@ def _parse(data: dict[str, Any], source: str) -> Scenario:
 
 def load_scenario(path: str | Path) -> Scenario:
     """Load and validate a scenario TOML file."""
-    source = str(path)
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError("scenario file not found", source=source) from None
-    except IsADirectoryError:
-        raise ConfigError("is a directory, not a scenario file", source=source) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"not valid TOML: {exc}", source=source) from None
-    return _parse(data, source)
+    return _parse(read_toml_file(path, what="a scenario file"), str(path))

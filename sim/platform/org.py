@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sim._toml import TableReader
+from sim._toml import TableReader, read_toml_file
 from sim.errors import ConfigError
 
 __all__ = [
@@ -318,14 +318,7 @@ def _parse(data: dict[str, Any], source: str) -> Org:
 
 def load_org(path: str | Path) -> Org:
     """Load and validate an org TOML file."""
-    source = str(path)
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError("file not found", source=source) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"not valid TOML: {exc}", source=source) from None
-    return _parse(data, source)
+    return _parse(read_toml_file(path, what="an org file"), str(path))
 
 
 def default_org() -> Org:

@@ -28,7 +28,7 @@ from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 from sim import logs
 from sim.errors import FlowsimError
 from sim.load.ledger import ledger_files, replay, run_dir
-from sim.load.scenario import constant_rate, load_scenario, parse_duration
+from sim.load.scenario import check_load, constant_rate, load_scenario, parse_duration
 from sim.load.stats import RunStats
 from sim.results.summary import RunSummary, build_summary
 from sim.run.coordination import ACK, DONE, GRANT, REFUSED, START, STOP, Grant, MasterCoordinator, Send, WorkerLease
@@ -68,9 +68,13 @@ def _resolve_plan(opts: Any) -> tuple[RunPlan, Prepared | None]:
     if opts.flowsim_plan:
         return RunPlan.from_dict(json.loads(Path(opts.flowsim_plan).read_text())), None
     sc = load_scenario(opts.flowsim_scenario)
-    rate = float(opts.flowsim_rate) if opts.flowsim_rate else None
+    try:
+        rate = float(opts.flowsim_rate) if opts.flowsim_rate else None
+    except ValueError:
+        raise FlowsimError(f"--flowsim-rate: {opts.flowsim_rate!r} is not a number") from None
     duration = parse_duration(opts.flowsim_duration, where="--flowsim-duration") if opts.flowsim_duration else None
     sc = constant_rate(sc, rate_per_s=rate, duration_s=duration)
+    check_load(sc, processes=getattr(opts, "expect_workers", 1) if getattr(opts, "master", False) else 1)
     prepared = Prepared(sc, opts.flowsim_target or sc.target)
     if not prepared.ok:
         problems = "; ".join(f"flow {c.flow_id}: {p}" for c in prepared.checks for p in c.problems)

@@ -63,6 +63,10 @@ def preflight(scenario: Scenario, target: Target, *, client_id: str, client_secr
             check = FlowCheck(flow_id=spec.id)
             checks.append(check)
             a = client.get_json(f"/api/v2/flows/{spec.id}", "preflight flow")
+            if a.status == 200 and not isinstance(a.body, dict):
+                check.problems.append(f"{target.api_url}/api/v2/flows/{spec.id} answered 200 with something that is "
+                                      "not a flow (not JSON): is the target a Genesys Cloud API?")
+                continue
             if a.status != 200 or not isinstance(a.body, dict):
                 err = PlatformError.from_body(a.status, a.body) if a.status else None
                 check.problems.append(f"cannot read flow: {err or a.error}"

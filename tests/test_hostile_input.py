@@ -1,0 +1,157 @@
+"""Whatever a user types or points flowsim at, the answer is one line and exit 2 — never a traceback.
+Hypothesis fuzzes the scenario and org loaders; real commands are run against hostile files and targets."""
+
+from __future__ import annotations
+
+import http.server
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sim.errors import ConfigError
+from sim.load.scenario import load_scenario
+from sim.platform.org import load_org
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE = (ROOT / "scenarios" / "smoke.toml").read_text()
+ORG = (ROOT / "sim" / "platform" / "default_org.toml").read_text()
+
+_toml_scalars = st.one_of(st.integers(), st.floats(), st.booleans(), st.text(max_size=20),
+                          st.sampled_from(["nan", "inf", "-inf", "1e999", '""', "[]", "{}", "0", "-1"]))
+
+
+def _mutate(base: str, data: st.DataObject) -> str:
+    """The shipped file with one line replaced by `key = <something odd>`, or cut, or garbled."""
+    lines = base.splitlines()
+    i = data.draw(st.integers(0, len(lines) - 1))
+    kind = data.draw(st.sampled_from(["value", "cut", "junk"]))
+    if kind == "value" and "=" in lines[i]:
+        key = lines[i].split("=", 1)[0]
+        v = data.draw(_toml_scalars)
+        lines[i] = f"{key}= {v if isinstance(v, str) else repr(v).lower()}"
+    elif kind == "cut":
+        lines = lines[:i]
+    else:
+        lines[i] = data.draw(st.text(max_size=40))
+    return "\n".join(lines)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzzed_scenarios_load_or_fail_with_config_error(tmp_path: Path, data: st.DataObject) -> None:
+    """A mutated smoke.toml either loads or raises ConfigError naming the file — nothing else escapes."""
+    p = tmp_path / "fuzz.toml"
+    p.write_text(_mutate(SMOKE, data), encoding="utf-8")
+    try:
+        load_scenario(p)
+    except ConfigError as exc:
+        assert str(p) in str(exc)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzzed_orgs_load_or_fail_with_config_error(tmp_path: Path, data: st.DataObject) -> None:
+    """A mutated default org either loads or raises ConfigError naming the file."""
+    p = tmp_path / "org.toml"
+    p.write_text(_mutate(ORG, data), encoding="utf-8")
+    try:
+        load_org(p)
+    except ConfigError as exc:
+        assert str(p) in str(exc)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(max_size=300))
+def test_arbitrary_bytes_are_one_config_error(tmp_path: Path, raw: bytes) -> None:
+    """Any bytes at all, as a scenario or an org: loaded or one ConfigError."""
+    p = tmp_path / "bytes.toml"
+    p.write_bytes(raw)
+    for load in (load_scenario, load_org):
+        try:
+            load(p)
+        except ConfigError:
+            pass
+
+
+def _flowsim(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sim.cli", *args], capture_output=True, text=True, timeout=60,
+                          cwd=cwd)
+
+
+@pytest.mark.parametrize("case", ["binary", "latin1", "directory", "huge", "locale", "nan_rate", "rate_1e9"])
+def test_hostile_files_and_flags_give_one_line_and_exit_2(tmp_path: Path, case: str) -> None:
+    """Binary, Latin-1, a directory, a 2 MB file, an unknown locale, --rate nan, --rate 1e9: one line, exit 2."""
+    p = tmp_path / "s.toml"
+    args = ["run", str(p)]
+    if case == "binary":
+        p.write_bytes(b"\x00\x01\x02" * 100)
+    elif case == "latin1":
+        p.write_bytes(SMOKE.replace('name = "smoke"', 'name = "caf\xe9"').encode("latin-1"))
+    elif case == "directory":
+        args = ["run", str(tmp_path)]
+    elif case == "huge":
+        p.write_text(SMOKE + "\n# " + "x" * 2_000_000 + "\n")
+    elif case == "locale":
+        p.write_text(SMOKE.replace("seed = 42", 'locale = "xx_XX"'))
+    else:
+        p.write_text(SMOKE)
+        args += ["--rate", "nan" if case == "nan_rate" else "1e9"]
+    r = _flowsim(*args, cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if not ln.startswith(("usage:", " "))]  # argparse's usage block
+    assert len(lines) == 1 and lines[0].startswith("flowsim:") and len(lines[0]) < 400, r.stderr
+
+
+@pytest.mark.parametrize("case", ["org_binary", "org_dir", "port"])
+def test_serve_refuses_bad_org_files_and_ports_in_one_line(tmp_path: Path, case: str) -> None:
+    """`flowsim serve --org` with a binary file or a directory, `--port 99999`: one line, exit 2."""
+    bad = tmp_path / "org.toml"
+    bad.write_bytes(b"\x00\xff" * 50)
+    args = {"org_binary": ["--org", str(bad)], "org_dir": ["--org", str(tmp_path)], "port": ["--port", "99999"]}[case]
+    r = _flowsim("serve", *args, cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+
+
+class _HtmlEverywhere(http.server.BaseHTTPRequestHandler):
+    """A captive portal / wrong host: 200 text/html to every request."""
+
+    def _answer(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = b"<html><body>Welcome to the network</body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def html_target() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HtmlEverywhere)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.mark.parametrize("command", ["run", "validate"])
+def test_a_target_answering_html_is_one_clear_line(tmp_path: Path, html_target: str, command: str) -> None:
+    """A target that answers 200 text/html to everything: one line saying the target is not an API, exit 2."""
+    p = tmp_path / "s.toml"
+    p.write_text(SMOKE)
+    env_args = ["--target", html_target]
+    r = subprocess.run([sys.executable, "-m", "sim.cli", command, str(p), *env_args], capture_output=True, text=True,
+                       timeout=60, cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "GENESYS_CLIENT_ID": "x",
+                                                      "GENESYS_CLIENT_SECRET": "y"})
+    assert r.returncode == 2 and "Traceback" not in r.stderr + r.stdout, r.stderr
+    assert "without an access_token" in r.stderr and "text/html" in r.stderr
