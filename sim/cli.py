@@ -186,6 +186,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                                       locust_html=args.locust_html, csv=args.csv))
     print(run_text(summary))
     _write_html(args.html, run_report(summary))
+    if summary.fatal:
+        print(f"flowsim: {summary.aborted}", file=sys.stderr)
+        return EXIT_USAGE
     if signum is not None or summary.interrupted:
         print("flowsim: interrupted; the summary and ledger above cover what was sent", file=sys.stderr)
         return 128 + (signum or signal.SIGINT)

@@ -20,7 +20,7 @@ from sim.load.identity import is_fictional_phone
 from sim.load.ledger import ledger_files, read_records
 from sim.platform.org import default_org
 from sim.platform.server import SimulatorThread
-from tests.conftest import LOAD_CLIENT, TEST_FLOW, org_with
+from tests.conftest import LOAD_CLIENT, TEST_FLOW, VIEWER_CLIENT, org_with
 
 pytestmark = pytest.mark.slow
 
@@ -184,6 +184,22 @@ def test_dropped_launches_are_counted_and_never_retried(tmp_path: Path) -> None:
     assert s["succeeded"] == 30 - drops and s["retries"] == 0
     failed = [r for r in launches(tmp_path, s["run_id"]) if r["http_status"] == 0]
     assert len(failed) == drops and all(r["attempts"] == 1 and r["execution_id"] is None for r in failed)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_client_without_launch_permission_stops_the_run_at_once(tmp_path: Path, workers: int) -> None:
+    """Preflight passes (the client may read flows) but the first launch is refused 403: the run stops there,
+    with one line naming the missing permission, exit 2 — not 200 refused launches."""
+    env = {**ENV, "GENESYS_CLIENT_ID": VIEWER_CLIENT[0], "GENESYS_CLIENT_SECRET": VIEWER_CLIENT[1]}
+    with SimulatorThread(default_org()) as sim:
+        r = subprocess.run(run_command(write_scenario(tmp_path, rate=20, duration="10s"), tmp_path, sim.url,
+                                       "--workers", str(workers)), capture_output=True, text=True, timeout=120,
+                           env=env, cwd=tmp_path)
+        refused = httpx.get(f"{sim.url}/_sim/stats").json()["counters"].get("error.403.missing.any.permissions", 0)
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "flowsim: launch refused: 403 missing.any.permissions" in r.stderr and "architect:flow:launch" in r.stderr
+    assert s["fatal"] is True and s["passed"] is False and s["launched"] == refused < 20
 
 
 def test_failed_threshold_exits_1(tmp_path: Path) -> None:

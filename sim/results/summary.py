@@ -92,6 +92,9 @@ class RunSummary:
     ledger: dict[str, Any] = field(default_factory=dict)
     """Where the counts came from: ``counts_source`` (ledger | worker_reports) and the files read."""
     aborted: str | None = None
+    """Why the run was stopped early (a flood of failures and 429s, or ``fatal``), if it was."""
+    fatal: bool = False
+    """Stopped because it could not go on (e.g. 403: the client may not launch): a setup problem, exit 2."""
     interrupted: bool = False
     analytics: dict[str, Any] = field(default_factory=dict)
     thresholds: tuple[ThresholdResult, ...] = ()
@@ -145,7 +148,7 @@ def evaluate_thresholds(s: RunSummary, th: Thresholds) -> tuple[ThresholdResult,
 def build_summary(stats: RunStats, *, run_id: str, scenario: str, target: str, thresholds: Thresholds,
                   scheduled: int, duration_s: float, rate_at: Any, workers: int, workers_lost: tuple[str, ...],
                   ledger_path: str, ledger: dict[str, Any], duplicates: int, aborted: str | None,
-                  interrupted: bool, analytics: dict[str, Any]) -> RunSummary:
+                  interrupted: bool, analytics: dict[str, Any], fatal: bool = False) -> RunSummary:
     """The one place a RunSummary is made."""
     c = stats.counters
     launched = c["launched"]
@@ -165,10 +168,11 @@ def build_summary(stats: RunStats, *, run_id: str, scenario: str, target: str, t
         flow_completion=FlowCompletion(followed=sum(stats.outcomes.values()), outcomes=dict(sorted(stats.outcomes.items())),
                                        duration_ms=stats.percentiles("flow_completion"), polls=c["polls"]),
         timeseries=tuple(stats.series.rows(rate_at)), ledger_path=ledger_path, ledger=ledger,
-        aborted=aborted, interrupted=interrupted, analytics=analytics, passed=False,
+        aborted=aborted, fatal=fatal, interrupted=interrupted, analytics=analytics, passed=False,
     )
     verdicts = evaluate_thresholds(s, thresholds)
-    return dataclasses.replace(s, thresholds=verdicts, passed=all(t.passed for t in verdicts) and not interrupted)
+    return dataclasses.replace(s, thresholds=verdicts,
+                               passed=all(t.passed for t in verdicts) and not interrupted and not fatal)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -27,12 +27,13 @@ from sim.load.schedule import Schedule
 
 __all__ = [
     "Epoch", "Partition", "Grant", "Send", "MasterCoordinator", "WorkerLease", "Pacer", "Action",
-    "START", "GRANT", "STOP", "ACK", "DONE", "REFUSED",
+    "START", "GRANT", "STOP", "ACK", "DONE", "REFUSED", "FATAL",
 ]
 
 START, GRANT, STOP = "flowsim_start", "flowsim_grant", "flowsim_stop"
-ACK, DONE, REFUSED = "flowsim_ack", "flowsim_done", "flowsim_refused"
-"""Message types: master → worker (START, GRANT, STOP), worker → master (ACK, DONE, REFUSED)."""
+ACK, DONE, REFUSED, FATAL = "flowsim_ack", "flowsim_done", "flowsim_refused", "flowsim_fatal"
+"""Message types: master → worker (START, GRANT, STOP), worker → master (ACK, DONE, REFUSED, FATAL: the run
+cannot go on, e.g. the client may not launch)."""
 
 
 @dataclass(frozen=True, slots=True)

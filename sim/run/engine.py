@@ -32,6 +32,8 @@ from sim.run.plan import RunPlan, credentials
 
 __all__ = ["Engine", "Ticket"]
 
+_PERMISSION_CODES = frozenset({"missing.permissions", "missing.any.permissions", "not.authorized"})
+
 
 @dataclass(frozen=True, slots=True)
 class Ticket:
@@ -42,7 +44,8 @@ class Ticket:
 
 class Engine:
     def __init__(self, plan: RunPlan, *, t0: float, worker: str, lease: WorkerLease, report: Reporter,
-                 on_done: Callable[[], None] = lambda: None) -> None:
+                 on_done: Callable[[], None] = lambda: None,
+                 on_fatal: Callable[[str], None] = lambda _reason: None) -> None:
         scenario = plan.scenario
         self.plan = plan
         self.scenario = scenario
@@ -67,6 +70,7 @@ class Engine:
         self._pacer: gevent.Greenlet | None = None
         self._pacer_done = False
         self._on_done = on_done
+        self._on_fatal = on_fatal
         self._done_fired = False
         self._topology = gevent.event.Event()
         self.stopping = False
@@ -200,6 +204,10 @@ class Engine:
             "intended_at": round(ticket.due, 6), "sent_at": round(sent, 6), "answered_at": round(answered, 6),
             "latency_ms": round(res.elapsed_ms, 3), "worker": self.worker,
         })
+        if res.status == 403 and res.error in _PERMISSION_CODES and not self.stopping:
+            # Every later launch would be refused too: stop the run now, with the reason.
+            self.stop()
+            self._on_fatal(f"launch refused: 403 {res.error} — the OAuth client's role needs architect:flow:launch")
         # Filtered out below debug level at ~1 µs; per-request lines would otherwise cost more than a launch.
         self.log.debug("flow_execution.launched", run_id=run_id, seq=ticket.seq, execution_id=res.execution_id,
                        status=res.status, latency_ms=round(res.elapsed_ms, 3), attempts=res.attempts)

@@ -31,7 +31,9 @@ from sim.load.ledger import ledger_files, replay, run_dir
 from sim.load.scenario import check_load, constant_rate, load_scenario, parse_duration
 from sim.load.stats import RunStats
 from sim.results.summary import RunSummary, build_summary
-from sim.run.coordination import ACK, DONE, GRANT, REFUSED, START, STOP, Grant, MasterCoordinator, Send, WorkerLease
+from sim.run.coordination import (
+    ACK, DONE, FATAL, GRANT, REFUSED, START, STOP, Grant, MasterCoordinator, Send, WorkerLease,
+)
 from sim.run.engine import Engine, Ticket
 from sim.run.plan import PlanMismatch, RunPlan, new_run_id
 from sim.run.prepare import Prepared, analytics_note
@@ -101,6 +103,8 @@ class _Run:
         self.finished = False
         """Quitting has been handled: the summary is written."""
         self.aborted: str | None = None
+        self.fatal = False
+        """The run was stopped because it could not go on (not a threshold): exit 2."""
         self.log = logs.get_logger(component="locust")
 
     @property
@@ -122,7 +126,8 @@ class _Run:
     # -- single process / worker ----------------------------------------------------------------------
     def start_engine(self, plan: RunPlan, t0: float, lease: WorkerLease, worker: str) -> Engine:
         self.plan, self.t0 = plan, t0
-        self.engine = Engine(plan, t0=t0, worker=worker, lease=lease, report=self.report, on_done=self.on_engine_done)
+        self.engine = Engine(plan, t0=t0, worker=worker, lease=lease, report=self.report, on_done=self.on_engine_done,
+                             on_fatal=self.on_fatal)
         self.engine.start()
         self.log.info("run.started", run_id=plan.run_id, worker=worker, target=plan.target.api_url,
                       scheduled=self.engine.schedule.total)
@@ -140,6 +145,24 @@ class _Run:
             self.complete = True
             self.log.info("run.schedule_complete")
             gevent.spawn_later(0.2, self.runner.quit)
+
+    def on_fatal(self, reason: str) -> None:
+        """The run cannot go on (e.g. the client may not launch): stop it everywhere, once."""
+        if isinstance(self.runner, WorkerRunner):
+            self.runner.send_message(FATAL, {"worker": self.runner.client_id, "reason": reason})
+        else:
+            self.abort(reason, fatal=True)
+
+    def abort(self, reason: str, *, fatal: bool = False) -> None:
+        if self.aborted is not None:
+            return
+        self.aborted, self.fatal = reason, fatal
+        if fatal:
+            self.log.error("run.stopped", reason=reason)
+        else:
+            self.log.warning("run.aborted", reason=reason)
+        self.complete = True
+        gevent.spawn_later(0.1, self.runner.quit)
 
     # -- master ---------------------------------------------------------------------------------------
     def live_workers(self, *, with_users: bool) -> list[str]:
@@ -193,10 +216,7 @@ class _Run:
             stats = self.stats()
             reason = stats.flood(int(time.time() - self.t0) - 1, 3, limit) if stats else None
             if reason:
-                self.aborted = reason
-                self.log.warning("run.aborted", reason=reason)
-                self.complete = True
-                gevent.spawn_later(0.1, self.runner.quit)
+                self.abort(reason)
                 return
 
     def summary(self, *, interrupted: bool) -> RunSummary | None:
@@ -224,7 +244,7 @@ class _Run:
             scheduled=plan.schedule.total, duration_s=plan.schedule.duration_s, rate_at=plan.schedule.rate_at,
             workers=max(1, took_part), workers_lost=tuple(self.coord.lost if self.coord else ()),
             ledger_path=str(rdir), ledger={"counts_source": source, "files": [str(f) for f in files]},
-            duplicates=duplicates, aborted=self.aborted, interrupted=interrupted,
+            duplicates=duplicates, aborted=self.aborted, fatal=self.fatal, interrupted=interrupted,
             analytics=analytics_note(plan))
 
 
@@ -307,6 +327,10 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
             if "flowsim" in data:
                 run.live.merge(data["flowsim"])
 
+        def on_fatal(environment: Environment, msg: Any, **_: Any) -> None:
+            run.abort(msg.data["reason"], fatal=True)
+
+        runner.register_message(FATAL, on_fatal)
         runner.register_message(ACK, on_ack)
         runner.register_message(DONE, on_done)
         runner.register_message(REFUSED, on_refused)
