@@ -134,3 +134,23 @@ def test_logs_redact_secrets() -> None:
     for secret in ("tok-123", "s3cr3t", "abc.def", "Zm9vOmJhcg=="):
         assert secret not in text
     assert line["access_token"] == logs.REDACTED and line["event"] == "token.refreshed"
+
+
+def test_unsent_launches_aggregate_past_50_a_second_and_still_count_exactly(tmp_path: Path) -> None:
+    """120 missed starts in one second and 3 in the next: 50 + 1 aggregate + 3 ledger lines, 123 counted."""
+    from sim.load.ledger import replay
+    from sim.run.engine import _Unsent
+
+    led = Ledger(tmp_path)
+    unsent = _Unsent(led.write, run_id="R", prefix="p", worker="w")
+    t0 = 1000.0
+    for i in range(120):
+        unsent.add("missed", i, t0 + 0.5 + i / 1000)
+    for i in range(120, 123):
+        unsent.add("missed", i, t0 + 1.5)
+    unsent.flush()
+    led.close()
+    assert led.lines == 54
+    stats, _dupes = replay(ledger_files(tmp_path), t0)
+    assert stats.counters["missed_starts"] == 123
+    assert summarize(ledger_files(tmp_path))["missed_starts"] == 123

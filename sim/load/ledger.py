@@ -6,7 +6,8 @@ never contend; a crash or Ctrl-C loses at most the requests in flight. Records:
 - ``{"event": "launch", ...}``  one per launch attempt (after retries): seq, name, identity id,
   flow id, execution id, HTTP status, error code, intended/sent/answered times, attempts;
 - ``{"event": "outcome", ...}`` the terminal flow status of a followed execution;
-- ``{"event": "missed", ...}``  a launch that could not start on time (no free user);
+- ``{"event": "missed", ...}``  a launch that could not start on time (no free user); past 50 in one
+  second, one record per second carries ``count`` (and ``seq``..``seq_last``) instead;
 - ``{"event": "late", ...}``    a launch this process owned but was too late to send (it was paused or
   starved past its due time): never sent, so never sent twice.
 
@@ -112,9 +113,9 @@ def summarize(files: list[Path]) -> dict[str, Any]:
         elif ev == "outcome":
             outcomes[rec["name"]] = rec.get("flow_status", "UNKNOWN")
         elif ev == "missed":
-            missed += 1
+            missed += int(rec.get("count", 1))
         elif ev == "late":
-            late += 1
+            late += int(rec.get("count", 1))
     accepted = [n for n, r in launches.items() if r.get("http_status") == 200]
     followed = [n for n in accepted if n in outcomes]
     return {

@@ -150,12 +150,10 @@ class RunStats:
                 self.series.count(sec, "r429", rec["poll_429"])
             c["polls"] += rec.get("polls", 0)
             self.record_ms("flow_completion", (rec["observed_at"] - rec["answered_at"]) * 1000)
-        elif ev == "missed":
-            c["missed_starts"] += 1
-            self.series.count(int(rec["intended_at"] - t0), "missed")
-        elif ev == "late":
-            c["late"] += 1
-            self.series.count(int(rec["intended_at"] - t0), "late")
+        elif ev in ("missed", "late"):  # one launch, or ``count`` of them in one second (an aggregate record)
+            n = int(rec.get("count", 1))
+            c["missed_starts" if ev == "missed" else "late"] += n
+            self.series.count(int(rec["intended_at"] - t0), ev, n)
 
     def flood(self, last_second: int, seconds: int, limit: float) -> str | None:
         """Why to abort: failures + 429s above ``limit`` of launches over the last ``seconds`` (None: fine)."""

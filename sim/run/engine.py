@@ -35,6 +35,45 @@ __all__ = ["Engine", "Ticket"]
 _PERMISSION_CODES = frozenset({"missing.permissions", "missing.any.permissions", "not.authorized"})
 
 
+class _Unsent:
+    """Ledger records for launches never sent (``missed``, ``late``): one each, until more than
+    ``detail_per_s`` in one second — then one record per second with a ``count`` (an overload or a stall
+    must not turn the ledger into megabytes of identical lines)."""
+
+    def __init__(self, write: Callable[[dict[str, Any]], None], *, run_id: str, prefix: str, worker: str,
+                 detail_per_s: int = 50) -> None:
+        self._write, self._run_id, self._prefix, self._worker = write, run_id, prefix, worker
+        self._detail = detail_per_s
+        self._second: dict[str, int] = {}
+        self._seen: dict[str, int] = {}
+        self._pending: dict[str, dict[str, Any]] = {}
+
+    def add(self, event: str, seq: int, due: float) -> None:
+        sec = int(due)
+        if self._second.get(event) != sec:
+            self._flush(event)
+            self._second[event], self._seen[event] = sec, 0
+        self._seen[event] += 1
+        if self._seen[event] <= self._detail:
+            self._write({"event": event, "run_id": self._run_id, "seq": seq,
+                         "name": execution_name(self._prefix, self._run_id, seq), "intended_at": round(due, 6),
+                         "worker": self._worker})
+            return
+        agg = self._pending.setdefault(event, {"event": event, "run_id": self._run_id, "seq": seq, "count": 0,
+                                                "intended_at": round(due, 6), "worker": self._worker})
+        agg["count"] += 1
+        agg["seq_last"] = seq
+
+    def _flush(self, event: str) -> None:
+        agg = self._pending.pop(event, None)
+        if agg is not None:
+            self._write(agg)
+
+    def flush(self) -> None:
+        for event in list(self._pending):
+            self._flush(event)
+
+
 @dataclass(frozen=True, slots=True)
 class Ticket:
     seq: int
@@ -73,6 +112,7 @@ class Engine:
         self._on_fatal = on_fatal
         self._done_fired = False
         self._topology = gevent.event.Event()
+        self._unsent = _Unsent(self._write, run_id=plan.run_id, prefix=scenario.tag_prefix, worker=worker)
         self.stopping = False
         self.log = get_logger(component="engine", worker=worker)
 
@@ -107,9 +147,14 @@ class Engine:
         return self._done_fired
 
     def _pace(self) -> None:
+        busy_turns = 0
         while not self.stopping:
             now = time.time()
             a = self.pacer.next(now)
+            if a.kind in ("late", "send"):
+                busy_turns += 1
+                if busy_turns % 64 == 0:  # a backlog (a stall, a very high rate) must not starve the users
+                    gevent.sleep(0)
             if a.kind == "sleep":
                 # Short naps so that a new grant (or a stop) is read before the next launch.
                 self._topology.clear()
@@ -118,9 +163,7 @@ class Engine:
                 self._topology.clear()
                 self._topology.wait(0.2)
             elif a.kind == "late":
-                self._write({"event": "late", "run_id": self.plan.run_id, "seq": a.seq,
-                             "name": execution_name(self.scenario.tag_prefix, self.plan.run_id, a.seq),
-                             "intended_at": round(a.due, 6), "noticed_at": round(now, 6), "worker": self.worker})
+                self._unsent.add("late", a.seq, a.due)
             elif a.kind == "send":
                 if self._waiting > self._queue.qsize():  # an idle user will take it right away
                     self._queue.put(Ticket(seq=a.seq, due=a.due))
@@ -128,6 +171,7 @@ class Engine:
                     self._missed(a.seq, a.due)
             else:
                 break
+        self._unsent.flush()
         if self.pacer.skipped:
             self.log.info("pacer.skipped", seqs=self.pacer.skipped, reason="not leased in time")
         self._pacer_done = True
@@ -137,9 +181,7 @@ class Engine:
         self._report(request_type="LAUNCH", name="missed start", response_time=0, response_length=0,
                      exception=RuntimeError("no free user at the launch's due time (raise max_concurrency)"),
                      context={})
-        self._write({"event": "missed", "run_id": self.plan.run_id, "seq": seq,
-                     "name": execution_name(self.scenario.tag_prefix, self.plan.run_id, seq),
-                     "intended_at": round(due, 6), "worker": self.worker})
+        self._unsent.add("missed", seq, due)
 
     def take(self) -> Ticket | None:
         """Block until a launch is due for this user; None once this process's share is done."""
