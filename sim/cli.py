@@ -291,26 +291,31 @@ def _cmd_ledger_summary(args: argparse.Namespace) -> int:
         raise ConfigError(f"no ledger files at {args.run} or {Path(args.ledger_dir) / args.run}", field="RUN")
     s = summarize(files)
     ids = set(s.pop("execution_ids"))
+    unanswered = set(s.pop("unanswered_names"))
     if args.target:
-        received = _received_ids(args.target, s["run_ids"])
+        received = _received(args.target, s["run_ids"])
+        extra = {i: name for i, name in received.items() if i not in ids}
+        ghosts = {i for i, name in extra.items() if name in unanswered}
         s["reconciliation"] = {"target_received": len(received),
-                               "accepted_not_received": len(ids - received),
-                               "received_not_in_ledger": len(received - ids)}
+                               "accepted_not_received": len(ids - set(received)),
+                               # launches that got no answer but ran: in the ledger (by name), not a mismatch
+                               "unanswered_but_ran": len(ghosts),
+                               "received_not_in_ledger": len(extra) - len(ghosts)}
     print(json.dumps(s, indent=2))
     rec = s.get("reconciliation")
     return 1 if s["duplicate_names"] or (rec and (rec["accepted_not_received"] or rec["received_not_in_ledger"])) else 0
 
 
-def _received_ids(url: str, run_ids: list[str]) -> set[str]:
-    """Execution ids a flowsim simulator received for these runs (its /_sim admin listing)."""
-    ids: set[str] = set()
+def _received(url: str, run_ids: list[str]) -> dict[str, str]:
+    """Execution id → name, for what a flowsim simulator received for these runs (its /_sim admin listing)."""
+    ids: dict[str, str] = {}
     for rid in run_ids:
         offset = 0
         while True:
             r = httpx.get(f"{url.rstrip('/')}/_sim/executions", params={"offset": offset, "limit": 10000}, timeout=30)
             r.raise_for_status()
             page = r.json()
-            ids.update(e["id"] for e in page["entities"] if f"-{rid}-" in (e["name"] or ""))
+            ids.update((e["id"], e["name"]) for e in page["entities"] if f"-{rid}-" in (e["name"] or ""))
             offset += len(page["entities"])
             if offset >= page["total"] or not page["entities"]:
                 break

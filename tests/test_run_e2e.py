@@ -202,6 +202,29 @@ def test_a_client_without_launch_permission_stops_the_run_at_once(tmp_path: Path
     assert s["fatal"] is True and s["passed"] is False and s["launched"] == refused < 20
 
 
+def test_launches_that_timed_out_but_ran_are_reported_as_such_not_as_a_mismatch(tmp_path: Path) -> None:
+    """A client timeout leaves an execution the platform ran: the summary says "no answer, may have run" and
+    `ledger summary --target` finds each one in the ledger by name (unanswered_but_ran), exit 0."""
+    slow = default_org().flows[0].faults.__class__(
+        latency=default_org().flows[0].duration.__class__(median_ms=800, p99_ms=800))
+    scenario = write_scenario(tmp_path, rate=5, duration="2s", thresholds="launch_error_rate = 1.0")
+    scenario.write_text(scenario.read_text().replace("max_retry_wait_s = 10", "max_retry_wait_s = 10\nrequest_timeout_s = 0.3"))
+    with SimulatorThread(org_with(flow={"faults": slow})) as sim:
+        code, s, out = flowsim_run(scenario, tmp_path, sim.url)
+        deadline = time.monotonic() + 30  # the simulator finishes the slow launches the client gave up on
+        while len(sim_records(sim.url, s["run_id"])) < 10 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        r = subprocess.run([sys.executable, "-m", "sim.cli", "ledger", "summary", s["run_id"], "--ledger-dir",
+                            str(tmp_path / "runs"), "--target", sim.url], capture_output=True, text=True, timeout=60)
+    assert code == 0, out[-3000:]
+    assert s["launched"] == 10 and s["transport_errors"] == 10 and "they may have run" in out
+    rec = json.loads(r.stdout)
+    assert r.returncode == 0, r.stdout
+    assert rec["unanswered_may_have_run"] == 10
+    assert rec["reconciliation"] == {"target_received": 10, "accepted_not_received": 0, "unanswered_but_ran": 10,
+                                     "received_not_in_ledger": 0}
+
+
 def test_failed_threshold_exits_1(tmp_path: Path) -> None:
     """A threshold that cannot be met makes `flowsim run` exit 1 and say FAIL."""
     with SimulatorThread(default_org()) as sim:

@@ -117,6 +117,7 @@ def summarize(files: list[Path]) -> dict[str, Any]:
         elif ev == "late":
             late += int(rec.get("count", 1))
     accepted = [n for n, r in launches.items() if r.get("http_status") == 200]
+    unanswered = sorted(n for n, r in launches.items() if r.get("http_status") == 0)
     followed = [n for n in accepted if n in outcomes]
     return {
         "run_ids": sorted(run_ids),
@@ -129,5 +130,8 @@ def summarize(files: list[Path]) -> dict[str, Any]:
         "late_not_sent": late,
         "outcomes": dict(sorted(Counter(outcomes.values()).items())),
         "accepted_without_outcome": len(accepted) - len(followed),
+        # No HTTP answer (timed out, connection dropped): the platform may have run them all the same.
+        "unanswered_may_have_run": len(unanswered),
+        "unanswered_names": unanswered,
         "execution_ids": sorted(str(launches[n].get("execution_id")) for n in accepted),
     }

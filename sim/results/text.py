@@ -19,6 +19,7 @@ def run_text(s: RunSummary) -> str:
         f"  rate      target {s.target_rate_per_s}/s  achieved {s.achieved_rate_per_s}/s",
         f"  launches  scheduled {s.scheduled}  launched {s.launched}  succeeded {s.succeeded}  failed {s.failed}  "
         f"missed starts {s.missed_starts}  not sent {s.not_sent} (late {s.late})  retries {s.retries}",
+        f"  unanswered {s.transport_errors} launches got no HTTP answer (timed out or dropped): they may have run",
         f"  429s      {s.rate_limited_responses} responses (launch attempts {s.rate_limited.get('launch', 0)}, "
         f"status polls {s.rate_limited.get('status_poll', 0)})",
         f"  http      final status of launches: {_counts(s.http_status)}",
