@@ -88,9 +88,23 @@ class SimState:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
 
 
+_ECHO_MAX = 300
+"""Characters of a user's value an error message may echo."""
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _ECHO_MAX else text[:_ECHO_MAX] + f"… ({len(text):,} characters, truncated)"
+
+
 def _error(state: SimState, status: int, code: str, message: str, *, cid: str | None = None,
            headers: dict[str, str] | None = None, **kw: Any) -> JSON:
     cid = cid or state.new_id()
+    # Never echo a user's megabytes back: every message and parameter is clipped.
+    message = "; ".join(_clip(part) for part in message.split("; ")) if len(message) > _ECHO_MAX else message
+    if "params" in kw and kw["params"]:
+        kw["params"] = {k: _clip(str(v)) for k, v in kw["params"].items()}
+    if "details" in kw and kw["details"]:
+        kw["details"] = [{k: _clip(str(v)) for k, v in d.items()} for d in kw["details"]]
     state.count(f"error.{status}.{code}")
     h = {"ININ-Correlation-Id": cid, **(headers or {})}
     return JSON(models.error_body(status, code, message, cid, **kw), status_code=status, headers=h)
@@ -178,20 +192,78 @@ async def oauth_token(request: Request) -> Response:
     return JSON({"access_token": token, "token_type": "bearer", "expires_in": lifetime})
 
 
+_MAX_DEPTH = 32
+"""inputData nesting accepted (flow inputs are scalars or arrays of scalars; deep nesting is an attack)."""
+
+
+def _depth(value: Any) -> int:
+    depth, level = 0, [value]
+    while level and depth <= _MAX_DEPTH:
+        nxt: list[Any] = []
+        for v in level:
+            if isinstance(v, dict):
+                nxt.extend(v.values())
+            elif isinstance(v, list):
+                nxt.extend(v)
+        if not nxt:
+            break
+        depth, level = depth + 1, nxt
+    return depth
+
+
+async def _read_body(state: SimState, request: Request, cid: str, rl: dict[str, str]) -> bytes | JSON:
+    """The body, refused past ``request_bytes_max`` (declared or sent) or when it trickles in too slowly."""
+    limit = state.org.settings.request_bytes_max
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return _error(state, 413, "request.entity.too.large",
+                      f"The request body of {int(declared):,} bytes exceeds request.bytes.max ({limit:,}).",
+                      cid=cid, headers=rl, limit={"key": "request.bytes.max", "namespace": "platform.api", "value": limit})
+
+    async def read() -> bytes | None:
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    try:
+        raw = await asyncio.wait_for(read(), state.org.settings.body_timeout_s)
+    except asyncio.TimeoutError:
+        return _error(state, 408, "request.timeout", "The request body did not arrive in time.", cid=cid, headers=rl)
+    if raw is None:
+        return _error(state, 413, "request.entity.too.large", f"The request body exceeds request.bytes.max ({limit:,}).",
+                      cid=cid, headers=rl, limit={"key": "request.bytes.max", "namespace": "platform.api", "value": limit})
+    return raw
+
+
 @_requires(PERM_LAUNCH)
 async def launch(state: SimState, request: Request, token: Token, cid: str,
                 rl: dict[str, str]) -> Response:
     if "json" not in request.headers.get("content-type", ""):
         return _error(state, 415, "unsupported.media.type",
                       "Content-Type must be application/json.", cid=cid, headers=rl)
+    raw = await _read_body(state, request, cid, rl)
+    if isinstance(raw, JSON):
+        return raw
     try:
-        body = orjson.loads(await request.body())
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return _error(state, 400, "bad.request",
                       "The request could not be understood by the server due to malformed syntax.", cid=cid, headers=rl)
     if not isinstance(body, dict):
         return _error(state, 400, "bad.request", "The body must be a FlowExecutionLaunchRequest object.",
                       cid=cid, headers=rl)
+    for key, kinds, what in (("flowVersion", (str, type(None)), "a string"), ("name", (str, type(None)), "a string"),
+                             ("inputData", (dict, type(None)), "an object")):
+        if key in body and not isinstance(body[key], kinds):
+            return _error(state, 400, "invalid.value", f"{key} must be {what}, got {type(body[key]).__name__}",
+                          cid=cid, headers=rl, details=[{"fieldName": key, "errorCode": "invalid.value"}])
+    if _depth(body.get("inputData")) > _MAX_DEPTH:
+        return _error(state, 400, "invalid.value", f"inputData nests deeper than {_MAX_DEPTH} levels", cid=cid,
+                      headers=rl, details=[{"fieldName": "inputData", "errorCode": "invalid.value"}])
     strict = state.org.settings.strict_unknown_fields
     problems = unknown_field_problems(body) if strict else []
     flow_id = body.get("flowId")
@@ -241,7 +313,7 @@ async def launch(state: SimState, request: Request, token: Token, cid: str,
     outcome = "FAILED" if r < flow.failure_rate else "ERROR" if r < flow.failure_rate + flow.error_rate else "COMPLETED"
     execution = Execution(id=state.new_id(), name=name, flow=flow, version=version, input_data=input_data,
                           client_id=token.client.id, launched_at=state.clock(),
-                          duration_s=draw_latency_s(flow.duration, state.rng), outcome=outcome)
+                          duration_s=draw_latency_s(flow.duration, state.rng), outcome=outcome, size=len(raw))
     state.store.add(execution)
     state.count("launch.accepted")
     return _ok(models.launch_json(execution), cid, rl)
@@ -321,8 +393,10 @@ async def sim_executions(request: Request) -> Response:
     try:
         limit = min(int(q.get("limit", "1000")), 100_000)
         offset = int(q.get("offset", "0"))
+        if limit < 0 or offset < 0:
+            raise ValueError
     except ValueError:
-        return JSON({"error": "limit and offset must be integers"}, status_code=400)
+        return _error(state, 400, "invalid.value", "limit and offset must be whole numbers >= 0")
     now = state.clock()
     matched = [e for e in state.store
                if (prefix is None or (e.name or "").startswith(prefix)) and (flow_id is None or e.flow.id == flow_id)]
@@ -358,13 +432,18 @@ def create_app(org: Org, *, seed: int = 0, clock: Callable[[], float] = time.tim
         tokens=TokenStore(org, clock=clock, rng=rng),
         limiter=RateLimiter(limit=settings.rate_limit_per_window, window_s=settings.rate_limit_window_s, clock=clock),
         store=ExecutionStore(max_executions=settings.store_max_executions, max_age_s=settings.store_max_age_s,
+                             max_bytes=settings.store_max_bytes,
                              clock=clock),
         faults=FaultInjector(rng),
         validators={f.id: FlowValidator(f) for f in org.flows},
         versions=versions,
         meters={},
     )
-    app = Starlette(routes=[
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        # Whatever went wrong, the answer is the platform's ErrorBody, never a text/plain page.
+        return _error(state, 500, "internal.server.error", "The server encountered an unexpected condition.")
+
+    app = Starlette(exception_handlers={Exception: internal_error}, routes=[
         Route("/oauth/token", oauth_token, methods=["POST"]),
         Route("/api/v2/flows/executions", launch, methods=["POST"]),
         Route("/api/v2/flows/executions/{execution_id}", get_execution, methods=["GET"]),

@@ -39,6 +39,8 @@ class Execution:
     duration_s: float
     outcome: str
     """Terminal status it will reach: COMPLETED, FAILED or ERROR."""
+    size: int = 0
+    """Bytes of the launch request body: what the store counts against its byte budget."""
 
     def status_at(self, now: float) -> str:
         return "RUNNING" if now < self.launched_at + self.duration_s else self.outcome
@@ -59,14 +61,22 @@ def output_data(execution: Execution) -> dict[str, Any]:
     return {v.name: _output_value(v, seq) for v in execution.flow.outputs}
 
 
-class ExecutionStore:
-    """Executions by id, oldest evicted first past ``max_executions`` or ``max_age_s``.
+_OVERHEAD = 512
+"""Approximate bytes an Execution costs beyond its request body."""
 
-    Memory is bounded by ``max_executions`` records (about 1 KB each with a typical inputData).
+
+class ExecutionStore:
+    """Executions by id, oldest evicted first past ``max_executions``, ``max_bytes`` or ``max_age_s``.
+
+    Memory is bounded in records and in bytes: each execution counts its request body's size (plus a
+    fixed ~0.5 KB of bookkeeping), so a few huge launches cannot take what 200k small ones may.
     """
 
-    def __init__(self, *, max_executions: int, max_age_s: float, clock: Callable[[], float]) -> None:
+    def __init__(self, *, max_executions: int, max_age_s: float, clock: Callable[[], float],
+                 max_bytes: int = 256 * 1024 * 1024) -> None:
         self.max_executions = max_executions
+        self.max_bytes = max_bytes
+        self.bytes = 0
         self.max_age_s = max_age_s
         self._clock = clock
         self._items: OrderedDict[str, Execution] = OrderedDict()
@@ -76,10 +86,10 @@ class ExecutionStore:
 
     def add(self, execution: Execution) -> None:
         self._items[execution.id] = execution
+        self.bytes += execution.size + _OVERHEAD
         self.received += 1
-        if len(self._items) > self.max_executions:
-            self._items.popitem(last=False)
-            self.evicted += 1
+        while len(self._items) > self.max_executions or (self.bytes > self.max_bytes and len(self._items) > 1):
+            self._pop_oldest()
         if self.received % 1024 == 0:
             self._evict_old()
         if self.received % 16384 == 0:
@@ -102,6 +112,12 @@ class ExecutionStore:
 
     def clear(self) -> None:
         self._items.clear()
+        self.bytes = 0
+
+    def _pop_oldest(self) -> None:
+        _id, old = self._items.popitem(last=False)
+        self.bytes -= old.size + _OVERHEAD
+        self.evicted += 1
 
     def _evict_old(self) -> None:
         cutoff = self._clock() - self.max_age_s
@@ -109,5 +125,4 @@ class ExecutionStore:
             first = next(iter(self._items.values()))
             if first.launched_at >= cutoff:
                 break
-            self._items.popitem(last=False)
-            self.evicted += 1
+            self._pop_oldest()

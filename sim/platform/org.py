@@ -144,6 +144,15 @@ class Settings:
     """Executions kept; the oldest are evicted beyond this (about 1 KB each)."""
     store_max_age_s: int = 86_400
     """Executions older than this are evicted."""
+    store_max_bytes: int = 256 * 1024 * 1024
+    """The stored executions' request bodies together; the oldest are evicted beyond this."""
+    request_bytes_max: int = 512_000
+    """Largest request body accepted (the platform's ``request.bytes.max``, 512,000 by default); [U] the
+    answer to a larger one is 413 ``request.entity.too.large``."""
+    body_timeout_s: float = 10.0
+    """A request whose body has not arrived this long after its headers is answered 408."""
+    header_timeout_s: float = 10.0
+    """A connection that has not sent a complete request head this long after opening is closed."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -232,6 +241,10 @@ def _parse(data: dict[str, Any], source: str) -> Org:
             strict_unknown_fields=settings_r.get("strict_unknown_fields", bool, True),
             store_max_executions=settings_r.get("store_max_executions", int, 200_000, minimum=1),
             store_max_age_s=settings_r.get("store_max_age_s", int, 86_400, minimum=1),
+            store_max_bytes=settings_r.get("store_max_bytes", int, Settings.store_max_bytes, minimum=1024),
+            request_bytes_max=settings_r.get("request_bytes_max", int, Settings.request_bytes_max, minimum=1024),
+            body_timeout_s=settings_r.get("body_timeout_s", float, Settings.body_timeout_s, minimum=0.1),
+            header_timeout_s=settings_r.get("header_timeout_s", float, Settings.header_timeout_s, minimum=0.1),
         )
 
     divisions = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
 import logging
@@ -11,6 +12,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from sim.platform.app import ConnectionDropped, create_app
 from sim.platform.org import Org
@@ -47,6 +49,44 @@ class _Server(uvicorn.Server):
         yield
 
 
+class _HeadTimeoutProtocol(HttpToolsProtocol):
+    """uvicorn's protocol, plus: a request head not complete ``head_timeout_s`` after it began (or after the
+    connection opened) closes the connection — half-open and trickling clients cannot pile up."""
+
+    head_timeout_s = 10.0
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def _arm(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.head_timeout_s, self._head_timeout)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timeout(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+
 def _server(org: Org, seed: int, clock: Callable[[], float] | None, log_level: str) -> _Server:
     kwargs: dict[str, Any] = {"seed": seed}
     if clock is not None:
@@ -56,7 +96,7 @@ def _server(org: Org, seed: int, clock: Callable[[], float] | None, log_level: s
         log_level=log_level,
         access_log=False,
         lifespan="off",
-        http="httptools",
+        http=type("_Protocol", (_HeadTimeoutProtocol,), {"head_timeout_s": org.settings.header_timeout_s}),
         loop="uvloop",
         timeout_keep_alive=30,
         backlog=2048,
