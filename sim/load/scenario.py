@@ -16,6 +16,7 @@ from typing import Any
 
 from sim._toml import TableReader, read_toml_file
 from sim.errors import ConfigError
+from sim.load.target import REGIONS, Target, resolve_target
 
 __all__ = [
     "Scenario", "FlowSpec", "Stage", "Thresholds", "load_scenario", "parse_duration", "constant_rate",
@@ -27,16 +28,6 @@ MAX_RATE_PER_PROCESS = 5_000.0
 """Launches/s one Locust process is allowed to schedule (one measured ~2,300/s on one core; see README)."""
 MAX_DURATION_S = 7 * 86_400.0
 """The longest run flowsim accepts: a week."""
-
-REGIONS = {
-    "us_east_1": "mypurecloud.com", "eu_west_1": "mypurecloud.ie", "ap_southeast_2": "mypurecloud.com.au",
-    "ap_northeast_1": "mypurecloud.jp", "eu_central_1": "mypurecloud.de", "us_west_2": "usw2.pure.cloud",
-    "ca_central_1": "cac1.pure.cloud", "ap_northeast_2": "apne2.pure.cloud", "eu_west_2": "euw2.pure.cloud",
-    "ap_south_1": "aps1.pure.cloud", "us_east_2": "use2.us-gov-pure.cloud", "sa_east_1": "sae1.pure.cloud",
-    "me_central_1": "mec1.pure.cloud", "ap_northeast_3": "apne3.pure.cloud", "eu_central_2": "euc2.pure.cloud",
-    "mx_central_1": "mxc1.pure.cloud", "ap_southeast_1": "apse1.pure.cloud", "eusc_de_east_1": "edee1.eusc-pure.cloud",
-}
-"""Region name → environment domain (API host is ``api.<domain>``, login host ``login.<domain>``)."""
 
 TEMPLATE_FIELDS = (
     "identity.id", "identity.first_name", "identity.last_name", "identity.full_name", "identity.email",
@@ -99,15 +90,6 @@ class Thresholds:
     """Share of followed executions that ended in anything but COMPLETED."""
     min_achieved_rate_ratio: float | None = None
     """Achieved launch rate / target launch rate must be at least this."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class Target:
-    """Where the platform is: API base URL and login base URL."""
-
-    api_url: str
-    login_url: str
-    embedded: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -185,23 +167,6 @@ def scenario_from_dict(data: dict[str, Any]) -> Scenario:
     kw["stages"] = tuple(Stage(**st) for st in kw["stages"])
     kw["thresholds"] = Thresholds(**kw["thresholds"])
     return Scenario(**kw)
-
-
-def resolve_target(target: str, *, embedded_url: str | None = None) -> Target:
-    """API and login URLs for "embedded" (given its URL), a region name, or a base URL."""
-    if target == "embedded":
-        if embedded_url is None:
-            raise ConfigError("the embedded simulator is not running", field="target")
-        return Target(api_url=embedded_url, login_url=embedded_url, embedded=True)
-    if target in REGIONS:
-        domain = REGIONS[target]
-        return Target(api_url=f"https://api.{domain}", login_url=f"https://login.{domain}")
-    if target.startswith(("http://", "https://")):
-        url = target.rstrip("/")
-        # The vendor SDK's rule: the login host is the API host with "api." replaced by "login.".
-        return Target(api_url=url, login_url=url.replace("://api.", "://login.", 1))
-    raise ConfigError(f"{target!r} is not 'embedded', a region ({', '.join(sorted(REGIONS))}) or an http(s) URL",
-                      field="target")
 
 
 def _placeholders(value: Any) -> list[str]:

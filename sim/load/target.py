@@ -1,0 +1,44 @@
+"""Where the platform is: ``embedded`` (flowsim's simulator), a region name, or a base URL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sim.errors import ConfigError
+
+__all__ = ["REGIONS", "Target", "resolve_target"]
+
+REGIONS = {
+    "us_east_1": "mypurecloud.com", "eu_west_1": "mypurecloud.ie", "ap_southeast_2": "mypurecloud.com.au",
+    "ap_northeast_1": "mypurecloud.jp", "eu_central_1": "mypurecloud.de", "us_west_2": "usw2.pure.cloud",
+    "ca_central_1": "cac1.pure.cloud", "ap_northeast_2": "apne2.pure.cloud", "eu_west_2": "euw2.pure.cloud",
+    "ap_south_1": "aps1.pure.cloud", "us_east_2": "use2.us-gov-pure.cloud", "sa_east_1": "sae1.pure.cloud",
+    "me_central_1": "mec1.pure.cloud", "ap_northeast_3": "apne3.pure.cloud", "eu_central_2": "euc2.pure.cloud",
+    "mx_central_1": "mxc1.pure.cloud", "ap_southeast_1": "apse1.pure.cloud", "eusc_de_east_1": "edee1.eusc-pure.cloud",
+}
+"""Region name → environment domain (API host is ``api.<domain>``, login host ``login.<domain>``)."""
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    """Where the platform is: API base URL and login base URL."""
+
+    api_url: str
+    login_url: str
+    embedded: bool = False
+
+
+def resolve_target(target: str, *, embedded_url: str | None = None) -> Target:
+    """API and login URLs for "embedded" (given its URL), a region name, or a base URL."""
+    if target == "embedded":
+        if embedded_url is None:
+            raise ConfigError("the embedded simulator is not running", field="target")
+        return Target(api_url=embedded_url, login_url=embedded_url, embedded=True)
+    if target in REGIONS:
+        domain = REGIONS[target]
+        return Target(api_url=f"https://api.{domain}", login_url=f"https://login.{domain}")
+    if target.startswith(("http://", "https://")):
+        url = target.rstrip("/")
+        # The vendor SDK's rule: the login host is the API host with "api." replaced by "login.".
+        return Target(api_url=url, login_url=url.replace("://api.", "://login.", 1))
+    raise ConfigError(f"{target!r} is not 'embedded', a region ({', '.join(sorted(REGIONS))}) or an http(s) URL",
+                      field="target")
