@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -154,3 +155,33 @@ def test_unsent_launches_aggregate_past_50_a_second_and_still_count_exactly(tmp_
     stats, _dupes = replay(ledger_files(tmp_path), t0)
     assert stats.counters["missed_starts"] == 123
     assert summarize(ledger_files(tmp_path))["missed_starts"] == 123
+
+
+def test_series_is_compact_mergeable_and_close_to_exact() -> None:
+    """Per-second series: counts exact, percentiles within one bucket (±10 %), merge of drained parts equals the
+    whole, and a day costs megabytes, not gigabytes."""
+    import random
+
+    from sim.load.series import TimeSeries
+
+    rng = random.Random(1)
+    whole, parts = TimeSeries(), [TimeSeries(), TimeSeries()]
+    samples = {s: [rng.lognormvariate(1, 0.5) for _ in range(200)] for s in range(100, 110)}
+    for s, values in samples.items():
+        for j, ms in enumerate(values):
+            for ts in (whole, parts[j % 2]):
+                ts.count(s, "launched")
+                ts.latency(s, ms)
+    merged = TimeSeries()
+    for part in parts:
+        merged.merge(part.encode())
+    assert merged.rows() == whole.rows() and [r["t"] for r in whole.rows()] == list(range(100, 110))
+    for row in whole.rows():
+        exact = sorted(samples[row["t"]])[math.ceil(200 * 0.95) - 1]
+        assert row["launched"] == 200 and abs(row["p95"] - exact) / exact < 0.10
+    day = TimeSeries()
+    for s in range(0, 86_400, 60):
+        day.count(s, "launched")
+    day.count(86_399, "launched")
+    assert day.nbytes() < 40_000_000 and sum(r["launched"] for r in day.rows()) == 1441
+    assert whole.window(109, 3)["launched"] == 600

@@ -16,6 +16,8 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from sim.load.series import TimeSeries
+
 __all__ = ["RunStats", "HISTOGRAMS", "Percentiles"]
 
 HISTOGRAMS = ("launch", "launch_from_intended", "flow_completion")
@@ -27,67 +29,6 @@ _MAX_US = 3_600_000_000
 
 def _hist() -> HdrHistogram:
     return HdrHistogram(1, _MAX_US, 3)
-
-
-def _bucket_hist() -> HdrHistogram:
-    return HdrHistogram(1, _MAX_US, 2)  # two digits per second-bucket: charts, not SLOs
-
-
-class TimeSeries:
-    """Per-second counts and launch latencies, keyed by whole seconds since the run's start."""
-
-    def __init__(self) -> None:
-        self.counts: dict[int, Counter[str]] = {}
-        self.hist: dict[int, HdrHistogram] = {}
-
-    def count(self, second: int, key: str, n: int = 1) -> None:
-        c = self.counts.get(second)
-        if c is None:
-            c = self.counts[second] = Counter()
-        c[key] += n
-
-    def latency(self, second: int, ms: float) -> None:
-        h = self.hist.get(second)
-        if h is None:
-            h = self.hist[second] = _bucket_hist()
-        h.record_value(min(_MAX_US, max(1, int(ms * 1000))))
-
-    def encode(self) -> dict[str, Any]:
-        return {"counts": {str(k): dict(v) for k, v in self.counts.items()},
-                "hist": {str(k): h.encode().decode("ascii") for k, h in self.hist.items()}}
-
-    def merge(self, data: dict[str, Any]) -> None:
-        for k, v in data.get("counts", {}).items():
-            for key, n in v.items():
-                self.count(int(k), key, n)
-        for k, enc in data.get("hist", {}).items():
-            h = self.hist.get(int(k))
-            if h is None:
-                h = self.hist[int(k)] = _bucket_hist()
-            h.add(HdrHistogram.decode(enc.encode("ascii")))
-
-    def rows(self, rate_at: Any = None) -> list[dict[str, Any]]:
-        """One row per second: target and achieved rate, failures, 429s, missed starts, latency percentiles."""
-        seconds = sorted(set(self.counts) | set(self.hist))
-        out = []
-        for sec in range(seconds[0], seconds[-1] + 1) if seconds else []:
-            c = self.counts.get(sec, Counter())
-            h = self.hist.get(sec)
-            row: dict[str, Any] = {"t": sec, "launched": c["launched"], "failed": c["failed"], "r429": c["r429"],
-                                   "missed": c["missed"], "late": c["late"], "outcome_failed": c["outcome_failed"]}
-            if rate_at is not None:
-                row["target"] = round(rate_at(sec + 0.5), 3)
-            if h is not None and h.get_total_count():
-                row.update({f"p{p}": round(h.get_value_at_percentile(p) / 1000, 2) for p in (50, 95, 99)})
-            out.append(row)
-        return out
-
-    def window(self, last_second: int, seconds: int) -> Counter[str]:
-        """Counts summed over ``seconds`` seconds ending at ``last_second``."""
-        total: Counter[str] = Counter()
-        for sec in range(last_second - seconds + 1, last_second + 1):
-            total.update(self.counts.get(sec, Counter()))
-        return total
 
 
 @dataclass(frozen=True, kw_only=True)
