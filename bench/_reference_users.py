@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from locust import FastHttpUser, HttpUser, constant, task
+from locust import FastHttpUser, HttpUser, constant, constant_throughput, task
 
 BODY = os.environ["BENCH_BODY"].encode()
 HEADERS = {"Content-Type": "application/json", "Authorization": "Bearer bench-token"}
@@ -23,6 +23,16 @@ class HttpLaunch(HttpUser):
 
 class FastHttpLaunch(FastHttpUser):
     wait_time = constant(0)
+
+    @task
+    def launch(self) -> None:
+        self.client.post("/api/v2/flows/executions", data=BODY, headers=HEADERS, name="launch")
+
+
+class PacedFastHttpLaunch(FastHttpUser):
+    """Locust's own fastest user at a fixed rate: BENCH_RATE launches/s over all users (memory bench)."""
+
+    wait_time = constant_throughput(float(os.environ.get("BENCH_RATE_PER_USER", "1")))
 
     @task
     def launch(self) -> None:
