@@ -27,16 +27,15 @@ from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 
 from sim import logs
 from sim.errors import FlowsimError
-from sim.load.ledger import ledger_files, replay, run_dir
-from sim.load.scenario import check_load, constant_rate, load_scenario, parse_duration
 from sim.load.stats import RunStats
-from sim.results.summary import RunSummary, build_summary
+from sim.results.summary import RunSummary
 from sim.run.coordination import (
     ACK, DONE, FATAL, GRANT, REFUSED, START, STOP, Grant, MasterCoordinator, Send, WorkerLease,
 )
 from sim.run.engine import Engine, Ticket
-from sim.run.plan import PlanMismatch, RunPlan, new_run_id
-from sim.run.prepare import Prepared, analytics_note
+from sim.run.plan import PlanMismatch, RunPlan
+from sim.run.prepare import Prepared, prepare_from_options
+from sim.run.tally import tally
 
 __all__ = ["FlowUser"]
 
@@ -69,22 +68,11 @@ def _resolve_plan(opts: Any) -> tuple[RunPlan, Prepared | None]:
     """The plan from `flowsim run`, or resolved here (preflight included) in plain Locust use."""
     if opts.flowsim_plan:
         return RunPlan.from_dict(json.loads(Path(opts.flowsim_plan).read_text())), None
-    sc = load_scenario(opts.flowsim_scenario)
-    try:
-        rate = float(opts.flowsim_rate) if opts.flowsim_rate else None
-    except ValueError:
-        raise FlowsimError(f"--flowsim-rate: {opts.flowsim_rate!r} is not a number") from None
-    duration = parse_duration(opts.flowsim_duration, where="--flowsim-duration") if opts.flowsim_duration else None
-    sc = constant_rate(sc, rate_per_s=rate, duration_s=duration)
-    check_load(sc, processes=getattr(opts, "expect_workers", 1) if getattr(opts, "master", False) else 1)
-    prepared = Prepared(sc, opts.flowsim_target or sc.target)
-    if not prepared.ok:
-        problems = "; ".join(f"flow {c.flow_id}: {p}" for c in prepared.checks for p in c.problems)
-        prepared.close()
-        raise FlowsimError(f"preflight failed, no load sent: {problems}")
-    plan = prepared.plan(run_id=opts.flowsim_run_id or new_run_id(), ledger_dir=opts.flowsim_ledger_dir,
-                         abort_error_rate=opts.flowsim_abort_error_rate or None)
-    return plan, prepared
+    return prepare_from_options(
+        scenario=opts.flowsim_scenario, target=opts.flowsim_target, rate=opts.flowsim_rate,
+        duration=opts.flowsim_duration, run_id=opts.flowsim_run_id, ledger_dir=opts.flowsim_ledger_dir,
+        abort_error_rate=opts.flowsim_abort_error_rate,
+        processes=getattr(opts, "expect_workers", 1) if getattr(opts, "master", False) else 1)
 
 
 class _Run:
@@ -220,32 +208,17 @@ class _Run:
                 return
 
     def summary(self, *, interrupted: bool) -> RunSummary | None:
-        """Built once, from the ledger files when all are here; from the workers' reports otherwise."""
-        plan, t0 = self.plan, self.t0
-        if plan is None or t0 is None:
+        if self.plan is None or self.t0 is None:
             return None
-        rdir = run_dir(plan.ledger_dir, plan.run_id)
-        files = ledger_files(rdir) if rdir.exists() else []
         if self.coord is not None:
             expected = {w.ledger for w in self.coord.workers.values() if w.ledger}
             took_part = sum(1 for w in self.coord.workers.values() if w.state in ("member", "lost"))
         else:
             expected = {self.engine.ledger.path.name} if self.engine else set()
             took_part = 1
-        if expected <= {f.name for f in files}:
-            stats, duplicates = replay(files, t0)
-            source = "ledger"
-        else:  # workers on other machines keep their ledgers: their reports are all the master has
-            stats, duplicates = self.live, 0
-            source = "worker_reports"
-        sc = plan.scenario
-        return build_summary(
-            stats, run_id=plan.run_id, scenario=sc.name, target=plan.target.api_url, thresholds=sc.thresholds,
-            scheduled=plan.schedule.total, duration_s=plan.schedule.duration_s, rate_at=plan.schedule.rate_at,
-            workers=max(1, took_part), workers_lost=tuple(self.coord.lost if self.coord else ()),
-            ledger_path=str(rdir), ledger={"counts_source": source, "files": [str(f) for f in files]},
-            duplicates=duplicates, aborted=self.aborted, fatal=self.fatal, interrupted=interrupted,
-            analytics=analytics_note(plan))
+        return tally(self.plan, self.t0, expected_ledgers=expected, live=self.live, workers=took_part,
+                     workers_lost=tuple(self.coord.lost if self.coord else ()), aborted=self.aborted,
+                     fatal=self.fatal, interrupted=interrupted)
 
 
 def _run(env: Environment) -> _Run | None:

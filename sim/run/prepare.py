@@ -14,13 +14,15 @@ from typing import Any
 
 import httpx
 
-from sim.errors import FlowsimError
-from sim.load.scenario import Scenario, Target, resolve_target
-from sim.run.plan import FlowPlan, RunPlan, credentials
+from sim.errors import ConfigError, FlowsimError
+from sim.load.scenario import (
+    Scenario, Target, check_load, constant_rate, load_scenario, parse_duration, resolve_target,
+)
+from sim.run.plan import FlowPlan, RunPlan, credentials, new_run_id
 from sim.run.preflight import FlowCheck, preflight
 from sim.run.process import spawn
 
-__all__ = ["EmbeddedSimulator", "Prepared", "is_flowsim_simulator", "analytics_note"]
+__all__ = ["EmbeddedSimulator", "Prepared", "is_flowsim_simulator", "analytics_note", "prepare_from_options"]
 
 
 class EmbeddedSimulator:
@@ -104,6 +106,27 @@ class Prepared:
         target = dataclasses.replace(self.target, embedded=self.credentials == "builtin")
         return RunPlan(run_id=run_id, scenario=sc, target=target, credentials="builtin" if target.embedded else "env",
                        flows=flows, ledger_dir=ledger_dir, abort_error_rate=abort_error_rate)
+
+
+def prepare_from_options(*, scenario: str, target: str, rate: str, duration: str, run_id: str, ledger_dir: str,
+                         abort_error_rate: float, processes: int) -> tuple[RunPlan, Prepared]:
+    """Plain ``locust`` use: the master (or single process) resolves the plan from its ``--flowsim-*``
+    options, preflight included; the returned Prepared owns the embedded simulator until closed."""
+    sc = load_scenario(scenario)
+    try:
+        rate_per_s = float(rate) if rate else None
+    except ValueError:
+        raise ConfigError(f"{rate!r} is not a number", field="--flowsim-rate") from None
+    duration_s = parse_duration(duration, where="--flowsim-duration") if duration else None
+    sc = constant_rate(sc, rate_per_s=rate_per_s, duration_s=duration_s)
+    check_load(sc, processes=processes)
+    prepared = Prepared(sc, target or sc.target)
+    if not prepared.ok:
+        problems = "; ".join(f"flow {c.flow_id}: {p}" for c in prepared.checks for p in c.problems)
+        prepared.close()
+        raise FlowsimError(f"preflight failed, no load sent: {problems}")
+    return prepared.plan(run_id=run_id or new_run_id(), ledger_dir=ledger_dir,
+                         abort_error_rate=abort_error_rate or None), prepared
 
 
 def analytics_note(plan: RunPlan) -> dict[str, Any]:
