@@ -50,6 +50,13 @@ _rate = _number(float, above=0, what="a finite number")
 _count = _number(int, low=0, what="a whole number")
 
 
+def _live_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--approval", help="against a real org: the vendor's approval reference for this load test "
+                                      "(or [live] approval in the scenario)")
+    p.add_argument("--outside-window", action="store_true",
+                   help="run outside 23:00-05:00 region time: another window was agreed with the vendor")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="flowsim", description="Load and simulation tests for Genesys Cloud flow executions.")
     p.add_argument("--version", action="version", version=f"flowsim {__version__}")
@@ -81,6 +88,7 @@ def _add_load_commands(sub: Any) -> None:
     r.add_argument("--csv", help="Locust's CSV prefix")
     r.add_argument("--run-id", help="run id (default: generated)")
     r.add_argument("--ledger-dir", default="runs", help="ledgers go to <dir>/<run_id>/ (default runs)")
+    _live_options(r)
     r.set_defaults(func=commands.run)
 
     v = sub.add_parser("validate", help="check a scenario and preflight its payloads against the target")
@@ -102,6 +110,7 @@ def _add_load_commands(sub: Any) -> None:
     c.add_argument("--ledger-dir", default="runs", help="ledgers go to <dir>/<run_id>-s<step>/ (default runs)")
     c.add_argument("--summary-json", help="write the capacity result JSON here")
     c.add_argument("--html", help="write the capacity HTML report here")
+    _live_options(c)
     c.set_defaults(func=commands.capacity)
 
     from sim.results.compare import Tolerances

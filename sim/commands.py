@@ -82,11 +82,15 @@ def _scenario(args: argparse.Namespace) -> Scenario:
     return sc
 
 
-def _prepare(sc: Scenario, target: str | None) -> Any:
+def _prepare(sc: Scenario, args: argparse.Namespace, *, capacity_max_rate: float | None = None) -> Any:
+    from sim.run.live import LiveRules
     from sim.run.prepare import Prepared
     from sim.run.preflight import describe
 
-    prepared = Prepared(sc, target or sc.target)
+    rules = LiveRules(approval=args.approval or sc.approval, outside_window=args.outside_window)
+    prepared = Prepared(sc, args.target or sc.target, rules=rules, capacity_max_rate=capacity_max_rate)
+    if prepared.live_note:
+        print(f"flowsim: {prepared.live_note}", file=sys.stderr)
     if not prepared.ok:
         print(describe(prepared.checks))
         prepared.close()
@@ -122,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     from sim.run.runner import RunOptions, run_locust
 
     sc = _scenario(args)
-    with _prepare(sc, args.target) as prepared:
+    with _prepare(sc, args) as prepared:
         plan = prepared.plan(run_id=args.run_id or new_run_id(), ledger_dir=args.ledger_dir)
         summary, signum = run_locust(plan, RunOptions(workers=args.workers, summary_json=args.summary_json,
                                                       locust_html=args.locust_html, csv=args.csv))
@@ -154,7 +158,7 @@ def capacity(args: argparse.Namespace) -> int:
     slo = SLO(p95_ms=args.slo_p95_ms, max_error_rate=args.max_error_rate)
     base = new_run_id()
     count = [0]
-    with _prepare(sc, args.target) as prepared:
+    with _prepare(sc, args, capacity_max_rate=args.max) as prepared:
         def step(rate: float) -> RunSummary:
             count[0] += 1
             plan = prepared.plan(run_id=f"{base}-s{count[0]}", ledger_dir=args.ledger_dir,

@@ -185,3 +185,13 @@ def test_series_is_compact_mergeable_and_close_to_exact() -> None:
     day.count(86_399, "launched")
     assert day.nbytes() < 40_000_000 and sum(r["launched"] for r in day.rows()) == 1441
     assert whole.window(109, 3)["launched"] == 600
+
+
+def test_live_table_carries_the_approval_reference(tmp_path: Path) -> None:
+    """`[live] approval = "CASE-9"` is read into the scenario; an unknown [live] key is refused by name."""
+    p = tmp_path / "live.toml"
+    p.write_text((ROOT / "scenarios" / "smoke.toml").read_text() + '\n[live]\napproval = "CASE-9"\n')
+    assert load_scenario(p).approval == "CASE-9"
+    p.write_text((ROOT / "scenarios" / "smoke.toml").read_text() + '\n[live]\napprove = "CASE-9"\n')
+    with pytest.raises(ConfigError, match="live.approve"):
+        load_scenario(p)

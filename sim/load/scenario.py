@@ -125,6 +125,8 @@ class Scenario:
     request_timeout_s: float = 30.0
     log_level: str = "info"
     thresholds: Thresholds = Thresholds()
+    approval: str | None = None
+    """``[live] approval``: the vendor's approval reference for load tests against a real org."""
 
     @property
     def duration_s(self) -> float:
@@ -177,13 +179,13 @@ def _placeholders(value: Any) -> list[str]:
 
 def _parse(data: dict[str, Any], source: str) -> Scenario:
     root = TableReader(data, source, "")
-    root.check_keys({"scenario", "flows", "stages", "thresholds"})
+    root.check_keys({"scenario", "flows", "stages", "thresholds", "live"})
     s = TableReader(data.get("scenario", {}), source, "scenario")
-    fields = {f.name for f in dataclasses.fields(Scenario)} - {"source", "flows", "stages", "thresholds"}
+    fields = {f.name for f in dataclasses.fields(Scenario)} - {"source", "flows", "stages", "thresholds", "approval"}
     s.check_keys(fields)
     kw: dict[str, Any] = {}
     for f in dataclasses.fields(Scenario):
-        if f.name in s.table:
+        if f.name in s.table and f.name in fields:
             default = f.default
             kind: Any = {"int": int, "float": float, "bool": bool, "str": str}.get(type(default).__name__, str)
             if f.name == "seed":
@@ -258,8 +260,11 @@ def _parse(data: dict[str, Any], source: str) -> Scenario:
     th.check_keys({f.name for f in dataclasses.fields(Thresholds)})
     thresholds = Thresholds(**{f.name: th.get(f.name, float, None, minimum=0.0)
                                for f in dataclasses.fields(Thresholds)})
+    live = TableReader(data.get("live", {}), source, "live")
+    live.check_keys({"approval"})
+    approval = live.get("approval", str, None) or None
     return Scenario(name=str(kw.pop("name", Path(source).stem)), source=source, flows=tuple(flows),
-                    stages=tuple(stages), thresholds=thresholds, **kw)
+                    stages=tuple(stages), thresholds=thresholds, approval=approval, **kw)
 
 
 def load_scenario(path: str | Path) -> Scenario:

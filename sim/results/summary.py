@@ -97,6 +97,8 @@ class RunSummary:
     """Stopped because it could not go on (e.g. 403: the client may not launch): a setup problem, exit 2."""
     interrupted: bool = False
     analytics: dict[str, Any] = field(default_factory=dict)
+    live: str | None = None
+    """Against a real org: the approval and test window the run was checked against."""
     thresholds: tuple[ThresholdResult, ...] = ()
     passed: bool
 
@@ -148,7 +150,8 @@ def evaluate_thresholds(s: RunSummary, th: Thresholds) -> tuple[ThresholdResult,
 def build_summary(stats: RunStats, *, run_id: str, scenario: str, target: str, thresholds: Thresholds,
                   scheduled: int, duration_s: float, rate_at: Any, workers: int, workers_lost: tuple[str, ...],
                   ledger_path: str, ledger: dict[str, Any], duplicates: int, aborted: str | None,
-                  interrupted: bool, analytics: dict[str, Any], fatal: bool = False) -> RunSummary:
+                  interrupted: bool, analytics: dict[str, Any], fatal: bool = False,
+                  live: str | None = None) -> RunSummary:
     """The one place a RunSummary is made."""
     c = stats.counters
     launched = c["launched"]
@@ -168,7 +171,7 @@ def build_summary(stats: RunStats, *, run_id: str, scenario: str, target: str, t
         flow_completion=FlowCompletion(followed=sum(stats.outcomes.values()), outcomes=dict(sorted(stats.outcomes.items())),
                                        duration_ms=stats.percentiles("flow_completion"), polls=c["polls"]),
         timeseries=tuple(stats.series.rows(rate_at)), ledger_path=ledger_path, ledger=ledger,
-        aborted=aborted, fatal=fatal, interrupted=interrupted, analytics=analytics, passed=False,
+        aborted=aborted, fatal=fatal, interrupted=interrupted, analytics=analytics, live=live, passed=False,
     )
     verdicts = evaluate_thresholds(s, thresholds)
     return dataclasses.replace(s, thresholds=verdicts,

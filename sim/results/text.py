@@ -30,6 +30,8 @@ def run_text(s: RunSummary) -> str:
         f"  ledger    {s.ledger_path} (counts from {s.ledger.get('counts_source', '?')})",
         "  analytics " + str(s.analytics.get("note", "")),
     ]
+    if s.live:
+        lines.append(f"  live      {s.live}")
     if s.duplicate_launches:
         lines.append(f"  DUPLICATES {s.duplicate_launches} sequence numbers were launched more than once")
     if s.workers_lost:

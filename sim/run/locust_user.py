@@ -33,6 +33,7 @@ from sim.run.coordination import (
     ACK, DONE, FATAL, GRANT, REFUSED, START, STOP, Grant, MasterCoordinator, Send, WorkerLease,
 )
 from sim.run.engine import Engine, Ticket
+from sim.run.live import LiveRules
 from sim.run.plan import PlanMismatch, RunPlan
 from sim.run.prepare import Prepared, prepare_from_options
 from sim.run.tally import tally
@@ -60,6 +61,8 @@ def _add_arguments(parser: Any) -> None:
     a("--flowsim-duration", default="", help="duration with --flowsim-rate, e.g. 20s, 5m")
     a("--flowsim-ledger-dir", default="runs", help="where ledgers go (<dir>/<run_id>/)")
     a("--flowsim-summary-json", default="", help="write the run summary JSON here")
+    a("--flowsim-approval", default="", help="the vendor's approval reference, for load tests against a real org")
+    a("--flowsim-outside-window", action="store_true", help="another test window was agreed with the vendor")
     a("--flowsim-abort-error-rate", type=float, default=0.0,
       help="stop early when failures + 429s exceed this share of launches over 3 s (0: never)")
 
@@ -72,7 +75,8 @@ def _resolve_plan(opts: Any) -> tuple[RunPlan, Prepared | None]:
         scenario=opts.flowsim_scenario, target=opts.flowsim_target, rate=opts.flowsim_rate,
         duration=opts.flowsim_duration, run_id=opts.flowsim_run_id, ledger_dir=opts.flowsim_ledger_dir,
         abort_error_rate=opts.flowsim_abort_error_rate,
-        processes=getattr(opts, "expect_workers", 1) if getattr(opts, "master", False) else 1)
+        processes=getattr(opts, "expect_workers", 1) if getattr(opts, "master", False) else 1,
+        rules=LiveRules(approval=opts.flowsim_approval or None, outside_window=opts.flowsim_outside_window))
 
 
 class _Run:

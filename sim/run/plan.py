@@ -68,6 +68,8 @@ class RunPlan:
     ledger_dir: str = "runs"
     abort_error_rate: float | None = None
     """Stop early when failures + 429s exceed this share of launches over 3 s (None: never)."""
+    live: str | None = None
+    """Against a real org: the approval and window this run was checked against (recorded in plan.json)."""
 
     @functools.cached_property
     def schedule(self) -> Schedule:

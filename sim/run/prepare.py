@@ -7,6 +7,7 @@ Used by the ``flowsim`` parent (``run``, ``validate``, ``capacity``) and by the 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -18,6 +19,10 @@ from sim.errors import ConfigError, FlowsimError
 from sim.load.scenario import (
     Scenario, Target, check_load, constant_rate, load_scenario, parse_duration, resolve_target,
 )
+from sim.load.schedule import Schedule
+from sim.load.target import REGIONS
+from sim.run import live
+from sim.run.live import LiveRules
 from sim.run.plan import FlowPlan, RunPlan, credentials, new_run_id
 from sim.run.preflight import FlowCheck, preflight
 from sim.run.process import spawn
@@ -64,16 +69,28 @@ class Prepared:
     A context manager: leaving it stops the embedded simulator.
     """
 
-    def __init__(self, scenario: Scenario, target_name: str) -> None:
+    def __init__(self, scenario: Scenario, target_name: str, *, rules: LiveRules | None = None,
+                 capacity_max_rate: float | None = None, now: dt.datetime | None = None) -> None:
+        """``rules``: check the vendor's load-test rules before anything is sent to a real org (None: no load
+        will be sent, as for ``validate``). ``capacity_max_rate``: this prepares a capacity search."""
         self.scenario = scenario
+        self.live_note: str | None = None
         self.sim = EmbeddedSimulator() if target_name == "embedded" else None
         try:
             self.target: Target = resolve_target(target_name, embedded_url=self.sim.url if self.sim else None)
             env_set = bool(os.environ.get(scenario.client_id_env) and os.environ.get(scenario.client_secret_env))
             # A `flowsim serve` target and no credentials in the environment: its built-in test client,
             # so scenarios run unchanged against it.
-            builtin = self.sim is not None or (not env_set and is_flowsim_simulator(self.target.api_url))
+            # A region is never a simulator: it is not even asked.
+            builtin = self.sim is not None or (not env_set and target_name not in REGIONS
+                                               and is_flowsim_simulator(self.target.api_url))
             self.credentials: str = "builtin" if builtin else "env"
+            if rules is not None and not builtin:  # a real org: the vendor's rules first, before any request
+                schedule = Schedule(scenario.stages)
+                self.live_note = live.check(
+                    api_url=self.target.api_url, capacity=capacity_max_rate is not None,
+                    peak_rate_per_s=capacity_max_rate or max(st.rate_per_s for st in scenario.stages),
+                    launches=schedule.total, rules=rules, now=now or dt.datetime.now(dt.timezone.utc))
             cid, sec = credentials(scenario, self.credentials)
             self.checks: list[FlowCheck] = preflight(scenario, self.target, client_id=cid, client_secret=sec)
         except BaseException:
@@ -105,11 +122,11 @@ class Prepared:
                                version=c.version, inputs=tuple(sorted(c.input_names))) for c in self.checks)
         target = dataclasses.replace(self.target, embedded=self.credentials == "builtin")
         return RunPlan(run_id=run_id, scenario=sc, target=target, credentials="builtin" if target.embedded else "env",
-                       flows=flows, ledger_dir=ledger_dir, abort_error_rate=abort_error_rate)
+                       flows=flows, ledger_dir=ledger_dir, abort_error_rate=abort_error_rate, live=self.live_note)
 
 
 def prepare_from_options(*, scenario: str, target: str, rate: str, duration: str, run_id: str, ledger_dir: str,
-                         abort_error_rate: float, processes: int) -> tuple[RunPlan, Prepared]:
+                         abort_error_rate: float, processes: int, rules: LiveRules) -> tuple[RunPlan, Prepared]:
     """Plain ``locust`` use: the master (or single process) resolves the plan from its ``--flowsim-*``
     options, preflight included; the returned Prepared owns the embedded simulator until closed."""
     sc = load_scenario(scenario)
@@ -120,7 +137,8 @@ def prepare_from_options(*, scenario: str, target: str, rate: str, duration: str
     duration_s = parse_duration(duration, where="--flowsim-duration") if duration else None
     sc = constant_rate(sc, rate_per_s=rate_per_s, duration_s=duration_s)
     check_load(sc, processes=processes)
-    prepared = Prepared(sc, target or sc.target)
+    rules = LiveRules(approval=rules.approval or sc.approval, outside_window=rules.outside_window)
+    prepared = Prepared(sc, target or sc.target, rules=rules)
     if not prepared.ok:
         problems = "; ".join(f"flow {c.flow_id}: {p}" for c in prepared.checks for p in c.problems)
         prepared.close()
