@@ -114,6 +114,9 @@ def validate(args: argparse.Namespace) -> int:
         print(f"scenario {sc.source}: {len(sc.flows)} flow(s), {len(sc.stages)} stage(s), {sc.duration_s:.0f} s; "
               f"target {prepared.target.api_url}")
         print(describe(prepared.checks))
+        sizing = prepared.sizing()
+        for line in sizing.explanation + sizing.warnings:
+            print(line)
         ok = prepared.ok
     print("preflight passed" if ok else "preflight failed: fix the above before sending load")
     return 0 if ok else 1
@@ -127,7 +130,10 @@ def run(args: argparse.Namespace) -> int:
 
     sc = _scenario(args)
     with _prepare(sc, args) as prepared:
-        plan = prepared.plan(run_id=args.run_id or new_run_id(), ledger_dir=args.ledger_dir)
+        plan = prepared.plan(run_id=args.run_id or new_run_id(), ledger_dir=args.ledger_dir,
+                             processes=max(1, args.workers))
+        for line in plan.sizing:
+            print(f"flowsim: {line}", file=sys.stderr)
         summary, signum = run_locust(plan, RunOptions(workers=args.workers, summary_json=args.summary_json,
                                                       locust_html=args.locust_html, csv=args.csv))
     print(run_text(summary))
@@ -161,7 +167,7 @@ def capacity(args: argparse.Namespace) -> int:
     with _prepare(sc, args, capacity_max_rate=args.max) as prepared:
         def step(rate: float) -> RunSummary:
             count[0] += 1
-            plan = prepared.plan(run_id=f"{base}-s{count[0]}", ledger_dir=args.ledger_dir,
+            plan = prepared.plan(run_id=f"{base}-s{count[0]}", ledger_dir=args.ledger_dir, processes=max(1, args.workers),
                                  scenario=constant_rate(sc, rate_per_s=rate, duration_s=step_s),
                                  # abort a step early once failures flood: well past the SLO, never far past the knee
                                  abort_error_rate=max(0.2, 5 * slo.max_error_rate))

@@ -149,7 +149,7 @@ def test_a_target_answering_html_is_one_clear_line(tmp_path: Path, html_target: 
     """A target that answers 200 text/html to everything: one line saying the target is not an API, exit 2."""
     p = tmp_path / "s.toml"
     p.write_text(SMOKE)
-    env_args = ["--target", html_target]
+    env_args = ["--target", html_target] + (["--approval", "CASE-1", "--outside-window"] if command == "run" else [])
     r = subprocess.run([sys.executable, "-m", "sim.cli", command, str(p), *env_args], capture_output=True, text=True,
                        timeout=60, cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "GENESYS_CLIENT_ID": "x",
                                                       "GENESYS_CLIENT_SECRET": "y"})

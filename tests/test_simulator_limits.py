@@ -156,6 +156,19 @@ def test_vendor_sdk_works_unmodified(sim: SimulatorThread) -> None:
     assert fetched.flow_version.input_schema.properties["Flow.customerName"]["type"] == "string"
 
 
+def test_vendor_sdk_reads_the_org_limits(sim: SimulatorThread) -> None:
+    """OrganizationApi.get_organizations_limits_namespace('platform.api') reads the per-token limit the simulator
+    enforces (300 per 60 s → 300/min) and request.bytes.max, with a token of a client that has no permissions."""
+    import PureCloudPlatformClientV2 as gc  # noqa: N813
+
+    gc.configuration.host = sim.url
+    api_client = gc.api_client.ApiClient().get_client_credentials_token("flowsim-viewer-client",
+                                                                        "flowsim-viewer-secret")
+    limits = gc.OrganizationApi(api_client).get_organizations_limits_namespace("platform.api")
+    values = {e.key: e.value for e in limits.entities}
+    assert values == {"client.credentials.token.rate.per.minute": 300, "request.bytes.max": 512_000}
+
+
 def _flowsim(*args: str) -> list[str]:
     return [sys.executable, "-m", "sim.cli", *args]
 

@@ -100,12 +100,14 @@ class Scenario:
     """"embedded", a base URL, or a region name such as ``us_east_1``."""
     client_id_env: str = "GENESYS_CLIENT_ID"
     client_secret_env: str = "GENESYS_CLIENT_SECRET"
-    tokens_per_client: int = 1
-    """Tokens to fetch and use round-robin; the platform limits requests per token."""
+    tokens_per_client: int | None = None
+    """Tokens each load process fetches and uses round-robin (the platform limits requests per token);
+    None ("auto"): sized from the rate, the polls and the org's per-token limit (``sim.run.sizing``)."""
     flows: tuple[FlowSpec, ...] = ()
     stages: tuple[Stage, ...] = ()
-    max_concurrency: int = 50
-    """Locust users: executions in flight (launch plus follow) at most, per run."""
+    max_concurrency: int | None = None
+    """Locust users: executions in flight (launch plus follow) at most, per run; None ("auto"): sized by
+    Little's law from the rate and the time each execution holds a user."""
     follow: bool = True
     """Poll each launched execution until it reaches a terminal status."""
     poll_interval_s: float = 1.0
@@ -184,16 +186,19 @@ def _parse(data: dict[str, Any], source: str) -> Scenario:
     fields = {f.name for f in dataclasses.fields(Scenario)} - {"source", "flows", "stages", "thresholds", "approval"}
     s.check_keys(fields)
     kw: dict[str, Any] = {}
+    for key in ("max_concurrency", "tokens_per_client"):
+        if key in s.table:
+            v = s.table[key]
+            if not (v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1)):
+                raise s.fail(key, f'must be a whole number >= 1 or "auto", got {v!r}')
+            kw[key] = None if v == "auto" else v
     for f in dataclasses.fields(Scenario):
-        if f.name in s.table and f.name in fields:
+        if f.name in s.table and f.name in fields and f.name not in ("max_concurrency", "tokens_per_client"):
             default = f.default
             kind: Any = {"int": int, "float": float, "bool": bool, "str": str}.get(type(default).__name__, str)
             if f.name == "seed":
                 kind = int
             kw[f.name] = s.get(f.name, kind, default)
-    for key in ("max_concurrency", "tokens_per_client"):
-        if key in kw and kw[key] < 1:
-            raise s.fail(key, f"must be >= 1, got {kw[key]}")
     for key in ("poll_interval_s", "follow_timeout_s", "request_timeout_s", "max_retry_wait_s"):
         if key in kw and kw[key] <= 0:
             raise s.fail(key, f"must be > 0 (seconds), got {kw[key]}")

@@ -131,7 +131,7 @@ async def _apply(state: SimState, decision: Decision, cid: str) -> Response | No
     return None
 
 
-def _authorize(state: SimState, request: Request, permission: str) -> tuple[Token, str, dict[str, str]] | JSON:
+def _authorize(state: SimState, request: Request, permission: str | None) -> tuple[Token, str, dict[str, str]] | JSON:
     """The caller's token, a correlation id and rate-limit headers; or the error to answer."""
     cid = state.new_id()
     header = request.headers.get("authorization")
@@ -150,7 +150,7 @@ def _authorize(state: SimState, request: Request, permission: str) -> tuple[Toke
                       params={"limit": str(rate.limit), "seconds": str(state.limiter.window_s)},
                       limit={"key": "client.credentials.token.rate.per.minute", "namespace": "platform.api",
                              "value": rate.limit})
-    if permission not in token.client.permissions:
+    if permission is not None and permission not in token.client.permissions:
         return _error(state, 403, "missing.any.permissions",
                       f"Unable to perform the requested action. You are missing the following permission(s): "
                       f"[{permission}]", cid=cid, headers=rl, params={"permissions": permission})
@@ -160,7 +160,7 @@ def _authorize(state: SimState, request: Request, permission: str) -> tuple[Toke
 _Handler = Callable[[SimState, Request, Token, str, dict[str, str]], Awaitable[Response]]
 
 
-def _requires(permission: str) -> Callable[[_Handler], Callable[[Request], Awaitable[Response]]]:
+def _requires(permission: str | None) -> Callable[[_Handler], Callable[[Request], Awaitable[Response]]]:
     """Authenticate, rate-limit and authorize before the handler; it gets the token, correlation id and
     rate-limit headers."""
     def wrap(handler: _Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -418,6 +418,26 @@ async def sim_expire_tokens(request: Request) -> Response:
     return JSON({"expired": state.tokens.expire(request.query_params.get("client_id"))})
 
 
+@_requires(None)  # the vendor SDK documents the limits endpoints as "Requires no permissions"
+async def org_limits(state: SimState, request: Request, _token: Token, cid: str, rl: dict[str, str]) -> Response:
+    """``GET /api/v2/organizations/limits/namespaces/{namespace}``: this org's effective limits (LimitsEntityListing)."""
+    st = state.org.settings
+    ns = request.path_params["namespace"]
+    entities = [] if ns != "platform.api" else [
+        {"key": "client.credentials.token.rate.per.minute", "namespace": ns,
+         "value": int(st.rate_limit_per_window * 60 / st.rate_limit_window_s)},
+        {"key": "request.bytes.max", "namespace": ns, "value": st.request_bytes_max},
+    ]
+    return _ok({"entities": entities}, cid, rl)
+
+
+async def sim_flows(request: Request) -> Response:
+    """Admin: each flow's duration profile (what a run may expect of it: flowsim sizes runs from this)."""
+    org = request.app.state.sim.org
+    return JSON({"entities": [{"id": f.id, "type": f.type, "durationMedianMs": f.duration.median_ms,
+                               "durationP99Ms": f.duration.p99_ms} for f in org.flows]})
+
+
 async def sim_health(request: Request) -> Response:
     return JSON({"status": "ok", "org": request.app.state.sim.org.name})
 
@@ -450,7 +470,9 @@ def create_app(org: Org, *, seed: int = 0, clock: Callable[[], float] = time.tim
         Route("/api/v2/flows/{flow_id}", get_flow, methods=["GET"]),
         Route("/api/v2/flows/{flow_id}/versions/{version_id}", get_flow_version, methods=["GET"]),
         Route("/api/v2/analytics/flowexecutions/aggregates/query", analytics_query, methods=["POST"]),
+        Route("/api/v2/organizations/limits/namespaces/{namespace}", org_limits, methods=["GET"]),
         Route("/_sim/health", sim_health, methods=["GET"]),
+        Route("/_sim/flows", sim_flows, methods=["GET"]),
         Route("/_sim/executions", sim_executions, methods=["GET"]),
         Route("/_sim/stats", sim_stats, methods=["GET"]),
         Route("/_sim/tokens/expire", sim_expire_tokens, methods=["POST"]),

@@ -101,7 +101,7 @@ class Engine:
         self.identities = IdentityFactory(locale=scenario.locale, seed=scenario.seed)
         client_id, client_secret = credentials(plan)
         self.tokens = TokenManager(login_url=plan.target.login_url, client_id=client_id,
-                                   client_secret=client_secret, pool_size=scenario.tokens_per_client,
+                                   client_secret=client_secret, pool_size=plan.tokens_per_process,
                                    timeout_s=scenario.request_timeout_s, report=report)
         self._queue: gevent.queue.Queue[Ticket | None] = gevent.queue.Queue()
         self._waiting = 0

@@ -70,6 +70,17 @@ class RunPlan:
     """Stop early when failures + 429s exceed this share of launches over 3 s (None: never)."""
     live: str | None = None
     """Against a real org: the approval and window this run was checked against (recorded in plan.json)."""
+    sizing: tuple[str, ...] = ()
+    """How tokens and slots were sized, and any warning (``sim.run.sizing``)."""
+
+    @property
+    def tokens_per_process(self) -> int:
+        return self.scenario.tokens_per_client or 1
+
+    @property
+    def users(self) -> int:
+        """Locust users (concurrency slots) for the whole run."""
+        return self.scenario.max_concurrency or 1
 
     @functools.cached_property
     def schedule(self) -> Schedule:
@@ -96,6 +107,7 @@ class RunPlan:
         kw["scenario"] = scenario_from_dict(data["scenario"])
         kw["target"] = Target(**data["target"])
         kw["flows"] = tuple(FlowPlan(**{**f, "inputs": tuple(f["inputs"])}) for f in data["flows"])
+        kw["sizing"] = tuple(data.get("sizing", ()))
         return cls(**kw)
 
 

@@ -16,7 +16,7 @@ from sim.load.identity import IdentityFactory
 from sim.load.payload import PayloadBuilder
 from sim.load.scenario import Scenario, Target
 
-__all__ = ["FlowCheck", "preflight", "describe"]
+__all__ = ["FlowCheck", "preflight", "preflight_client", "describe"]
 
 
 @dataclass
@@ -51,12 +51,15 @@ def _explain(schema: dict[str, Any], input_data: dict[str, Any]) -> list[str]:
     return problems
 
 
-def preflight(scenario: Scenario, target: Target, *, client_id: str, client_secret: str,
-              run_id: str = "preflight") -> list[FlowCheck]:
-    """One FlowCheck per scenario flow. Raises FlowsimError when the target cannot be reached at all."""
+def preflight_client(scenario: Scenario, target: Target, *, client_id: str, client_secret: str) -> FlowClient:
+    """The one client (and token) preflight and the sizing's look-ups share; close its ``tokens`` too."""
     tokens = TokenManager(login_url=target.login_url, client_id=client_id, client_secret=client_secret,
                           timeout_s=scenario.request_timeout_s)
-    client = FlowClient(api_url=target.api_url, tokens=tokens, max_retries=1, timeout_s=scenario.request_timeout_s)
+    return FlowClient(api_url=target.api_url, tokens=tokens, max_retries=1, timeout_s=scenario.request_timeout_s)
+
+
+def preflight(scenario: Scenario, target: Target, client: FlowClient, run_id: str = "preflight") -> list[FlowCheck]:
+    """One FlowCheck per scenario flow. Raises FlowsimError when the target cannot be reached at all."""
     checks = []
     try:
         for spec in scenario.flows:
@@ -99,9 +102,6 @@ def preflight(scenario: Scenario, target: Target, *, client_id: str, client_secr
             check.problems.extend(_explain(schema, check.sample["inputData"]))
     except httpx.HTTPError as exc:  # pragma: no cover - FlowClient maps these
         raise FlowsimError(f"cannot reach {target.api_url}: {type(exc).__name__}") from None
-    finally:
-        client.close()
-        tokens.close()
     return checks
 
 

@@ -24,7 +24,9 @@ from sim.load.target import REGIONS
 from sim.run import live
 from sim.run.live import LiveRules
 from sim.run.plan import FlowPlan, RunPlan, credentials, new_run_id
-from sim.run.preflight import FlowCheck, preflight
+from sim.load.client import FlowClient
+from sim.run.preflight import FlowCheck, preflight, preflight_client
+from sim.run.sizing import DEFAULT_TOKEN_LIMIT_PER_MIN, Sizing, size
 from sim.run.process import spawn
 
 __all__ = ["EmbeddedSimulator", "Prepared", "is_flowsim_simulator", "analytics_note", "prepare_from_options"]
@@ -79,20 +81,28 @@ class Prepared:
         try:
             self.target: Target = resolve_target(target_name, embedded_url=self.sim.url if self.sim else None)
             env_set = bool(os.environ.get(scenario.client_id_env) and os.environ.get(scenario.client_secret_env))
-            # A `flowsim serve` target and no credentials in the environment: its built-in test client,
-            # so scenarios run unchanged against it.
-            # A region is never a simulator: it is not even asked.
-            builtin = self.sim is not None or (not env_set and target_name not in REGIONS
-                                               and is_flowsim_simulator(self.target.api_url))
+            # A region is never a simulator: it is not even asked. A URL is asked (`/_sim/health`, harmless).
+            self.simulator = self.sim is not None or (target_name not in REGIONS
+                                                      and is_flowsim_simulator(self.target.api_url))
+            # A flowsim simulator and no credentials in the environment: its built-in test client, so
+            # scenarios run unchanged against it.
+            builtin = self.sim is not None or (self.simulator and not env_set)
             self.credentials: str = "builtin" if builtin else "env"
-            if rules is not None and not builtin:  # a real org: the vendor's rules first, before any request
+            if rules is not None and not self.simulator:  # a real org: the vendor's rules first, before any request
                 schedule = Schedule(scenario.stages)
                 self.live_note = live.check(
                     api_url=self.target.api_url, capacity=capacity_max_rate is not None,
                     peak_rate_per_s=capacity_max_rate or max(st.rate_per_s for st in scenario.stages),
                     launches=schedule.total, rules=rules, now=now or dt.datetime.now(dt.timezone.utc))
             cid, sec = credentials(scenario, self.credentials)
-            self.checks: list[FlowCheck] = preflight(scenario, self.target, client_id=cid, client_secret=sec)
+            client = preflight_client(scenario, self.target, client_id=cid, client_secret=sec)
+            try:
+                self.checks: list[FlowCheck] = preflight(scenario, self.target, client)
+                self.token_limit, self.token_limit_source = _token_limit(client)
+            finally:
+                client.close()
+                client.tokens.close()
+            self.flow_duration_s, self.flow_duration_source = self._flow_duration(self.simulator)
         except BaseException:
             self.close()
             raise
@@ -108,21 +118,59 @@ class Prepared:
             self.sim.stop()
             self.sim = None
 
+    def _flow_duration(self, simulator: bool) -> tuple[float, str]:
+        """How long a followed execution holds a slot: the simulator's p99 for these flows; on a real org,
+        with no history to ask, ``follow_timeout_s`` (the bound)."""
+        sc = self.scenario
+        if simulator:
+            try:
+                flows = httpx.get(f"{self.target.api_url}/_sim/flows", timeout=sc.request_timeout_s).json()["entities"]
+                ours = [f["durationP99Ms"] / 1000 for f in flows if f["id"] in {s.id for s in sc.flows}]
+                if ours:
+                    return max(ours), "p99 on the simulator"
+            except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                pass
+        return sc.follow_timeout_s, "follow_timeout_s, the bound: no history on a real org"
+
     @property
     def ok(self) -> bool:
         return all(c.ok for c in self.checks)
 
+    def sizing(self, scenario: Scenario | None = None, *, processes: int = 1) -> Sizing:
+        sc = scenario or self.scenario
+        return size(peak_rate_per_s=max(st.rate_per_s for st in sc.stages), processes=processes, follow=sc.follow,
+                    poll_interval_s=sc.poll_interval_s, flow_duration_s=self.flow_duration_s,
+                    flow_duration_source=self.flow_duration_source, token_limit_per_min=self.token_limit,
+                    token_limit_source=self.token_limit_source, tokens_per_client=sc.tokens_per_client,
+                    max_concurrency=sc.max_concurrency)
+
     def plan(self, *, run_id: str, scenario: Scenario | None = None, ledger_dir: str = "runs",
-             abort_error_rate: float | None = None) -> RunPlan:
-        """The run plan; ``scenario`` replaces the prepared one (same flows, other stages: a capacity step)."""
+             abort_error_rate: float | None = None, processes: int = 1) -> RunPlan:
+        """The run plan, sized for ``processes`` load processes; ``scenario`` replaces the prepared one (same
+        flows, other stages: a capacity step)."""
         sc = scenario or self.scenario
         if [f.id for f in sc.flows] != [f.id for f in self.scenario.flows]:
             raise FlowsimError("a plan's flows must be the ones preflight checked")
+        sizing = self.sizing(sc, processes=processes)
+        sc = dataclasses.replace(sc, tokens_per_client=sizing.tokens_per_client, max_concurrency=sizing.max_concurrency)
         flows = tuple(FlowPlan(id=c.flow_id, name=c.name, division_id=c.division_id, division=c.division,
                                version=c.version, inputs=tuple(sorted(c.input_names))) for c in self.checks)
         target = dataclasses.replace(self.target, embedded=self.credentials == "builtin")
         return RunPlan(run_id=run_id, scenario=sc, target=target, credentials="builtin" if target.embedded else "env",
-                       flows=flows, ledger_dir=ledger_dir, abort_error_rate=abort_error_rate, live=self.live_note)
+                       flows=flows, ledger_dir=ledger_dir, abort_error_rate=abort_error_rate, live=self.live_note,
+                       sizing=sizing.explanation + sizing.warnings)
+
+
+def _token_limit(client: FlowClient) -> tuple[int, str]:
+    """The org's requests per minute per client-credentials token, from the Limits API (no permission needed)."""
+    a = client.get_json("/api/v2/organizations/limits/namespaces/platform.api", "limits")
+    if a.status == 200 and isinstance(a.body, dict):
+        for e in a.body.get("entities") or []:
+            if isinstance(e, dict) and e.get("key") == "client.credentials.token.rate.per.minute":
+                value = e.get("value")
+                if isinstance(value, int) and value > 0:
+                    return value, "the org's limit"
+    return DEFAULT_TOKEN_LIMIT_PER_MIN, f"the vendor default: the limits API answered {a.status or a.error}"
 
 
 def prepare_from_options(*, scenario: str, target: str, rate: str, duration: str, run_id: str, ledger_dir: str,
@@ -143,7 +191,7 @@ def prepare_from_options(*, scenario: str, target: str, rate: str, duration: str
         problems = "; ".join(f"flow {c.flow_id}: {p}" for c in prepared.checks for p in c.problems)
         prepared.close()
         raise FlowsimError(f"preflight failed, no load sent: {problems}")
-    return prepared.plan(run_id=run_id or new_run_id(), ledger_dir=ledger_dir,
+    return prepared.plan(run_id=run_id or new_run_id(), ledger_dir=ledger_dir, processes=processes,
                          abort_error_rate=abort_error_rate or None), prepared
 
 

@@ -97,7 +97,7 @@ def run_locust(plan: RunPlan, opts: RunOptions) -> tuple[RunSummary, int | None]
                     else Path(tempfile.mkdtemp(prefix="flowsim-")) / "summary.json")
     summary_path.unlink(missing_ok=True)
     port = free_port()
-    master = locust_command(plan_path=str(write_plan(plan)), summary_json=str(summary_path), users=sc.max_concurrency,
+    master = locust_command(plan_path=str(write_plan(plan)), summary_json=str(summary_path), users=plan.users,
                             run_time_s=sc.duration_s + sc.follow_timeout_s + 30, locust_html=opts.locust_html,
                             csv=opts.csv, workers=opts.workers, master_port=port)
     out = subprocess.DEVNULL if opts.quiet else None
