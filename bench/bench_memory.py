@@ -55,8 +55,8 @@ def watch(proc: subprocess.Popen[bytes], sim_pid: int, seconds: float) -> tuple[
 def run_flowsim(url: str, tmp: Path, rate: float, seconds: int) -> subprocess.Popen[bytes]:
     sc = tmp / "mem.toml"
     sc.write_text((ROOT / "scenarios" / "smoke.toml").read_text()
-                  .replace("follow = true", "follow = false").replace("max_concurrency = 20", "max_concurrency = 100")
-                  .replace("tokens_per_client = 2", "tokens_per_client = 4")
+                  .replace("follow = true", "follow = false").replace('max_concurrency = "auto"', "max_concurrency = 100")
+                  .replace('tokens_per_client = "auto"', "tokens_per_client = 4")
                   .replace('duration = "30s"\nrate = 2', f'duration = "{seconds}s"\nrate = {rate}'))
     env = {**os.environ, "GENESYS_CLIENT_ID": "flowsim-load-client", "GENESYS_CLIENT_SECRET": "flowsim-local-secret",
            "FLOWSIM_LOG_LEVEL": "warning"}

@@ -134,6 +134,14 @@ def _add_load_commands(sub: Any) -> None:
     rep.add_argument("--out", required=True, help="HTML file to write")
     rep.set_defaults(func=commands.report)
 
+    an = sub.add_parser("analytics", help="check where the platform's analytics counted a run (vs its ledger)")
+    an.add_argument("run", help="a run id (under --ledger-dir) or a run directory")
+    an.add_argument("--ledger-dir", default="runs", help="where run directories are (default runs)")
+    an.add_argument("--target", help="the platform to ask (default: the run's own target)")
+    an.add_argument("--wait", type=_number(float, low=0, what="seconds"), default=60.0,
+                    help="wait up to this long for analytics to catch up with the ledger (default 60)")
+    an.set_defaults(func=commands.analytics)
+
     led = sub.add_parser("ledger", help="ledger tools")
     lsub = led.add_subparsers(dest="ledger_command", required=True)
     s = lsub.add_parser("summary", help="reconcile a run's ledger")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ import httpx
 from sim.errors import ConfigError
 from sim.load.scenario import Scenario, check_load, constant_rate, load_scenario, parse_duration
 
-__all__ = ["serve", "validate", "run", "capacity", "compare", "report", "ledger_summary"]
+__all__ = ["serve", "validate", "run", "capacity", "compare", "report", "ledger_summary", "analytics"]
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -272,3 +273,68 @@ def _received(url: str, run_ids: list[str]) -> dict[str, str]:
             if offset >= page["total"] or not page["entities"]:
                 break
     return ids
+
+
+def _run_dir(run: str, ledger_dir: str) -> Path:
+    path = Path(run)
+    if not path.is_dir():
+        path = Path(ledger_dir) / run
+    if not path.is_dir():
+        raise ConfigError(f"no run directory at {run} or {Path(ledger_dir) / run}", field="RUN")
+    return path
+
+
+def analytics(args: argparse.Namespace) -> int:
+    """Where did the platform's analytics count this run? Compared with the ledger."""
+    from sim.errors import PlatformError
+    from sim.load.ledger import ledger_files, read_records
+    from sim.load.target import resolve_target
+    from sim.results.analytics import check_analytics
+    from sim.run.plan import RunPlan, credentials
+    from sim.run.prepare import is_flowsim_simulator
+    from sim.run.preflight import preflight_client
+
+    rdir = _run_dir(args.run, args.ledger_dir)
+    try:
+        plan = RunPlan.from_dict(json.loads((rdir / "plan.json").read_text()))
+    except FileNotFoundError:
+        raise ConfigError("no plan.json: not a run directory written by this flowsim version", source=str(rdir)) from None
+    launches = [r for r in read_records(ledger_files(rdir)) if r.get("event") == "launch"]
+    accepted = [r for r in launches if r.get("http_status") == 200]
+    if not launches:
+        raise ConfigError("the ledger holds no launches", source=str(rdir))
+    target = resolve_target(args.target) if args.target else plan.target
+    simulator = is_flowsim_simulator(target.api_url)
+    if plan.target.embedded and not args.target:
+        raise ConfigError("the run's embedded simulator stopped with the run: run against `flowsim serve` and "
+                          "pass its URL with --target", field="--target")
+    env_set = bool(os.environ.get(plan.scenario.client_id_env) and os.environ.get(plan.scenario.client_secret_env))
+    cid, sec = credentials(plan.scenario, "builtin" if simulator and not env_set else "env")
+    client = preflight_client(plan.scenario, target, client_id=cid, client_secret=sec)
+    try:
+        result = check_analytics(
+            client, first_s=min(r["sent_at"] for r in launches), last_s=max(r["answered_at"] for r in launches),
+            run_flows={f.id for f in plan.flows}, test_divisions={f.division_id for f in plan.flows},
+            ledger_accepted=len(accepted), wait_s=args.wait, progress=lambda line: print(line, file=sys.stderr))
+    except PlatformError as exc:
+        if exc.status == 403:
+            print(f"flowsim: analytics not checked: the OAuth client's role needs "
+                  f"analytics:flowExecutionAggregate:view ({exc.code})", file=sys.stderr)
+            return EXIT_USAGE
+        raise
+    finally:
+        client.close()
+        client.tokens.close()
+    print(f"run {plan.run_id}: analytics over {result.interval}")
+    print(f"  run's flows under the test division(s): {result.run_flows_in_test_divisions} executions; "
+          f"ledger: {result.ledger_accepted} accepted launches"
+          + ("" if result.caught_up else f" (analytics had not caught up after {result.waited_s} s)"))
+    print("  run's flows under any other division: "
+          + (", ".join(f"{d}: {n}" for d, n in sorted(result.run_flows_elsewhere.items())) or "none"))
+    print("  other executions in the interval, by division: "
+          + (", ".join(f"{d}: {n}" for d, n in sorted(result.other_divisions.items())) or "none"))
+    ok = result.separated and result.caught_up
+    print("  RESULT    " + ("SEPARATED: test executions count only under the test division(s)" if ok else
+                             "NOT SEPARATED" if not result.separated else "NOT CAUGHT UP"))
+    return 0 if ok else 1
+

@@ -1,0 +1,101 @@
+"""Proof of clean analytics: after a run, ask the platform's flow-execution aggregates where the run's
+executions were counted, and compare with the ledger (API reference §6).
+
+Groups ``nFlowExecutions`` by ``divisionId`` and ``flowId`` over the run's interval (rounded out to whole
+minutes), waits (bounded, with progress) for analytics to catch up with the ledger, and reports: the
+run's flows counted under the test division(s) only, that count against the ledger's accepted launches,
+and every other division's count in the same interval for comparison.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+from sim.errors import PlatformError
+from sim.load.client import FlowClient
+
+__all__ = ["AnalyticsCheck", "check_analytics", "interval_of"]
+
+QUERY_PATH = "/api/v2/analytics/flowexecutions/aggregates/query"
+
+
+def _iso(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def interval_of(first_s: float, last_s: float) -> str:
+    """The run's span rounded out to whole minutes, as an ISO-8601 interval."""
+    return f"{_iso(math.floor(first_s / 60) * 60)}/{_iso(math.ceil((last_s + 1) / 60) * 60)}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnalyticsCheck:
+    interval: str
+    ledger_accepted: int
+    """Launches the ledger says the platform accepted."""
+    run_flows_in_test_divisions: int
+    """nFlowExecutions of the run's flows under the test division(s), over the interval."""
+    run_flows_elsewhere: dict[str, int] = field(default_factory=dict)
+    """The run's flows counted under any other division (must be empty)."""
+    other_divisions: dict[str, int] = field(default_factory=dict)
+    """Everything else in the interval, by division (production, for comparison)."""
+    waited_s: float = 0.0
+
+    @property
+    def separated(self) -> bool:
+        return not self.run_flows_elsewhere
+
+    @property
+    def caught_up(self) -> bool:
+        return self.run_flows_in_test_divisions >= self.ledger_accepted
+
+
+def _query(client: FlowClient, interval: str) -> list[dict[str, Any]]:
+    body = {"interval": interval, "groupBy": ["divisionId", "flowId"], "metrics": ["nFlowExecutions"]}
+    a = client.request("POST", QUERY_PATH, "analytics query", body=orjson.dumps(body), retry_transport=True)
+    if a.status != 200 or not isinstance(a.body, dict):
+        raise PlatformError.from_body(a.status, a.body) if a.status else PlatformError(
+            status=0, code=a.error or "transport", message="the analytics query got no answer")
+    return list(a.body.get("results") or [])
+
+
+def _count(result: dict[str, Any]) -> int:
+    return sum(int(m.get("stats", {}).get("count", 0)) for d in result.get("data", []) for m in d.get("metrics", [])
+               if m.get("metric") == "nFlowExecutions")
+
+
+def check_analytics(client: FlowClient, *, first_s: float, last_s: float, run_flows: set[str],
+                    test_divisions: set[str], ledger_accepted: int, wait_s: float,
+                    progress: Callable[[str], None] = lambda _line: None,
+                    sleep: Callable[[float], None] = time.sleep,
+                    clock: Callable[[], float] = time.monotonic) -> AnalyticsCheck:
+    """Query until the test-division count reaches the ledger's, or ``wait_s`` has passed."""
+    interval = interval_of(first_s, last_s)
+    began = clock()
+    while True:
+        ours = 0
+        elsewhere: dict[str, int] = {}
+        other: dict[str, int] = {}
+        for r in _query(client, interval):
+            group, n = r.get("group", {}), _count(r)
+            div, flow = str(group.get("divisionId")), str(group.get("flowId"))
+            if flow in run_flows and div in test_divisions:
+                ours += n
+            elif flow in run_flows:
+                elsewhere[div] = elsewhere.get(div, 0) + n
+            else:
+                other[div] = other.get(div, 0) + n
+        waited = clock() - began
+        result = AnalyticsCheck(interval=interval, ledger_accepted=ledger_accepted, run_flows_in_test_divisions=ours,
+                                run_flows_elsewhere=elsewhere, other_divisions=other, waited_s=round(waited, 1))
+        if result.caught_up or waited >= wait_s:
+            return result
+        progress(f"analytics shows {ours} of {ledger_accepted} launches so far; waiting ({waited:.0f}/{wait_s:.0f} s)")
+        sleep(min(10.0, max(1.0, wait_s / 10)))
