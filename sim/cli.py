@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--org", help="simulated org TOML file (default: the built-in org)")
     s.add_argument("--seed", type=int, default=0, help="seed for ids, durations, outcomes and faults")
     s.add_argument("--describe", action="store_true", help="print the org as JSON and exit")
+    s.add_argument("--tls-cert", help="serve HTTPS with this certificate chain (PEM); needs --tls-key")
+    s.add_argument("--tls-key", help="the certificate's private key (PEM)")
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     s.set_defaults(func=commands.serve)
 

@@ -65,12 +65,17 @@ def serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}", field="--port") from None
     host, port = sock.getsockname()[:2]
 
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ConfigError("give both --tls-cert and --tls-key (PEM files), or neither", field="--tls-cert")
+    tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
+    scheme = "https" if tls else "http"
+
     def announce() -> None:
         # This exact line is what `flowsim run` waits for; keep its shape.
-        print(f"flowsim simulator listening on http://{host}:{port}", flush=True)
+        print(f"flowsim simulator listening on {scheme}://{host}:{port}", flush=True)
         logs.get_logger().info("simulator.started", url=f"http://{host}:{port}", org=org.name, seed=args.seed)
 
-    serve_forever(org, sock, seed=args.seed, log_level="warning", announce=announce)
+    serve_forever(org, sock, seed=args.seed, log_level="warning", announce=announce, tls=tls)
     logs.get_logger().info("simulator.stopped")
     return EXIT_OK
 
@@ -304,7 +309,7 @@ def analytics(args: argparse.Namespace) -> int:
     if not launches:
         raise ConfigError("the ledger holds no launches", source=str(rdir))
     target = resolve_target(args.target) if args.target else plan.target
-    simulator = is_flowsim_simulator(target.api_url)
+    simulator = is_flowsim_simulator(target.api_url, plan.scenario.ca_bundle)
     if plan.target.embedded and not args.target:
         raise ConfigError("the run's embedded simulator stopped with the run: run against `flowsim serve` and "
                           "pass its URL with --target", field="--target")

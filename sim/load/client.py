@@ -21,9 +21,10 @@ import httpx
 import orjson
 
 from sim.errors import PlatformError, TransportError
-from sim.load.tokens import Reporter, TokenManager, _no_report, shared_ssl_context
+from sim.load.network import describe, ssl_context
+from sim.load.tokens import Reporter, TokenManager, _no_report
 
-__all__ = ["TokenManager", "FlowClient", "Attempt", "LaunchResult", "FollowResult", "Reporter", "shared_ssl_context",
+__all__ = ["TokenManager", "FlowClient", "Attempt", "LaunchResult", "FollowResult", "Reporter",
            "RETRY_STATUSES", "TERMINAL"]
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
@@ -46,6 +47,8 @@ class Attempt:
     context_id: str | None = None
     statuses: tuple[int, ...] = ()
     """Every attempt's HTTP status in order (0: no answer)."""
+    cause: str | None = None
+    """Why the last attempt got no answer, in words (``sim.load.network.describe``)."""
 
 
 @dataclass(slots=True)
@@ -76,10 +79,12 @@ class FlowClient:
     rng: random.Random = field(default_factory=random.Random)
     transport: httpx.BaseTransport | None = None
     """None: httpx's default transport. Inside Locust: sim.load.transport.GeventTransport (faster)."""
+    ca_bundle: str | None = None
+    """A private CA's PEM bundle to trust besides the system store (or SSL_CERT_FILE)."""
     http: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
-        self.http = httpx.Client(base_url=self.api_url, timeout=self.timeout_s, verify=shared_ssl_context(),
+        self.http = httpx.Client(base_url=self.api_url, timeout=self.timeout_s, verify=ssl_context(self.ca_bundle),
                                  limits=httpx.Limits(max_connections=4, max_keepalive_connections=4),
                                  headers={"Content-Type": "application/json"}, transport=self.transport)
 
@@ -113,8 +118,9 @@ class FlowClient:
                 r = self.http.request(method, path, content=body, headers={"Authorization": f"Bearer {token}"})
             except httpx.HTTPError as e:
                 ms = (time.perf_counter() - start) * 1000
+                cause = describe(e, url=self.api_url, ca_bundle=self.ca_bundle)
                 self.report(request_type=method, name=label, response_time=ms, response_length=0,
-                            exception=TransportError(f"{type(e).__name__} on {method} {name}"), context={})
+                            exception=TransportError(f"{type(e).__name__} on {method} {name}: {cause}"), context={})
                 if first_status is None:
                     first_status = 0
                 statuses.append(0)
@@ -124,7 +130,7 @@ class FlowClient:
                     continue
                 return Attempt(status=0, body=None, attempts=attempts, retries=retries, first_status=first_status,
                                elapsed_ms=(time.perf_counter() - start_all) * 1000, error=type(e).__name__,
-                               statuses=tuple(statuses))
+                               statuses=tuple(statuses), cause=cause)
             ms = (time.perf_counter() - start) * 1000
             status = r.status_code
             if first_status is None:
@@ -159,7 +165,7 @@ class FlowClient:
         eid = a.body.get("id") if a.status == 200 and isinstance(a.body, dict) else None
         return LaunchResult(status=a.status, body=a.body, attempts=a.attempts, retries=a.retries,
                             first_status=a.first_status, elapsed_ms=a.elapsed_ms, error=a.error,
-                            context_id=a.context_id, statuses=a.statuses, execution_id=eid)
+                            context_id=a.context_id, statuses=a.statuses, cause=a.cause, execution_id=eid)
 
     def status(self, execution_id: str) -> Attempt:
         return self.request("GET", f"/api/v2/flows/executions/{execution_id}", "execution status",

@@ -125,6 +125,8 @@ class Scenario:
     max_retry_wait_s: float = 30.0
     """Give up instead of waiting when Retry-After exceeds this."""
     request_timeout_s: float = 30.0
+    ca_bundle: str | None = None
+    """A PEM file of CA certificates to trust besides the system store (a company's TLS-inspecting proxy)."""
     log_level: str = "info"
     thresholds: Thresholds = Thresholds()
     approval: str | None = None
@@ -216,6 +218,13 @@ def _parse(data: dict[str, Any], source: str) -> Scenario:
             resolve_target(kw["target"], embedded_url="http://placeholder")
         except ConfigError as exc:
             raise ConfigError(str(exc).split(": ", 1)[-1], source=source, field="scenario.target") from None
+    if kw.get("ca_bundle") is not None:
+        bundle = Path(kw["ca_bundle"])
+        if not bundle.is_absolute():
+            bundle = Path(source).parent / bundle
+        if not bundle.is_file():
+            raise s.fail("ca_bundle", f"{kw['ca_bundle']!r} is not a file (a PEM bundle of CA certificates)")
+        kw["ca_bundle"] = str(bundle)
     if "tag_prefix" in kw and not re.fullmatch(r"[A-Za-z0-9_.]{1,32}", kw["tag_prefix"]):
         raise s.fail("tag_prefix", "must be 1-32 letters, digits, '_' or '.' (it starts every execution name)")
 

@@ -3,8 +3,6 @@ and replaced after a 401. No secret or token ever reaches a repr, a log line or 
 
 from __future__ import annotations
 
-import functools
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -14,14 +12,9 @@ from typing import Any, Protocol
 import httpx
 
 from sim.errors import PlatformError, TransportError
+from sim.load.network import describe, ssl_context
 
-__all__ = ["TokenManager", "Reporter", "shared_ssl_context"]
-
-
-@functools.cache
-def shared_ssl_context() -> ssl.SSLContext:
-    """One SSL context for every client: building one costs ~25 ms of CPU (load-generator baseline)."""
-    return ssl.create_default_context()
+__all__ = ["TokenManager", "Reporter"]
 
 
 class Reporter(Protocol):
@@ -54,8 +47,9 @@ class TokenManager:
     def __init__(self, *, login_url: str, client_id: str, client_secret: str, pool_size: int = 1,
                  refresh_margin_s: float = 60.0, clock: Callable[[], float] = time.monotonic,
                  timeout_s: float = 30.0, report: Reporter = _no_report,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, ca_bundle: str | None = None) -> None:
         self._login_url = login_url
+        self._ca_bundle = ca_bundle
         self._client_id = client_id
         self._secret = client_secret
         self._margin = refresh_margin_s
@@ -65,7 +59,7 @@ class TokenManager:
         self._slots: list[_Token | None] = [None] * pool_size
         self._next = 0
         self._generation = 0
-        self._http = httpx.Client(timeout=timeout_s, verify=shared_ssl_context(), transport=transport)
+        self._http = httpx.Client(timeout=timeout_s, verify=ssl_context(ca_bundle), transport=transport)
         self.fetched = 0
 
     def __repr__(self) -> str:  # never show the secret or tokens
@@ -105,7 +99,8 @@ class TokenManager:
         except httpx.HTTPError as e:
             self._report(request_type="POST", name="oauth token", response_time=(time.perf_counter() - start) * 1000,
                          response_length=0, exception=e, context={})
-            raise TransportError(f"token request to {self._login_url} failed: {type(e).__name__}") from None
+            why = describe(e, url=self._login_url, ca_bundle=self._ca_bundle)
+            raise TransportError(f"token request to {self._login_url}/oauth/token failed: {why}") from None
         if r.status_code != 200:
             exc = PlatformError(status=r.status_code, code="oauth.failed",
                                 message=f"client {self._client_id!r} could not get a token (HTTP {r.status_code})")

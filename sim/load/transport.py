@@ -9,6 +9,7 @@ processes (gevent); everything else uses httpx's default transport.
 from __future__ import annotations
 
 import socket
+import ssl
 from typing import Any
 
 import gevent
@@ -16,23 +17,31 @@ import httpx
 from geventhttpclient.client import HTTPClient
 from geventhttpclient.response import HTTPParseError
 
+from sim.load.network import gevent_ssl_factory, proxy_for
+
 __all__ = ["GeventTransport"]
 
 
 class GeventTransport(httpx.BaseTransport):
     """One small keep-alive pool per (scheme, host, port); ``concurrency`` connections each."""
 
-    def __init__(self, *, timeout_s: float, concurrency: int = 1) -> None:
+    def __init__(self, *, timeout_s: float, concurrency: int = 1, ca_bundle: str | None = None) -> None:
         self._timeout_s = timeout_s
         self._concurrency = concurrency
+        self._ca_bundle = ca_bundle
         self._pools: dict[tuple[str, str, int], HTTPClient] = {}
 
     def _pool(self, url: httpx.URL) -> HTTPClient:
         key = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
         pool = self._pools.get(key)
         if pool is None:
-            # TLS: geventhttpclient builds its own verifying context (certifi's CA bundle), once per pool.
-            kw: dict[str, Any] = {"ssl": True} if url.scheme == "https" else {}
+            # TLS: the same trust as everywhere else (system store or SSL_CERT_FILE/DIR, plus ca_bundle), not
+            # geventhttpclient's own certifi-only context. A proxy from the environment: CONNECT tunnels.
+            kw: dict[str, Any] = ({"ssl": True, "ssl_context_factory": gevent_ssl_factory(self._ca_bundle)}
+                                  if url.scheme == "https" else {})
+            proxy = proxy_for(str(url))
+            if proxy is not None:
+                kw.update(proxy_host=proxy[0], proxy_port=proxy[1])
             pool = HTTPClient(key[1], key[2], connection_timeout=self._timeout_s, network_timeout=self._timeout_s,
                               concurrency=self._concurrency, **kw)
             self._pools[key] = pool
@@ -51,8 +60,10 @@ class GeventTransport(httpx.BaseTransport):
                 resp.release()
         except (TimeoutError, gevent.Timeout, socket.timeout) as exc:
             raise httpx.ReadTimeout(str(exc) or "timed out", request=request) from exc
-        except ConnectionRefusedError as exc:
-            raise httpx.ConnectError(str(exc), request=request) from exc
+        except (ConnectionRefusedError, ssl.SSLError, socket.gaierror) as exc:
+            raise httpx.ConnectError(str(exc) or type(exc).__name__, request=request) from exc
+        except RuntimeError as exc:  # geventhttpclient: "Proxy CONNECT failed: ..."
+            raise httpx.ProxyError(str(exc), request=request) from exc
         except (HTTPParseError, ConnectionError, OSError) as exc:
             raise httpx.RemoteProtocolError(str(exc) or type(exc).__name__, request=request) from exc
         return httpx.Response(resp.status_code, headers=list(resp.items()), content=content,

@@ -87,7 +87,8 @@ class _HeadTimeoutProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
 
-def _server(org: Org, seed: int, clock: Callable[[], float] | None, log_level: str) -> _Server:
+def _server(org: Org, seed: int, clock: Callable[[], float] | None, log_level: str,
+            tls: tuple[str, str] | None = None) -> _Server:
     kwargs: dict[str, Any] = {"seed": seed}
     if clock is not None:
         kwargs["clock"] = clock
@@ -99,6 +100,8 @@ def _server(org: Org, seed: int, clock: Callable[[], float] | None, log_level: s
         http=type("_Protocol", (_HeadTimeoutProtocol,), {"head_timeout_s": org.settings.header_timeout_s}),
         loop="uvloop",
         timeout_keep_alive=30,
+        ssl_certfile=tls[0] if tls else None,
+        ssl_keyfile=tls[1] if tls else None,
         backlog=2048,
     )
     logging.getLogger("uvicorn.error").addFilter(_QuietDrops())
@@ -106,9 +109,10 @@ def _server(org: Org, seed: int, clock: Callable[[], float] | None, log_level: s
 
 
 def serve(org: Org, sock: socket.socket, *, seed: int = 0, log_level: str = "warning",
-          announce: Callable[[], None] = lambda: None) -> None:
-    """Serve until SIGINT/SIGTERM, then shut down cleanly. ``announce`` runs once handlers are in place."""
-    server = _server(org, seed, None, log_level)
+          announce: Callable[[], None] = lambda: None, tls: tuple[str, str] | None = None) -> None:
+    """Serve until SIGINT/SIGTERM, then shut down cleanly. ``announce`` runs once handlers are in place.
+    ``tls``: (certificate chain, private key) PEM files: serve HTTPS."""
+    server = _server(org, seed, None, log_level, tls)
 
     def stop(_sig: int, _frame: Any) -> None:
         server.should_exit = True
@@ -123,11 +127,11 @@ class SimulatorThread:
     """The simulator on a loopback port in a background thread: ``with SimulatorThread(org) as sim: sim.url``."""
 
     def __init__(self, org: Org, *, seed: int = 0, clock: Callable[[], float] | None = None,
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+                 host: str = "127.0.0.1", port: int = 0, tls: tuple[str, str] | None = None) -> None:
         self._sock = bind(host, port)
         self.port = self._sock.getsockname()[1]
-        self.url = f"http://{host}:{self.port}"
-        self._server = _server(org, seed, clock, "warning")
+        self.url = f"{'https' if tls else 'http'}://{host}:{self.port}"
+        self._server = _server(org, seed, clock, "warning", tls)
         self._thread = threading.Thread(target=self._run, name="flowsim-simulator", daemon=True)
 
     def _run(self) -> None:

@@ -102,7 +102,7 @@ class Engine:
         client_id, client_secret = credentials(plan)
         self.tokens = TokenManager(login_url=plan.target.login_url, client_id=client_id,
                                    client_secret=client_secret, pool_size=plan.tokens_per_process,
-                                   timeout_s=scenario.request_timeout_s, report=report)
+                                   timeout_s=scenario.request_timeout_s, report=report, ca_bundle=scenario.ca_bundle)
         self._queue: gevent.queue.Queue[Ticket | None] = gevent.queue.Queue()
         self._waiting = 0
         self.busy = 0
@@ -209,11 +209,11 @@ class Engine:
     def new_client(self) -> FlowClient:
         s = self.scenario
         # FLOWSIM_TRANSPORT=httpx falls back to httpx's own transport (the benchmark compares both).
-        transport = (GeventTransport(timeout_s=s.request_timeout_s)
+        transport = (GeventTransport(timeout_s=s.request_timeout_s, ca_bundle=s.ca_bundle)
                      if os.environ.get("FLOWSIM_TRANSPORT", "gevent") == "gevent" else None)
         return FlowClient(api_url=self.plan.target.api_url, tokens=self.tokens, report=self._report,
                           max_retries=s.max_retries, max_retry_wait_s=s.max_retry_wait_s, timeout_s=s.request_timeout_s,
-                          transport=transport)
+                          transport=transport, ca_bundle=s.ca_bundle)
 
     def identity(self, seq: int) -> Identity:
         return self.identities.make(seq)

@@ -54,8 +54,9 @@ def _explain(schema: dict[str, Any], input_data: dict[str, Any]) -> list[str]:
 def preflight_client(scenario: Scenario, target: Target, *, client_id: str, client_secret: str) -> FlowClient:
     """The one client (and token) preflight and the sizing's look-ups share; close its ``tokens`` too."""
     tokens = TokenManager(login_url=target.login_url, client_id=client_id, client_secret=client_secret,
-                          timeout_s=scenario.request_timeout_s)
-    return FlowClient(api_url=target.api_url, tokens=tokens, max_retries=1, timeout_s=scenario.request_timeout_s)
+                          timeout_s=scenario.request_timeout_s, ca_bundle=scenario.ca_bundle)
+    return FlowClient(api_url=target.api_url, tokens=tokens, max_retries=1, timeout_s=scenario.request_timeout_s,
+                      ca_bundle=scenario.ca_bundle)
 
 
 def preflight(scenario: Scenario, target: Target, client: FlowClient, run_id: str = "preflight") -> list[FlowCheck]:
@@ -72,7 +73,7 @@ def preflight(scenario: Scenario, target: Target, client: FlowClient, run_id: st
                 continue
             if a.status != 200 or not isinstance(a.body, dict):
                 err = PlatformError.from_body(a.status, a.body) if a.status else None
-                check.problems.append(f"cannot read flow: {err or a.error}"
+                check.problems.append(f"cannot read flow: {err or a.cause or a.error}"
                                       + (" (the OAuth client's role needs architect:flow:view)" if a.status == 403 else ""))
                 continue
             flow = a.body

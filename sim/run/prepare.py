@@ -25,6 +25,7 @@ from sim.run import live
 from sim.run.live import LiveRules
 from sim.run.plan import FlowPlan, RunPlan, credentials, new_run_id
 from sim.load.client import FlowClient
+from sim.load.network import ssl_context
 from sim.run.preflight import FlowCheck, preflight, preflight_client
 from sim.run.sizing import DEFAULT_TOKEN_LIMIT_PER_MIN, Sizing, size
 from sim.run.process import spawn
@@ -56,10 +57,10 @@ class EmbeddedSimulator:
             self.proc.kill()
 
 
-def is_flowsim_simulator(api_url: str) -> bool:
+def is_flowsim_simulator(api_url: str, ca_bundle: str | None = None) -> bool:
     """True when ``api_url`` answers like ``flowsim serve`` (its ``/_sim/health``)."""
     try:
-        r = httpx.get(f"{api_url}/_sim/health", timeout=3)
+        r = httpx.get(f"{api_url}/_sim/health", timeout=3, verify=ssl_context(ca_bundle))
         return r.status_code == 200 and r.json().get("status") == "ok"
     except (httpx.HTTPError, ValueError):
         return False
@@ -83,7 +84,7 @@ class Prepared:
             env_set = bool(os.environ.get(scenario.client_id_env) and os.environ.get(scenario.client_secret_env))
             # A region is never a simulator: it is not even asked. A URL is asked (`/_sim/health`, harmless).
             self.simulator = self.sim is not None or (target_name not in REGIONS
-                                                      and is_flowsim_simulator(self.target.api_url))
+                                                      and is_flowsim_simulator(self.target.api_url, scenario.ca_bundle))
             # A flowsim simulator and no credentials in the environment: its built-in test client, so
             # scenarios run unchanged against it.
             builtin = self.sim is not None or (self.simulator and not env_set)
@@ -124,7 +125,8 @@ class Prepared:
         sc = self.scenario
         if simulator:
             try:
-                flows = httpx.get(f"{self.target.api_url}/_sim/flows", timeout=sc.request_timeout_s).json()["entities"]
+                flows = httpx.get(f"{self.target.api_url}/_sim/flows", timeout=sc.request_timeout_s,
+                                  verify=ssl_context(sc.ca_bundle)).json()["entities"]
                 ours = [f["durationP99Ms"] / 1000 for f in flows if f["id"] in {s.id for s in sc.flows}]
                 if ours:
                     return max(ours), "p99 on the simulator"
