@@ -10,7 +10,7 @@ import os
 from locust import FastHttpUser, HttpUser, constant, constant_throughput, task
 
 BODY = os.environ["BENCH_BODY"].encode()
-HEADERS = {"Content-Type": "application/json", "Authorization": "Bearer bench-token"}
+HEADERS = {"Content-Type": "application/json", "Authorization": "Bearer " + os.environ.get("BENCH_TOKEN", "bench-token")}
 
 
 class HttpLaunch(HttpUser):
