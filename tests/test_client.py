@@ -175,3 +175,33 @@ def test_a_lifetime_shorter_than_the_refresh_margin_does_not_refetch_every_reque
         now[0] = i * 0.5
         assert c.launch({"flowId": "f"}).status == 200
     assert plat.tokens_issued == 3  # at 0 s, 22.5 s and 45 s
+
+
+def per_token_429() -> httpx.Response:
+    return httpx.Response(429, headers={"Retry-After": "40"}, json={
+        "status": 429, "code": "too.many.requests", "message": "Rate limit exceeded",
+        "limit": {"key": "client.credentials.token.rate.per.minute", "namespace": "platform.api", "value": 300}})
+
+
+def test_a_per_token_429_grows_the_pool_and_retries_at_once_on_the_new_token() -> None:
+    """The per-token limit hit: a token is added and the retry goes out on it now, not 40 s later."""
+    waits: list[float] = []
+    plat = Platform([per_token_429(), OK])
+    c = client(plat, waits, pool_size=2)
+    res = c.launch({"flowId": "f"})
+    assert res.status == 200 and res.retries == 1 and waits == []
+    assert plat.seen_tokens == ["t1", "t2"] and c.tokens.pool_size == 3
+
+
+def test_the_pool_grows_only_to_its_bound_then_waits_retry_after() -> None:
+    """At max_pool_size the pool stops growing: the 429 is waited out (Retry-After), as the vendor SDKs do."""
+    waits: list[float] = []
+    plat = Platform([per_token_429(), per_token_429(), OK])
+    transport = httpx.MockTransport(plat)
+    tokens = TokenManager(login_url="http://login.test", client_id="c", client_secret="s", transport=transport,
+                          pool_size=1, max_pool_size=2)
+    c = FlowClient(api_url="http://api.test", tokens=tokens, transport=transport, sleep=waits.append,
+                   rng=random.Random(1), max_retry_wait_s=60)
+    res = c.launch({"flowId": "f"})
+    assert res.status == 200 and res.retries == 2 and tokens.pool_size == 2
+    assert len(waits) == 1 and 40 <= waits[0] <= 50

@@ -31,6 +31,12 @@ RETRY_STATUSES = frozenset({429, 502, 503, 504})
 TERMINAL = frozenset({"COMPLETED", "FAILED", "ERROR", "TERMINATED"})
 
 
+def _per_token_limit(body: Any) -> bool:
+    """A 429 whose ErrorBody names the per-token limit (more tokens help; other limits they do not)."""
+    limit = body.get("limit") if isinstance(body, dict) else None
+    return isinstance(limit, dict) and limit.get("key") == "client.credentials.token.rate.per.minute"
+
+
 @dataclass(slots=True)
 class Attempt:
     """The final answer to a request, after retries."""
@@ -149,6 +155,11 @@ class FlowClient:
                 token = self.tokens.replace(token)  # the retry goes out on a fresh token
                 continue
             token = None
+            if (status == 429 and retries < self.max_retries and _per_token_limit(data)
+                    and (grown := self.tokens.grow()) is not None):
+                retries += 1  # the limit is per token: a new token in the pool, and the retry goes out on it now
+                token = grown
+                continue
             if status in RETRY_STATUSES and retries < self.max_retries:
                 wait = self._wait_s(r, retries + 1)
                 if wait <= self.max_retry_wait_s:

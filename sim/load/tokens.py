@@ -39,7 +39,8 @@ class TokenManager:
 
     Fetches on first use and refreshes before expiry: ``refresh_margin_s`` early, or a quarter of the
     lifetime for tokens that live less than four margins. Holds ``pool_size`` tokens and hands them out
-    round-robin (the platform limits requests per token). A 401 (revoked or expired early) retires the
+    round-robin (the platform limits requests per token); a 429 on the per-token limit may :meth:`grow` it,
+    up to ``max_pool_size``. A 401 (revoked or expired early) retires the
     whole pool (refetched as used) and :meth:`replace` hands the retry a fresh token: a revocation costs
     each in-flight request at most one retry.
     """
@@ -47,7 +48,8 @@ class TokenManager:
     def __init__(self, *, login_url: str, client_id: str, client_secret: str, pool_size: int = 1,
                  refresh_margin_s: float = 60.0, clock: Callable[[], float] = time.monotonic,
                  timeout_s: float = 30.0, report: Reporter = _no_report,
-                 transport: httpx.BaseTransport | None = None, ca_bundle: str | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, ca_bundle: str | None = None,
+                 max_pool_size: int | None = None) -> None:
         self._login_url = login_url
         self._ca_bundle = ca_bundle
         self._client_id = client_id
@@ -57,6 +59,8 @@ class TokenManager:
         self._report = report
         self._lock = threading.Lock()  # gevent-patched into a cooperative lock under Locust
         self._slots: list[_Token | None] = [None] * pool_size
+        self.max_pool_size = max_pool_size or max(2 * pool_size, pool_size + 4)
+        """How far :meth:`grow` may take the pool when the per-token limit is hit anyway."""
         self._next = 0
         self._generation = 0
         self._http = httpx.Client(timeout=timeout_s, verify=ssl_context(ca_bundle), transport=transport)
@@ -89,6 +93,20 @@ class TokenManager:
             self._slots = [None] * len(self._slots)
             fresh = self._slots[at] = self._fetch()
             return fresh.value
+
+    def grow(self) -> str | None:
+        """The per-token limit was hit: add a token to the pool and return it (None: the pool is at its bound).
+        A request then retries at once on it instead of holding its slot for a whole Retry-After."""
+        with self._lock:
+            if len(self._slots) >= self.max_pool_size:
+                return None
+            fresh = self._fetch()
+            self._slots.append(fresh)
+            return fresh.value
+
+    @property
+    def pool_size(self) -> int:
+        return len(self._slots)
 
     def _fetch(self) -> _Token:
         start = time.perf_counter()
