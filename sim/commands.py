@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from sim.errors import ConfigError
+from sim.errors import ConfigError, FlowsimError
 from sim.load.scenario import Scenario, check_load, constant_rate, load_scenario, parse_duration
 
 __all__ = ["serve", "validate", "run", "capacity", "compare", "report", "ledger_summary", "analytics"]
@@ -142,7 +142,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"flowsim: {line}", file=sys.stderr)
         summary, signum = run_locust(plan, RunOptions(workers=args.workers, summary_json=args.summary_json,
                                                       locust_html=args.locust_html, csv=args.csv))
-    print(run_text(summary))
+        print(run_text(summary))
+        if summary.launched and not summary.interrupted and not summary.fatal:
+            if prepared.simulator:  # analytics are immediate there: prove the separation now
+                try:
+                    _analytics_of(plan, Path(summary.ledger_path), prepared.target, wait_s=10)
+                except FlowsimError as exc:  # a check after the run never turns it into a failure
+                    print(f"flowsim: analytics not checked: {exc}", file=sys.stderr)
+            else:
+                print(f"flowsim: platform analytics lag behind: check them in a few minutes with "
+                      f"`flowsim analytics {plan.run_id}`", file=sys.stderr)
     _write_html(args.html, run_report(summary))
     if summary.fatal:
         print(f"flowsim: {summary.aborted}", file=sys.stderr)
@@ -289,30 +298,20 @@ def _run_dir(run: str, ledger_dir: str) -> Path:
     return path
 
 
-def analytics(args: argparse.Namespace) -> int:
-    """Where did the platform's analytics count this run? Compared with the ledger."""
+def _analytics_of(plan: Any, rdir: Path, target: Any, *, wait_s: float) -> int:
+    """Check and print where analytics counted the run; 0 separated and caught up, 1 not, 2 not checkable."""
     from sim.errors import PlatformError
     from sim.load.ledger import ledger_files, read_records
-    from sim.load.target import resolve_target
     from sim.results.analytics import check_analytics
-    from sim.run.plan import RunPlan, credentials
+    from sim.run.plan import credentials
     from sim.run.prepare import is_flowsim_simulator
     from sim.run.preflight import preflight_client
 
-    rdir = _run_dir(args.run, args.ledger_dir)
-    try:
-        plan = RunPlan.from_dict(json.loads((rdir / "plan.json").read_text()))
-    except FileNotFoundError:
-        raise ConfigError("no plan.json: not a run directory written by this flowsim version", source=str(rdir)) from None
     launches = [r for r in read_records(ledger_files(rdir)) if r.get("event") == "launch"]
-    accepted = [r for r in launches if r.get("http_status") == 200]
     if not launches:
         raise ConfigError("the ledger holds no launches", source=str(rdir))
-    target = resolve_target(args.target) if args.target else plan.target
+    accepted = sum(1 for r in launches if r.get("http_status") == 200)
     simulator = is_flowsim_simulator(target.api_url, plan.scenario.ca_bundle)
-    if plan.target.embedded and not args.target:
-        raise ConfigError("the run's embedded simulator stopped with the run: run against `flowsim serve` and "
-                          "pass its URL with --target", field="--target")
     env_set = bool(os.environ.get(plan.scenario.client_id_env) and os.environ.get(plan.scenario.client_secret_env))
     cid, sec = credentials(plan.scenario, "builtin" if simulator and not env_set else "env")
     client = preflight_client(plan.scenario, target, client_id=cid, client_secret=sec)
@@ -320,7 +319,7 @@ def analytics(args: argparse.Namespace) -> int:
         result = check_analytics(
             client, first_s=min(r["sent_at"] for r in launches), last_s=max(r["answered_at"] for r in launches),
             run_flows={f.id for f in plan.flows}, test_divisions={f.division_id for f in plan.flows},
-            ledger_accepted=len(accepted), wait_s=args.wait, progress=lambda line: print(line, file=sys.stderr))
+            ledger_accepted=accepted, wait_s=wait_s, progress=lambda line: print(line, file=sys.stderr))
     except PlatformError as exc:
         if exc.status == 403:
             print(f"flowsim: analytics not checked: the OAuth client's role needs "
@@ -330,7 +329,7 @@ def analytics(args: argparse.Namespace) -> int:
     finally:
         client.close()
         client.tokens.close()
-    print(f"run {plan.run_id}: analytics over {result.interval}")
+    print(f"analytics over {result.interval}")
     print(f"  run's flows under the test division(s): {result.run_flows_in_test_divisions} executions; "
           f"ledger: {result.ledger_accepted} accepted launches"
           + ("" if result.caught_up else f" (analytics had not caught up after {result.waited_s} s)"))
@@ -339,7 +338,23 @@ def analytics(args: argparse.Namespace) -> int:
     print("  other executions in the interval, by division: "
           + (", ".join(f"{d}: {n}" for d, n in sorted(result.other_divisions.items())) or "none"))
     ok = result.separated and result.caught_up
-    print("  RESULT    " + ("SEPARATED: test executions count only under the test division(s)" if ok else
+    print("  verdict   " + ("SEPARATED: test executions count only under the test division(s)" if ok else
                              "NOT SEPARATED" if not result.separated else "NOT CAUGHT UP"))
     return 0 if ok else 1
 
+
+def analytics(args: argparse.Namespace) -> int:
+    """Where did the platform's analytics count this run? Compared with the ledger."""
+    from sim.load.target import resolve_target
+    from sim.run.plan import RunPlan
+
+    rdir = _run_dir(args.run, args.ledger_dir)
+    try:
+        plan = RunPlan.from_dict(json.loads((rdir / "plan.json").read_text()))
+    except FileNotFoundError:
+        raise ConfigError("no plan.json: not a run directory written by this flowsim version", source=str(rdir)) from None
+    if plan.target.embedded and not args.target:
+        raise ConfigError("the run's embedded simulator stopped with the run: run against `flowsim serve` and "
+                          "pass its URL with --target", field="--target")
+    print(f"run {plan.run_id}")
+    return _analytics_of(plan, rdir, resolve_target(args.target) if args.target else plan.target, wait_s=args.wait)

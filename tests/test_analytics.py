@@ -34,7 +34,7 @@ def test_a_run_counts_only_under_the_test_division_and_matches_its_ledger(tmp_pa
                                      "GENESYS_CLIENT_SECRET": VIEWER_CLIENT[1]})
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"under the test division(s): {s['succeeded']} executions; ledger: {s['succeeded']} accepted" in r.stdout
-    assert "under any other division: none" in r.stdout and "SEPARATED" in r.stdout
+    assert "under any other division: none" in r.stdout and "verdict   SEPARATED" in r.stdout
     assert TEST_DIVISION not in r.stdout.split("by division:")[1]  # production divisions only, listed apart
     assert denied.returncode == 2 and "analytics:flowExecutionAggregate:view" in denied.stderr
     assert len(denied.stderr.strip().splitlines()) == 1
