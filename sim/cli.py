@@ -86,6 +86,8 @@ def _add_load_commands(sub: Any) -> None:
     r.add_argument("--workers", type=_count, default=0, help="Locust workers: master + N local worker processes")
     r.add_argument("--summary-json", help="write the run summary JSON here")
     r.add_argument("--html", help="write flowsim's HTML report here")
+    r.add_argument("--junit", help="write JUnit XML here: each threshold and run invariant a test case (CI)")
+    r.add_argument("--csv-series", help="write flowsim's per-second series as CSV here")
     r.add_argument("--locust-html", help="also write Locust's own HTML report here")
     r.add_argument("--csv", help="Locust's CSV prefix")
     r.add_argument("--run-id", help="run id (default: generated)")

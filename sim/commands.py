@@ -153,6 +153,13 @@ def run(args: argparse.Namespace) -> int:
                 print(f"flowsim: platform analytics lag behind: check them in a few minutes with "
                       f"`flowsim analytics {plan.run_id}`", file=sys.stderr)
     _write_html(args.html, run_report(summary))
+    if args.junit or args.csv_series:
+        from sim.results.export import junit_xml, series_csv
+
+        for path, text in ((args.junit, junit_xml), (args.csv_series, series_csv)):
+            if path:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                Path(path).write_text(text(summary), encoding="utf-8")
     if summary.fatal:
         print(f"flowsim: {summary.aborted}", file=sys.stderr)
         return EXIT_USAGE

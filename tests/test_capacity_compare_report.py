@@ -169,3 +169,29 @@ def test_reports_render_in_headless_chromium(tmp_path: Path) -> None:
         subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1000,1400", page.as_uri()],
                        capture_output=True, timeout=120)
         assert shot.exists() and shot.stat().st_size > 20_000
+
+
+def test_junit_output_is_read_by_a_junit_parser() -> None:
+    """--junit: a JUnit parser finds one case per threshold plus the run invariants, failures where they failed."""
+    import dataclasses
+
+    from junitparser import Failure, JUnitXml
+
+    from sim.results.export import junit_xml, series_csv
+    from sim.results.summary import ThresholdResult
+
+    s = dataclasses.replace(fake_summary(10, p95=3), thresholds=(
+        ThresholdResult(name="launch_p95_ms", limit=5, observed=3, passed=True),
+        ThresholdResult(name="missed_start_rate", limit=0.01, observed=0.2, passed=False)),
+        duplicate_launches=0, timeseries=({"t": 0, "launched": 10, "p95": 3.1},))
+    xml = JUnitXml.fromstring(junit_xml(s))
+    (suite,) = list(xml)
+    cases = {c.name: c for c in suite}
+    assert set(cases) == {"threshold launch_p95_ms", "threshold missed_start_rate", "no launch sent twice",
+                          "run completed"}
+    assert cases["threshold launch_p95_ms"].is_passed
+    failure = cases["threshold missed_start_rate"].result[0]
+    assert isinstance(failure, Failure) and "observed 0.2, limit 0.01" in failure.message
+    assert suite.tests == 4 and suite.failures == 1
+    assert series_csv(s).splitlines()[:2] == ["t,target,launched,failed,r429,missed,late,outcome_failed,p50,p95,p99",
+                                              "0,,10,,,,,,,3.1,"]

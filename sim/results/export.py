@@ -1,0 +1,50 @@
+"""Run results for other tools: JUnit XML for CI (thresholds and run invariants as test cases) and the
+per-second series as CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+from xml.etree import ElementTree as ET
+
+from sim.results.summary import RunSummary
+
+__all__ = ["junit_xml", "series_csv", "SERIES_COLUMNS"]
+
+SERIES_COLUMNS = ("t", "target", "launched", "failed", "r429", "missed", "late", "outcome_failed", "p50", "p95", "p99")
+"""Seconds since launch 0 was due; target rate; counts by due second; launch latency percentiles (ms)."""
+
+
+def junit_xml(s: RunSummary) -> str:
+    """One testsuite per run: every threshold, and the invariants a run must keep, as test cases."""
+    cases: list[tuple[str, str | None]] = []
+    for t in s.thresholds:
+        cases.append((f"threshold {t.name}",
+                      None if t.passed else f"observed {t.observed}, limit {t.limit}"))
+    cases.append(("no launch sent twice", None if s.duplicate_launches == 0 else
+                  f"{s.duplicate_launches} sequence numbers were launched more than once"))
+    cases.append(("run completed", None if not (s.interrupted or s.aborted) else
+                  (f"aborted: {s.aborted}" if s.aborted else "interrupted before the schedule ended")))
+    suite = ET.Element("testsuite", name=f"flowsim run {s.run_id}", tests=str(len(cases)),
+                       failures=str(sum(1 for _, f in cases if f)), errors="0", skipped="0",
+                       time=f"{s.duration_s:.3f}")
+    props = ET.SubElement(suite, "properties")
+    for key, value in (("scenario", s.scenario), ("target", s.target), ("launched", s.launched),
+                       ("achieved_rate_per_s", s.achieved_rate_per_s), ("verdict", s.verdict)):
+        ET.SubElement(props, "property", name=key, value=str(value))
+    for name, failure in cases:
+        case = ET.SubElement(suite, "testcase", classname=f"flowsim.{s.scenario}", name=name, time="0")
+        if failure:
+            ET.SubElement(case, "failure", message=failure, type="threshold").text = failure
+    suites = ET.Element("testsuites")
+    suites.append(suite)
+    return ET.tostring(suites, encoding="unicode", xml_declaration=True)
+
+
+def series_csv(s: RunSummary) -> str:
+    out = io.StringIO()
+    w = csv.DictWriter(out, fieldnames=SERIES_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for row in s.timeseries:
+        w.writerow({k: row.get(k, "") for k in SERIES_COLUMNS})
+    return out.getvalue()
