@@ -6,17 +6,25 @@ from dataclasses import dataclass
 
 from sim.errors import ConfigError
 
-__all__ = ["REGIONS", "Target", "resolve_target"]
+__all__ = ["REGIONS", "REGION_TIME_ZONES", "Target", "resolve_target"]
 
-REGIONS = {
-    "us_east_1": "mypurecloud.com", "eu_west_1": "mypurecloud.ie", "ap_southeast_2": "mypurecloud.com.au",
-    "ap_northeast_1": "mypurecloud.jp", "eu_central_1": "mypurecloud.de", "us_west_2": "usw2.pure.cloud",
-    "ca_central_1": "cac1.pure.cloud", "ap_northeast_2": "apne2.pure.cloud", "eu_west_2": "euw2.pure.cloud",
-    "ap_south_1": "aps1.pure.cloud", "us_east_2": "use2.us-gov-pure.cloud", "sa_east_1": "sae1.pure.cloud",
-    "me_central_1": "mec1.pure.cloud", "ap_northeast_3": "apne3.pure.cloud", "eu_central_2": "euc2.pure.cloud",
-    "mx_central_1": "mxc1.pure.cloud", "ap_southeast_1": "apse1.pure.cloud", "eusc_de_east_1": "edee1.eusc-pure.cloud",
+_REGIONS: dict[str, tuple[str, str]] = {
+    # region: (environment domain, time zone of its data centre's city)
+    "us_east_1": ("mypurecloud.com", "America/New_York"), "us_east_2": ("use2.us-gov-pure.cloud", "America/New_York"),
+    "us_west_2": ("usw2.pure.cloud", "America/Los_Angeles"), "ca_central_1": ("cac1.pure.cloud", "America/Toronto"),
+    "sa_east_1": ("sae1.pure.cloud", "America/Sao_Paulo"), "mx_central_1": ("mxc1.pure.cloud", "America/Mexico_City"),
+    "eu_west_1": ("mypurecloud.ie", "Europe/Dublin"), "eu_west_2": ("euw2.pure.cloud", "Europe/London"),
+    "eu_central_1": ("mypurecloud.de", "Europe/Berlin"), "eu_central_2": ("euc2.pure.cloud", "Europe/Zurich"),
+    "eusc_de_east_1": ("edee1.eusc-pure.cloud", "Europe/Berlin"), "me_central_1": ("mec1.pure.cloud", "Asia/Dubai"),
+    "ap_south_1": ("aps1.pure.cloud", "Asia/Kolkata"), "ap_southeast_1": ("apse1.pure.cloud", "Asia/Jakarta"),
+    "ap_southeast_2": ("mypurecloud.com.au", "Australia/Sydney"), "ap_northeast_1": ("mypurecloud.jp", "Asia/Tokyo"),
+    "ap_northeast_2": ("apne2.pure.cloud", "Asia/Seoul"), "ap_northeast_3": ("apne3.pure.cloud", "Asia/Tokyo"),
 }
+REGIONS = {region: domain for region, (domain, _zone) in _REGIONS.items()}
 """Region name → environment domain (API host is ``api.<domain>``, login host ``login.<domain>``)."""
+REGION_TIME_ZONES = {region: zone for region, (_domain, zone) in _REGIONS.items()}
+"""Region name → the time zone the vendor's load-test window is in."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class Target:

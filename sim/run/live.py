@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from sim.errors import ConfigError
-from sim.load.target import REGIONS
+from sim.load.target import REGION_TIME_ZONES, REGIONS
 
 __all__ = ["LiveRules", "REGION_TIME_ZONES", "region_of", "check", "SMOKE_MAX_RATE_PER_S", "SMOKE_MAX_LAUNCHES"]
 
@@ -24,17 +24,6 @@ SMOKE_MAX_LAUNCHES = 100
 
 WINDOW = (dt.time(23, 0), dt.time(5, 0))
 """The agreed window, in the region's local time (overnight)."""
-
-REGION_TIME_ZONES = {
-    "us_east_1": "America/New_York", "us_east_2": "America/New_York", "us_west_2": "America/Los_Angeles",
-    "ca_central_1": "America/Toronto", "sa_east_1": "America/Sao_Paulo", "mx_central_1": "America/Mexico_City",
-    "eu_west_1": "Europe/Dublin", "eu_west_2": "Europe/London", "eu_central_1": "Europe/Berlin",
-    "eu_central_2": "Europe/Zurich", "eusc_de_east_1": "Europe/Berlin", "me_central_1": "Asia/Dubai",
-    "ap_south_1": "Asia/Kolkata", "ap_southeast_1": "Asia/Jakarta", "ap_southeast_2": "Australia/Sydney",
-    "ap_northeast_1": "Asia/Tokyo", "ap_northeast_2": "Asia/Seoul", "ap_northeast_3": "Asia/Tokyo",
-}
-"""Region → the time zone of its data centre's city (where the vendor's window applies)."""
-
 
 @dataclass(frozen=True, kw_only=True)
 class LiveRules:
