@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from sim.errors import ConfigError, FlowsimError
-from sim.load.scenario import Scenario, check_load, constant_rate, load_scenario, parse_duration
+from sim.load.scenario import Scenario, check_load, constant_rate, load_scenario, parse_duration, scenario_for_run
 
 __all__ = ["serve", "validate", "run", "capacity", "compare", "report", "ledger_summary", "analytics"]
 
@@ -81,11 +81,8 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def _scenario(args: argparse.Namespace) -> Scenario:
-    sc = load_scenario(args.scenario)
-    duration = parse_duration(args.duration, where="--duration") if getattr(args, "duration", None) else None
-    sc = constant_rate(sc, rate_per_s=getattr(args, "rate", None), duration_s=duration)
-    check_load(sc, processes=getattr(args, "workers", 0))
-    return sc
+    return scenario_for_run(args.scenario, rate_per_s=getattr(args, "rate", None),
+                            duration=getattr(args, "duration", None), processes=getattr(args, "workers", 0))
 
 
 def _prepare(sc: Scenario, args: argparse.Namespace, *, capacity_max_rate: float | None = None) -> Any:
@@ -93,7 +90,7 @@ def _prepare(sc: Scenario, args: argparse.Namespace, *, capacity_max_rate: float
     from sim.run.prepare import Prepared
     from sim.run.preflight import describe
 
-    rules = LiveRules(approval=args.approval or sc.approval, outside_window=args.outside_window)
+    rules = LiveRules(approval=args.approval, outside_window=args.outside_window)
     prepared = Prepared(sc, args.target or sc.target, rules=rules, capacity_max_rate=capacity_max_rate)
     if prepared.live_note:
         print(f"flowsim: {prepared.live_note}", file=sys.stderr)

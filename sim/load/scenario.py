@@ -21,7 +21,7 @@ from sim.load.target import REGIONS, Target, resolve_target
 __all__ = [
     "Scenario", "FlowSpec", "Stage", "Thresholds", "load_scenario", "parse_duration", "constant_rate",
     "REGIONS", "Target", "resolve_target", "TEMPLATE_FIELDS", "scenario_to_dict", "scenario_from_dict",
-    "check_load", "MAX_RATE_PER_PROCESS", "MAX_DURATION_S",
+    "check_load", "scenario_for_run", "MAX_RATE_PER_PROCESS", "MAX_DURATION_S",
 ]
 
 MAX_RATE_PER_PROCESS = 5_000.0
@@ -159,6 +159,17 @@ def check_load(scenario: Scenario, *, processes: int) -> None:
     if scenario.duration_s > MAX_DURATION_S:
         raise ConfigError(f"{scenario.duration_s:g} s is longer than flowsim runs ({MAX_DURATION_S:g} s, a week)",
                           source=scenario.source, field="duration")
+
+
+def scenario_for_run(path: str | Path, *, rate_per_s: float | None, duration: str | None, processes: int,
+                     flags: str = "--") -> Scenario:
+    """The scenario a run will use: loaded, ``--rate``/``--duration`` applied, checked against what
+    ``processes`` load processes can schedule. ``flags`` names the options in errors."""
+    sc = load_scenario(path)
+    duration_s = parse_duration(duration, where=f"{flags}duration") if duration else None
+    sc = constant_rate(sc, rate_per_s=rate_per_s, duration_s=duration_s)
+    check_load(sc, processes=processes)
+    return sc
 
 
 def scenario_to_dict(scenario: Scenario) -> dict[str, Any]:

@@ -233,8 +233,7 @@ class Engine:
         body = self.builder.build(ticket.seq, identity)
         sent = time.time()
         if sent - ticket.due > self.pacer.max_late_s:  # stalled between hand-over and send: never send late
-            self._write({"event": "late", "run_id": run_id, "seq": ticket.seq, "name": body["name"],
-                         "intended_at": round(ticket.due, 6), "noticed_at": round(sent, 6), "worker": self.worker})
+            self._unsent.add("late", ticket.seq, ticket.due)
             return
         res = client.launch(body)
         answered = time.time()
@@ -265,6 +264,7 @@ class Engine:
     def close(self) -> None:
         if self._pacer is not None:
             self._pacer.kill(block=False)
+        self._unsent.flush()  # a late launch noticed by a user after the pacer ended may be pending
         self.ledger.close()
         if self.ledger.dropped:
             self.log.warning("ledger.lines_dropped", lines=self.ledger.dropped,

@@ -17,7 +17,7 @@ import httpx
 
 from sim.errors import ConfigError, FlowsimError
 from sim.load.scenario import (
-    Scenario, Target, check_load, constant_rate, load_scenario, parse_duration, resolve_target,
+    Scenario, Target, resolve_target, scenario_for_run,
 )
 from sim.load.schedule import Schedule
 from sim.load.target import REGIONS
@@ -90,6 +90,7 @@ class Prepared:
             builtin = self.sim is not None or (self.simulator and not env_set)
             self.credentials: str = "builtin" if builtin else "env"
             if rules is not None and not self.simulator:  # a real org: the vendor's rules first, before any request
+                rules = LiveRules(approval=rules.approval or scenario.approval, outside_window=rules.outside_window)
                 schedule = Schedule(scenario.stages)
                 self.live_note = live.check(
                     api_url=self.target.api_url, capacity=capacity_max_rate is not None,
@@ -179,15 +180,12 @@ def prepare_from_options(*, scenario: str, target: str, rate: str, duration: str
                          abort_error_rate: float, processes: int, rules: LiveRules) -> tuple[RunPlan, Prepared]:
     """Plain ``locust`` use: the master (or single process) resolves the plan from its ``--flowsim-*``
     options, preflight included; the returned Prepared owns the embedded simulator until closed."""
-    sc = load_scenario(scenario)
     try:
         rate_per_s = float(rate) if rate else None
     except ValueError:
         raise ConfigError(f"{rate!r} is not a number", field="--flowsim-rate") from None
-    duration_s = parse_duration(duration, where="--flowsim-duration") if duration else None
-    sc = constant_rate(sc, rate_per_s=rate_per_s, duration_s=duration_s)
-    check_load(sc, processes=processes)
-    rules = LiveRules(approval=rules.approval or sc.approval, outside_window=rules.outside_window)
+    sc = scenario_for_run(scenario, rate_per_s=rate_per_s, duration=duration or None, processes=processes,
+                          flags="--flowsim-")
     prepared = Prepared(sc, target or sc.target, rules=rules)
     if not prepared.ok:
         problems = "; ".join(f"flow {c.flow_id}: {p}" for c in prepared.checks for p in c.problems)
