@@ -55,6 +55,8 @@ class Attempt:
     """Every attempt's HTTP status in order (0: no answer)."""
     cause: str | None = None
     """Why the last attempt got no answer, in words (``sim.load.network.describe``)."""
+    attempt_ms: tuple[float, ...] = ()
+    """Each answered attempt's own latency (send → answer), in order; waits between attempts excluded."""
 
 
 @dataclass(slots=True)
@@ -111,6 +113,7 @@ class FlowClient:
                 retry_transport: bool) -> Attempt:
         first_status: int | None = None
         statuses: list[int] = []
+        attempt_ms: list[float] = []
         attempts = retries = 0
         auth_retried = False
         start_all = time.perf_counter()
@@ -136,8 +139,9 @@ class FlowClient:
                     continue
                 return Attempt(status=0, body=None, attempts=attempts, retries=retries, first_status=first_status,
                                elapsed_ms=(time.perf_counter() - start_all) * 1000, error=type(e).__name__,
-                               statuses=tuple(statuses), cause=cause)
+                               statuses=tuple(statuses), cause=cause, attempt_ms=tuple(attempt_ms))
             ms = (time.perf_counter() - start) * 1000
+            attempt_ms.append(round(ms, 3))
             status = r.status_code
             if first_status is None:
                 first_status = status
@@ -169,14 +173,16 @@ class FlowClient:
             return Attempt(status=status, body=data, attempts=attempts, retries=retries, first_status=first_status,
                            elapsed_ms=(time.perf_counter() - start_all) * 1000,
                            error=exc.code if isinstance(exc, PlatformError) else None,
-                           context_id=r.headers.get("ININ-Correlation-Id"), statuses=tuple(statuses))
+                           context_id=r.headers.get("ININ-Correlation-Id"), statuses=tuple(statuses),
+                           attempt_ms=tuple(attempt_ms))
 
     def launch(self, body: dict[str, Any]) -> LaunchResult:
         a = self.request("POST", "/api/v2/flows/executions", "launch", body=orjson.dumps(body), retry_transport=False)
         eid = a.body.get("id") if a.status == 200 and isinstance(a.body, dict) else None
         return LaunchResult(status=a.status, body=a.body, attempts=a.attempts, retries=a.retries,
                             first_status=a.first_status, elapsed_ms=a.elapsed_ms, error=a.error,
-                            context_id=a.context_id, statuses=a.statuses, cause=a.cause, execution_id=eid)
+                            context_id=a.context_id, statuses=a.statuses, cause=a.cause, attempt_ms=a.attempt_ms,
+                            execution_id=eid)
 
     def status(self, execution_id: str) -> Attempt:
         return self.request("GET", f"/api/v2/flows/executions/{execution_id}", "execution status",

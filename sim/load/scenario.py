@@ -17,6 +17,7 @@ from typing import Any
 from sim._toml import TableReader, read_toml_file
 from sim.errors import ConfigError
 from sim.load.target import REGIONS, Target, resolve_target
+from sim.load.thresholds import Thresholds, read_thresholds
 
 __all__ = [
     "Scenario", "FlowSpec", "Stage", "Thresholds", "load_scenario", "parse_duration", "constant_rate",
@@ -77,19 +78,6 @@ class FlowSpec:
     """Input that receives the run id when the flow declares it (set to "" to disable)."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class Thresholds:
-    """Pass/fail criteria; None means not checked."""
-
-    launch_p95_ms: float | None = None
-    launch_p99_ms: float | None = None
-    launch_error_rate: float | None = None
-    """Share of launches that did not get a 200 (after retries)."""
-    missed_start_rate: float | None = None
-    flow_failure_rate: float | None = None
-    """Share of followed executions that ended in anything but COMPLETED."""
-    min_achieved_rate_ratio: float | None = None
-    """Achieved launch rate / target launch rate must be at least this."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -182,7 +170,7 @@ def scenario_from_dict(data: dict[str, Any]) -> Scenario:
     kw = dict(data)
     kw["flows"] = tuple(FlowSpec(**f) for f in kw["flows"])
     kw["stages"] = tuple(Stage(**st) for st in kw["stages"])
-    kw["thresholds"] = Thresholds(**kw["thresholds"])
+    kw["thresholds"] = Thresholds(**{**kw["thresholds"], "abort_on_fail": tuple(kw["thresholds"].get("abort_on_fail", ()))})
     return Scenario(**kw)
 
 
@@ -281,10 +269,7 @@ def _parse(data: dict[str, Any], source: str) -> Scenario:
     if all(st.rate_per_s == 0 for st in stages):
         raise ConfigError("every stage has rate 0: nothing would be launched", source=source, field="stages")
 
-    th = TableReader(data.get("thresholds", {}), source, "thresholds")
-    th.check_keys({f.name for f in dataclasses.fields(Thresholds)})
-    thresholds = Thresholds(**{f.name: th.get(f.name, float, None, minimum=0.0)
-                               for f in dataclasses.fields(Thresholds)})
+    thresholds = read_thresholds(TableReader(data.get("thresholds", {}), source, "thresholds"))
     live = TableReader(data.get("live", {}), source, "live")
     live.check_keys({"approval"})
     approval = live.get("approval", str, None) or None

@@ -20,8 +20,9 @@ from sim.load.series import TimeSeries
 
 __all__ = ["RunStats", "HISTOGRAMS", "Percentiles"]
 
-HISTOGRAMS = ("launch", "launch_from_intended", "flow_completion")
-"""launch: first send → final answer; launch_from_intended: due time → final answer
+HISTOGRAMS = ("launch", "launch_attempt", "launch_from_intended", "flow_completion")
+"""launch: first send → final answer (end to end: retries and their waits included); launch_attempt: each
+answered attempt on its own (what Locust shows per request); launch_from_intended: due time → final answer
 (coordinated omission visible); flow_completion: launch answer → terminal status seen."""
 
 _MAX_US = 3_600_000_000
@@ -77,6 +78,8 @@ class RunStats:
                 self.series.count(sec, "failed")
                 if status == 0:
                     c["transport_errors"] += 1
+            for ms in rec.get("attempt_ms", ()):
+                self.record_ms("launch_attempt", ms)
             if status:
                 self.series.latency(sec, rec["latency_ms"])
                 self.record_ms("launch", rec["latency_ms"])

@@ -12,8 +12,10 @@ def _counts(d: dict[str, int]) -> str:
 
 
 def run_text(s: RunSummary) -> str:
-    lat, li = s.latency_ms, s.latency_from_intended_ms
+    lat, li, pa = s.latency_ms, s.latency_from_intended_ms, s.attempt_latency_ms
     fc = s.flow_completion
+    poll = (f"; each includes up to {fc.poll_interval_s * 1000:g} ms of poll interval, the resolution of this figure"
+            if fc.poll_interval_s else "")
     lines = [
         f"run {s.run_id}  ({s.scenario}, target {s.target}, {s.workers} worker(s))",
         f"  rate      target {s.target_rate_per_s}/s  achieved {s.achieved_rate_per_s}/s",
@@ -23,10 +25,14 @@ def run_text(s: RunSummary) -> str:
         f"  429s      {s.rate_limited_responses} responses (launch attempts {s.rate_limited.get('launch', 0)}, "
         f"status polls {s.rate_limited.get('status_poll', 0)})",
         f"  http      final status of launches: {_counts(s.http_status)}",
-        f"  latency   first send to final answer: p50 {lat.p50} ms  p95 {lat.p95} ms  p99 {lat.p99} ms  "
-        f"max {lat.max} ms  (from intended start: p99 {li.p99} ms)",
-        f"  flows     followed {fc.followed}  outcomes {_counts(fc.outcomes)}  p95 {fc.duration_ms.p95} ms "
-        "(launch answer to terminal status seen, polls included)",
+        f"  latency   per attempt (each HTTP attempt, like Locust): p50 {pa.p50} ms  p95 {pa.p95} ms  "
+        f"p99 {pa.p99} ms  max {pa.max} ms  ({pa.count} attempts)",
+        f"  latency   end to end (first send to final answer, retry waits included): p50 {lat.p50} ms  "
+        f"p95 {lat.p95} ms  p99 {lat.p99} ms  max {lat.max} ms  (from intended start: p99 {li.p99} ms)",
+        f"  errors    first attempt {s.first_attempt_failed / max(1, s.launched):.2%}  after retries "
+        f"{s.failed / max(1, s.launched):.2%}  (of {s.launched} launches)",
+        f"  flows     followed {fc.followed}  outcomes {_counts(fc.outcomes)}  duration p50 {fc.duration_ms.p50} ms  "
+        f"p95 {fc.duration_ms.p95} ms (launch answer to terminal status seen{poll})",
         f"  ledger    {s.ledger_path} (counts from {s.ledger.get('counts_source', '?')})",
         "  analytics " + str(s.analytics.get("note", "")),
     ]
@@ -39,13 +45,14 @@ def run_text(s: RunSummary) -> str:
     if s.aborted:
         lines.append(f"  ABORTED   {s.aborted}")
     for t in s.thresholds:
-        lines.append(f"  threshold {t.name:<24} limit {t.limit:<8} observed {t.observed}  {'PASS' if t.passed else 'FAIL'}")
+        lines.append(f"  threshold {t.name:<24} limit {t.limit:<8} observed {t.observed}  {'PASS' if t.passed else 'FAIL'}"
+                     + (f"  ({t.describes})" if t.describes else ""))
     lines.append("  RESULT    " + s.verdict)
     return "\n".join(lines)
 
 
 def step_line(st: CapacityStep) -> str:
-    return (f"step {st.rate_per_s:>9}/s  achieved {st.achieved_rate_per_s:>9}/s  p95 {st.latency_ms.p95} ms  "
+    return (f"step {st.rate_per_s:>9}/s  achieved {st.achieved_rate_per_s:>9}/s  p95 {st.latency_ms.p95} ms end to end  "
             f"errors {st.first_attempt_error_rate:.2%} first attempt / {st.error_rate:.2%} after retries  "
             f"429s {st.rate_429:.2%}  missed {st.missed_starts}  "
             f"{'pass' if st.passed else 'FAIL: ' + '; '.join(st.reasons)}")

@@ -241,7 +241,7 @@ class Engine:
             "event": "launch", "run_id": run_id, "seq": ticket.seq, "name": body["name"], "flow_id": body["flowId"],
             "identity_id": identity.id, "execution_id": res.execution_id, "http_status": res.status,
             "error": res.error, "context_id": res.context_id, "attempts": res.attempts,
-            "attempt_statuses": list(res.statuses),
+            "attempt_statuses": list(res.statuses), "attempt_ms": list(res.attempt_ms),
             "intended_at": round(ticket.due, 6), "sent_at": round(sent, 6), "answered_at": round(answered, 6),
             "latency_ms": round(res.elapsed_ms, 3), "worker": self.worker,
         })

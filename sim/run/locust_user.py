@@ -28,6 +28,7 @@ from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 from sim import logs
 from sim.errors import FlowsimError
 from sim.load.stats import RunStats
+from sim.load.thresholds import MIN_LIVE_LAUNCHES, Thresholds, judge, live_observed
 from sim.results.summary import RunSummary
 from sim.run.coordination import (
     ACK, DONE, FATAL, GRANT, REFUSED, START, STOP, Grant, MasterCoordinator, Send, WorkerLease,
@@ -201,12 +202,22 @@ class _Run:
                           p95_ms=stats.percentiles("launch").p95)
             last = launched
 
-    def guard(self, limit: float) -> None:
-        """Stop the run when failures and 429s flood: never keep hammering a target past its knee."""
+    def guard(self, limit: float | None, th: Thresholds) -> None:
+        """Stop the run when failures and 429s flood (``limit``), or when a threshold named in
+        ``abort_on_fail`` fails on the figures so far: never keep hammering a target past its knee."""
         while not self.complete and self.t0 is not None:
             gevent.sleep(1.0)
             stats = self.stats()
-            reason = stats.flood(int(time.time() - self.t0) - 1, 3, limit) if stats else None
+            if stats is None:
+                continue
+            reason = stats.flood(int(time.time() - self.t0) - 1, 3, limit) if limit else None
+            if reason is None and th.abort_on_fail and stats.counters["launched"] >= MIN_LIVE_LAUNCHES:
+                failing = [r for r in judge(live_observed(stats), th, th.abort_on_fail)
+                           if not r.passed and r.observed is not None]
+                if failing:
+                    r = failing[0]
+                    reason = (f"threshold {r.name} failed live (abort_on_fail): observed {r.observed}, limit "
+                              f"{r.limit} — {r.describes}")
             if reason:
                 self.abort(reason)
                 return
@@ -335,8 +346,8 @@ def _on_test_start(environment: Environment, **_kw: Any) -> None:
         me = f"local-{os.getpid()}"
         run.start_engine(plan, now + START_DELAY_S, WorkerLease.whole(me, plan.schedule.total), me)
     gevent.spawn(run.progress)
-    if plan.abort_error_rate:
-        gevent.spawn(run.guard, plan.abort_error_rate)
+    if plan.abort_error_rate or plan.scenario.thresholds.abort_on_fail:
+        gevent.spawn(run.guard, plan.abort_error_rate, plan.scenario.thresholds)
 
 
 def _on_quitting(environment: Environment, **_kw: Any) -> None:

@@ -32,4 +32,5 @@ def tally(plan: RunPlan, t0: float, *, expected_ledgers: set[str], live: RunStat
         scheduled=schedule.total, duration_s=schedule.duration_s, rate_at=schedule.rate_at,
         workers=max(1, workers), workers_lost=workers_lost, ledger_path=str(rdir),
         ledger={"counts_source": source, "files": [str(f) for f in files]}, duplicates=duplicates,
-        aborted=aborted, fatal=fatal, interrupted=interrupted, analytics=analytics_note(plan), live=plan.live)
+        aborted=aborted, fatal=fatal, interrupted=interrupted, analytics=analytics_note(plan), live=plan.live,
+        poll_interval_s=sc.poll_interval_s if sc.follow else None)

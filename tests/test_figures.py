@@ -1,0 +1,75 @@
+"""Figures that say what they are: per-attempt and end-to-end launch latency side by side, first-attempt
+and after-retry errors, thresholds that name their figure, and abort_on_fail evaluated live."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sim._toml import TableReader
+from sim.errors import ConfigError
+from sim.load.stats import RunStats
+from sim.load.thresholds import Thresholds, judge, live_observed, read_thresholds
+from sim.platform.org import Faults
+from sim.platform.server import SimulatorThread
+from tests.conftest import org_with
+from tests.test_run_e2e import flowsim_run, launches, write_scenario
+
+
+def test_with_503s_both_latencies_are_reported_and_labelled(tmp_path: Path) -> None:
+    """10 % 503s, retried: per-attempt latency counts every answered attempt; end-to-end includes the retry
+    waits (each retry waits at least 1 s by the client's backoff); first-attempt errors show what retries hid."""
+    with SimulatorThread(org_with(flow={"faults": Faults(error_rates={503: 0.1})})) as sim:
+        code, s, out = flowsim_run(write_scenario(tmp_path, rate=25, duration="4s",
+                                                  thresholds="launch_p95_ms = 60000\nlaunch_e2e_p95_ms = 60000"),
+                                   tmp_path, sim.url)
+    assert s, out
+    recs = launches(tmp_path, s["run_id"])
+    answered_attempts = sum(len(r["attempt_ms"]) for r in recs)
+    assert s["attempt_latency_ms"]["count"] == answered_attempts > len(recs) == s["launched"] == 100
+    first_failed = sum(1 for r in recs if r["attempt_statuses"][0] != 200)
+    assert s["first_attempt_failed"] == first_failed > 0
+    assert s["latency_ms"]["max"] >= 1000.0  # a retried launch waited >= 1 s before its retry
+    assert s["attempt_latency_ms"]["max"] < s["latency_ms"]["max"]
+    assert "latency   per attempt" in out and "latency   end to end" in out and "errors    first attempt" in out
+    th = {t["name"]: t for t in s["thresholds"]}
+    assert "per attempt" in th["launch_p95_ms"]["describes"] and "end to end" in th["launch_e2e_p95_ms"]["describes"]
+
+
+def test_abort_on_fail_stops_the_run_at_the_first_live_failure(tmp_path: Path) -> None:
+    """Every launch fails: launch_error_rate with abort_on_fail stops a 40 s run once 20 launches are answered."""
+    with SimulatorThread(org_with(flow={"faults": Faults(error_rates={503: 1.0})})) as sim:
+        code, s, out = flowsim_run(write_scenario(
+            tmp_path, rate=10, duration="40s",
+            thresholds='launch_error_rate = 0.01\nabort_on_fail = ["launch_error_rate"]'), tmp_path, sim.url)
+    assert code == 1, out
+    assert "abort_on_fail" in (s["aborted"] or "") and s["passed"] is False
+    assert s["launched"] < s["scheduled"] == 400
+    assert "RESULT    FAIL" in out
+
+
+def _th(table: dict[str, object]) -> Thresholds:
+    return read_thresholds(TableReader(table, "t.toml", "thresholds"))
+
+
+@pytest.mark.parametrize(("table", "message"), [
+    ({"abort_on_fail": ["min_achieved_rate_ratio"], "min_achieved_rate_ratio": 0.9}, "cannot be checked live"),
+    ({"abort_on_fail": ["launch_p95_ms"]}, "has no limit"),
+    ({"abort_on_fail": ["nonsense"]}, "cannot be checked live"),
+])
+def test_abort_on_fail_is_validated(table: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _th(table)
+
+
+def test_live_judgement_uses_the_figures_so_far() -> None:
+    stats = RunStats()
+    for seq in range(30):
+        status = 503 if seq % 3 == 0 else 200
+        stats.add({"event": "launch", "intended_at": 100.0 + seq / 10, "sent_at": 100.0, "answered_at": 100.1,
+                   "http_status": status, "attempt_statuses": [status], "attempt_ms": [5.0], "latency_ms": 5.0}, 100.0)
+    th = _th({"launch_error_rate": 0.2, "launch_p95_ms": 10, "abort_on_fail": ["launch_error_rate", "launch_p95_ms"]})
+    results = {r.name: r for r in judge(live_observed(stats), th, th.abort_on_fail)}
+    assert results["launch_error_rate"].observed == pytest.approx(1 / 3, abs=1e-3)
+    assert not results["launch_error_rate"].passed and results["launch_p95_ms"].passed
