@@ -77,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _listen_address(text: str) -> str:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT with a port in 1-65535 (e.g. 127.0.0.1:9646)")
+    return text
+
+
 def _add_load_commands(sub: Any) -> None:
     r = sub.add_parser("run", help="run a scenario headless with Locust")
     r.add_argument("scenario", nargs="?", default="scenarios/smoke.toml", help="scenario TOML (default smoke)")
@@ -88,6 +95,9 @@ def _add_load_commands(sub: Any) -> None:
     r.add_argument("--html", help="write flowsim's HTML report here")
     r.add_argument("--junit", help="write JUnit XML here: each threshold and run invariant a test case (CI)")
     r.add_argument("--csv-series", help="write flowsim's per-second series as CSV here")
+    r.add_argument("--prometheus", type=_listen_address, metavar="HOST:PORT",
+                   help="serve live metrics for Prometheus at http://HOST:PORT/metrics while the run lasts "
+                        "(e.g. 127.0.0.1:9646; Grafana dashboard: dashboards/flowsim-grafana.json)")
     r.add_argument("--locust-html", help="also write Locust's own HTML report here")
     r.add_argument("--csv", help="Locust's CSV prefix")
     r.add_argument("--run-id", help="run id (default: generated)")

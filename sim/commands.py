@@ -138,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
         for line in plan.sizing:
             print(f"flowsim: {line}", file=sys.stderr)
         summary, signum = run_locust(plan, RunOptions(workers=args.workers, summary_json=args.summary_json,
-                                                      locust_html=args.locust_html, csv=args.csv))
+                                                      locust_html=args.locust_html, csv=args.csv,
+                                                      prometheus=args.prometheus))
         print(run_text(summary))
         if summary.launched and not summary.interrupted and not summary.fatal:
             if prepared.simulator:  # analytics are immediate there: prove the separation now

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+from gevent.pywsgi import WSGIServer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, make_wsgi_app
 from locust import User, events, task
 from locust.env import Environment
 from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
@@ -28,6 +30,7 @@ from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 from sim import logs
 from sim.errors import FlowsimError
 from sim.load.stats import RunStats
+from sim.run.metrics import Snapshot, registry_for
 from sim.load.thresholds import MIN_LIVE_LAUNCHES, Thresholds, judge, live_observed
 from sim.results.summary import RunSummary
 from sim.run.coordination import (
@@ -64,6 +67,7 @@ def _add_arguments(parser: Any) -> None:
     a("--flowsim-summary-json", default="", help="write the run summary JSON here")
     a("--flowsim-approval", default="", help="the vendor's approval reference, for load tests against a real org")
     a("--flowsim-outside-window", action="store_true", help="another test window was agreed with the vendor")
+    a("--flowsim-prometheus", default="", help="HOST:PORT: serve live metrics for Prometheus at /metrics")
     a("--flowsim-abort-error-rate", type=float, default=0.0,
       help="stop early when failures + 429s exceed this share of launches over 3 s (0: never)")
 
@@ -90,6 +94,9 @@ class _Run:
         self.engine: Engine | None = None
         self.coord: MasterCoordinator | None = None
         self.live = RunStats()  # master: merged worker reports, for progress and the abort guard
+        self.busy: dict[str, int] = {}
+        """master: each worker's launches in progress at its last report."""
+        self.result: RunSummary | None = None
         self.t0: float | None = None
         self.complete = False
         """The schedule is over (or the run was stopped): the loops end."""
@@ -222,6 +229,17 @@ class _Run:
                 self.abort(reason)
                 return
 
+    def snapshot(self) -> Snapshot | None:
+        """What the metrics endpoint shows: the run so far (or as it ended)."""
+        stats = self.stats()
+        if self.plan is None or self.t0 is None or stats is None:
+            return None
+        in_flight = self.engine.busy if self.engine is not None else (sum(self.busy.values()) if self.coord else None)
+        return Snapshot(run_id=self.plan.run_id, scenario=self.plan.scenario.name,
+                        target_rate_per_s=self.plan.schedule.rate_at(max(0.0, time.time() - self.t0)),
+                        stats=stats, in_flight=in_flight,
+                        verdict=self.result.verdict if self.result is not None else "RUNNING")
+
     def summary(self, *, interrupted: bool) -> RunSummary | None:
         if self.plan is None or self.t0 is None:
             return None
@@ -279,6 +297,7 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
         def on_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
             if run.engine is not None:
                 data["flowsim"] = run.engine.stats.drain()
+                data["flowsim_busy"] = run.engine.busy
 
         environment.events.report_to_master.add_listener(on_report)
         runner.register_message(START, on_start)
@@ -295,6 +314,7 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
     environment.flowsim = run  # type: ignore[attr-defined]
     if prepared is not None and prepared.sim is not None:
         run.log.info("simulator.embedded", url=prepared.sim.url)
+    _serve_metrics(environment, run)
     if isinstance(runner, MasterRunner):
         def on_ack(environment: Environment, msg: Any, **_: Any) -> None:
             if run.coord is not None:
@@ -314,6 +334,7 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
         def on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
             if "flowsim" in data:
                 run.live.merge(data["flowsim"])
+                run.busy[client_id] = int(data.get("flowsim_busy", 0))
 
         def on_fatal(environment: Environment, msg: Any, **_: Any) -> None:
             run.abort(msg.data["reason"], fatal=True)
@@ -374,6 +395,7 @@ def _on_quitting(environment: Environment, **_kw: Any) -> None:
         return
     summary = run.summary(interrupted=interrupted and run.aborted is None)
     path = getattr(environment.parsed_options, "flowsim_summary_json", "")
+    run.result = summary
     if summary is not None:
         run.log.info("run.finished", run_id=summary.run_id, launched=summary.launched,
                      achieved_rate_per_s=summary.achieved_rate_per_s, verdict=summary.verdict)
@@ -382,6 +404,35 @@ def _on_quitting(environment: Environment, **_kw: Any) -> None:
             Path(path).write_text(json.dumps(summary.to_dict(), indent=2))
     if run.prepared is not None:
         run.prepared.close()
+
+
+def _serve_metrics(environment: Environment, run: _Run) -> None:
+    """Live metrics for Prometheus: ``/flowsim/metrics`` on Locust's web UI when it is up, and
+    ``http://HOST:PORT/metrics`` with ``--flowsim-prometheus HOST:PORT`` (headless runs)."""
+    registry = registry_for(run.snapshot)
+    app = environment.web_ui.app if environment.web_ui is not None else None
+    if app is not None:
+        @app.route("/flowsim/metrics")
+        def flowsim_metrics() -> Any:
+            return generate_latest(registry), 200, {"Content-Type": CONTENT_TYPE_LATEST}
+    address = getattr(environment.parsed_options, "flowsim_prometheus", "")
+    if address:
+        host, _, port = address.rpartition(":")
+        metrics_app = make_wsgi_app(registry)
+
+        def wsgi(env: dict[str, Any], start: Any) -> Any:
+            if env.get("PATH_INFO") == "/metrics":
+                return metrics_app(env, start)
+            start("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"flowsim serves /metrics\n"]
+
+        server = WSGIServer((host, int(port)), wsgi, log=None)
+        try:
+            server.start()
+        except OSError as exc:
+            print(f"flowsim: cannot serve metrics on {address}: {exc.strerror or exc}", file=sys.stderr)
+            sys.exit(2)
+        run.log.info("metrics.serving", url=f"http://{host}:{server.server_port}/metrics")
 
 
 class FlowUser(User):

@@ -54,6 +54,8 @@ class RunOptions:
     locust_html: str | None = None
     csv: str | None = None
     quiet: bool = False
+    prometheus: str | None = None
+    """HOST:PORT for the master's live metrics endpoint (``/metrics``)."""
     """Keep Locust's own output (stats tables, logs) off the terminal (capacity steps)."""
 
 
@@ -66,7 +68,7 @@ def write_plan(plan: RunPlan) -> Path:
 
 def locust_command(*, plan_path: str | None = None, worker: bool = False, summary_json: str = "", users: int = 1,
                    run_time_s: float = 0, locust_html: str | None = None, csv: str | None = None, workers: int = 0,
-                   master_port: int = 5557) -> list[str]:
+                   master_port: int = 5557, prometheus: str | None = None) -> list[str]:
     cmd = [sys.executable, "-m", "locust", "-f", locustfile_path()]
     if worker:
         return cmd + ["--worker", "--master-host", "127.0.0.1", "--master-port", str(master_port)]
@@ -75,6 +77,8 @@ def locust_command(*, plan_path: str | None = None, worker: bool = False, summar
             "--stop-timeout", "5"]
     if locust_html:
         cmd += ["--html", locust_html]
+    if prometheus:
+        cmd += ["--flowsim-prometheus", prometheus]
     if csv:
         cmd += ["--csv", csv]
     if workers:
@@ -99,7 +103,8 @@ def run_locust(plan: RunPlan, opts: RunOptions) -> tuple[RunSummary, int | None]
     port = free_port()
     master = locust_command(plan_path=str(write_plan(plan)), summary_json=str(summary_path), users=plan.users,
                             run_time_s=sc.duration_s + sc.follow_timeout_s + 30, locust_html=opts.locust_html,
-                            csv=opts.csv, workers=opts.workers, master_port=port)
+                            csv=opts.csv, workers=opts.workers, master_port=port,
+                            prometheus=opts.prometheus)
     out = subprocess.DEVNULL if opts.quiet else None
     env = {**os.environ, "FLOWSIM_LOG_LEVEL": "warning"} if opts.quiet else None
     procs: list[subprocess.Popen[bytes]] = []
