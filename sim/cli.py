@@ -77,6 +77,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _pct(share: float) -> str:
+    return f"{share:.0%}".replace("%", "%%")  # argparse help is %-formatted
+
+
+def _share(text: str) -> float:
+    """A tolerance: ``20%`` or ``0.2`` (never ``20``, which could mean either 20 % or 2000 %)."""
+    pct = text.strip().endswith("%")
+    try:
+        value = float(text.strip().rstrip("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share: write 20% or 0.2") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite share >= 0")
+    if pct:
+        return value / 100
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is ambiguous: write {value:g}% for {value:g} percent, or a "
+                                         "fraction (0.5 = 50%)")
+    return value
+
+
 def _listen_address(text: str) -> str:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -133,14 +154,15 @@ def _add_load_commands(sub: Any) -> None:
     cmp_.add_argument("a", help="baseline summary JSON")
     cmp_.add_argument("b", help="candidate summary JSON")
     t = Tolerances()
-    cmp_.add_argument("--latency-rel", type=float, default=t.latency_rel,
-                      help=f"relative latency rise allowed, a fraction (default {t.latency_rel})")
-    cmp_.add_argument("--latency-abs-ms", type=float, default=t.latency_abs_ms,
-                      help=f"and absolute rise allowed, ms (default {t.latency_abs_ms})")
-    cmp_.add_argument("--error-rate-abs", type=float, default=t.error_rate_abs,
-                      help=f"error-rate rise allowed, a fraction (default {t.error_rate_abs})")
-    cmp_.add_argument("--rate-rel", type=float, default=t.rate_rel,
-                      help=f"relative rate drop allowed, a fraction (default {t.rate_rel})")
+    share = "a percentage (20%%) or a fraction (0.2); a bare number above 1 is refused as ambiguous"
+    cmp_.add_argument("--latency-rel", type=_share, default=t.latency_rel, metavar="SHARE",
+                      help=f"relative latency rise allowed: {share} (default {_pct(t.latency_rel)})")
+    cmp_.add_argument("--latency-abs-ms", type=_number(float, low=0), default=t.latency_abs_ms, metavar="MS",
+                      help=f"and absolute latency rise allowed, ms (default {t.latency_abs_ms:g})")
+    cmp_.add_argument("--error-rate-abs", type=_share, default=t.error_rate_abs, metavar="SHARE",
+                      help=f"error-rate rise allowed, in points: {share} (default {_pct(t.error_rate_abs)})")
+    cmp_.add_argument("--rate-rel", type=_share, default=t.rate_rel, metavar="SHARE",
+                      help=f"relative rate drop allowed: {share} (default {_pct(t.rate_rel)})")
     cmp_.set_defaults(func=commands.compare)
 
     rep = sub.add_parser("report", help="render the HTML report of a run or capacity summary JSON")

@@ -228,16 +228,22 @@ def _fmt(v: float | None) -> str:
 
 
 def compare(args: argparse.Namespace) -> int:
-    from sim.results.compare import Tolerances, compare
+    from sim.results.compare import METRIC_NOTES, Tolerances, compare, describe
 
     a, b = _load_json(args.a), _load_json(args.b)
     tol = Tolerances(latency_rel=args.latency_rel, latency_abs_ms=args.latency_abs_ms,
                      error_rate_abs=args.error_rate_abs, rate_rel=args.rate_rel)
     rows = compare(a, b, tol)
+    print(f"A  {args.a}: {describe(a)}")
+    print(f"B  {args.b}: {describe(b)}")
+    print(f"tolerances: latency +{tol.latency_rel:.0%} and +{tol.latency_abs_ms:g} ms, error rates "
+          f"+{tol.error_rate_abs * 100:g} points, rates -{tol.rate_rel:.0%}")
     print(f"{'metric':<26}{'A':>14}{'B':>14}{'change':>10}")
     for r in rows:
         ch = "" if r["change"] is None else f"{r['change']:+.1%}"
-        print(f"{r['metric']:<26}{_fmt(r['a']):>14}{_fmt(r['b']):>14}{ch:>10}  {'REGRESSED' if r['regressed'] else 'ok'}")
+        note = METRIC_NOTES.get(r["metric"], "")
+        print(f"{r['metric']:<26}{_fmt(r['a']):>14}{_fmt(r['b']):>14}{ch:>10}  "
+              f"{'REGRESSED' if r['regressed'] else 'ok':<9}  {note}".rstrip())
     bad = [r["metric"] for r in rows if r["regressed"]]
     print(f"regression in: {', '.join(bad)}" if bad else "no regression beyond tolerances")
     return 1 if bad else 0

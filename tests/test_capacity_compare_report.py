@@ -111,6 +111,24 @@ def test_compare_passes_on_noise_and_fails_on_a_real_regression(tmp_path: Path) 
     assert noise.returncode == 0, noise.stdout
     regression = cmp(summaries[0], summaries[2])
     assert regression.returncode == 1 and "latency_p95_ms" in regression.stdout and "REGRESSED" in regression.stdout
+    run_a = json.loads(summaries[0].read_text())["run_id"]
+    assert f"A  {summaries[0]}: run {run_a}" in regression.stdout  # the header names both runs
+    for metric in ("attempt_latency_p95_ms", "retries_per_launch", "launch_429_per_launch", "poll_429_per_launch",
+                   "flow_failure_rate", "flow_duration_p95_ms", "first_attempt_error_rate"):
+        assert metric in regression.stdout
+
+
+@pytest.mark.parametrize(("flag", "ok"), [("50", False), ("50%", True), ("0.5", True), ("-1%", False), ("nan", False),
+                                          ("x", False)])
+def test_compare_tolerances_are_unambiguous(tmp_path: Path, flag: str, ok: bool) -> None:
+    """`--latency-rel 50` could mean 50 % or 5000 %: refused with the two spellings that are not ambiguous."""
+    a = tmp_path / "a.json"
+    a.write_text(json.dumps(fake_summary(10, p95=3).to_dict()))
+    r = subprocess.run([sys.executable, "-m", "sim.cli", "compare", str(a), str(a), "--latency-rel", flag],
+                       capture_output=True, text=True, timeout=60)
+    assert (r.returncode == 0) is ok, r.stdout + r.stderr
+    if flag == "50":
+        assert "ambiguous" in r.stderr and "50%" in r.stderr
 
 
 def capacity(rate: float) -> CapacityResult:

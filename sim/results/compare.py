@@ -33,15 +33,42 @@ def _metrics(s: RunSummary | CapacityResult) -> dict[str, tuple[float | None, st
     if isinstance(s, CapacityResult):
         return {"sustainable_rate_per_s": (s.sustainable_rate_per_s, "rate")}
     launched = max(1, s.launched)
+    fc = s.flow_completion
     return {
         "achieved_rate_per_s": (s.achieved_rate_per_s, "rate"),
+        "attempt_latency_p95_ms": (s.attempt_latency_ms.p95, "latency"),
         "latency_p50_ms": (s.latency_ms.p50, "latency"),
         "latency_p95_ms": (s.latency_ms.p95, "latency"),
         "latency_p99_ms": (s.latency_ms.p99, "latency"),
         "error_rate": (s.failed / launched, "error"),
         "first_attempt_error_rate": (s.first_attempt_failed / launched, "error"),
         "missed_start_rate": (s.missed_starts / max(1, s.scheduled), "error"),
+        "retries_per_launch": (s.retries / launched, "error"),
+        "launch_429_per_launch": (s.rate_limited.get("launch", 0) / launched, "error"),
+        "poll_429_per_launch": (s.rate_limited.get("status_poll", 0) / launched, "error"),
+        "flow_failure_rate": ((fc.followed - fc.outcomes.get("COMPLETED", 0)) / fc.followed if fc.followed else None,
+                              "error"),
+        "flow_duration_p95_ms": (fc.duration_ms.p95, "latency"),
     }
+
+
+METRIC_NOTES = {
+    "attempt_latency_p95_ms": "launch latency per attempt",
+    "latency_p50_ms": "launch latency end to end (retry waits included)",
+    "latency_p95_ms": "launch latency end to end",
+    "latency_p99_ms": "launch latency end to end",
+    "error_rate": "after retries",
+    "first_attempt_error_rate": "before retries",
+    "flow_duration_p95_ms": "launch answer to terminal status seen",
+}
+
+
+def describe(s: RunSummary | CapacityResult) -> str:
+    """One line naming a summary, for compare's header."""
+    if isinstance(s, CapacityResult):
+        return f"capacity search of {s.scenario or '?'}: sustainable {s.sustainable_rate_per_s}/s ({len(s.steps)} steps)"
+    return (f"run {s.run_id} ({s.scenario}, {s.target}, {s.workers} worker(s)): target {s.target_rate_per_s}/s, "
+            f"launched {s.launched}, {s.verdict}")
 
 
 def compare(a: RunSummary | CapacityResult, b: RunSummary | CapacityResult,
