@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -70,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--describe", action="store_true", help="print the org as JSON and exit")
     s.add_argument("--tls-cert", help="serve HTTPS with this certificate chain (PEM); needs --tls-key")
     s.add_argument("--tls-key", help="the certificate's private key (PEM)")
-    s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                   help="the simulator's log level (default info)")
     s.set_defaults(func=commands.serve)
 
     _add_load_commands(sub)
@@ -116,6 +118,8 @@ def _add_load_commands(sub: Any) -> None:
     r.add_argument("--html", help="write flowsim's HTML report here")
     r.add_argument("--junit", help="write JUnit XML here: each threshold and run invariant a test case (CI)")
     r.add_argument("--csv-series", help="write flowsim's per-second series as CSV here")
+    r.add_argument("--log-json", action="store_true",
+                   help="log lines as JSON (one object per line, for log shippers); default: plain key=value lines")
     r.add_argument("--prometheus", type=_listen_address, metavar="HOST:PORT",
                    help="serve live metrics for Prometheus at http://HOST:PORT/metrics while the run lasts "
                         "(e.g. 127.0.0.1:9646; Grafana dashboard: dashboards/flowsim-grafana.json)")
@@ -190,6 +194,8 @@ def _add_load_commands(sub: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "log_json", False):
+        os.environ["FLOWSIM_LOG_JSON"] = "1"  # this process and every Locust process it starts
     try:
         return int(args.func(args))
     except ConfigError as exc:

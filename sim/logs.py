@@ -7,6 +7,7 @@ Locust side at start-up; :func:`reset` undoes it for tests.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from collections.abc import MutableMapping
@@ -60,10 +61,14 @@ def redact(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> 
     return {k: _redact_value(k, v) for k, v in event_dict.items()}
 
 
+JSON_ENV = "FLOWSIM_LOG_JSON"
+"""Set to 1 (``flowsim run --log-json``): JSON log lines, in this process and the Locust processes it starts."""
+
+
 def configure(*, level: str = "info", json: bool | None = None, stream: TextIO | None = None) -> None:
-    """Configure structlog once. ``json=None`` means JSON unless ``stream`` is a TTY."""
+    """Configure structlog once. ``json=None``: JSON when ``FLOWSIM_LOG_JSON=1``, else plain key=value lines."""
     out = stream if stream is not None else sys.stderr
-    use_json = (not out.isatty()) if json is None else json
+    use_json = os.environ.get(JSON_ENV) == "1" if json is None else json
     renderer: Any = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=False)
     numeric = logging.getLevelNamesMapping().get(level.upper())
     if numeric is None:

@@ -73,3 +73,19 @@ def test_live_judgement_uses_the_figures_so_far() -> None:
     results = {r.name: r for r in judge(live_observed(stats), th, th.abort_on_fail)}
     assert results["launch_error_rate"].observed == pytest.approx(1 / 3, abs=1e-3)
     assert not results["launch_error_rate"].passed and results["launch_p95_ms"].passed
+
+
+def test_log_lines_are_plain_by_default_and_json_with_log_json(tmp_path: Path) -> None:
+    import json
+
+    from sim.platform.org import default_org
+
+    with SimulatorThread(default_org()) as sim:
+        scenario = write_scenario(tmp_path, rate=5, duration="2s")
+        code_plain, _, plain = flowsim_run(scenario, tmp_path, sim.url)
+        code_json, _, js = flowsim_run(scenario, tmp_path, sim.url, "--log-json")
+    assert code_plain == code_json == 0, plain + js
+    finished = [ln for ln in plain.splitlines() if "run.finished" in ln]
+    assert finished and not finished[0].lstrip().startswith("{") and "verdict=PASS" in finished[0]
+    record = next(json.loads(ln) for ln in js.splitlines() if '"run.finished"' in ln)
+    assert record["verdict"] == "PASS" and record["level"] == "info"

@@ -411,10 +411,12 @@ def test_plain_locust_with_the_locustfile_starts_its_own_simulator(tmp_path: Pat
     """`locust -f locustfile.py` alone (no flowsim run) starts the embedded simulator, paces and writes a summary."""
     scenario = write_scenario(tmp_path, rate=5, duration="3s")
     root = Path(__file__).resolve().parent.parent
-    r = subprocess.run([sys.executable, "-m", "locust", "-f", str(root / "locustfile.py"), "--headless", "-u", "5",
-                        "-r", "5", "--run-time", "30s", "--flowsim-scenario", str(scenario),
+    # No -u / -r / --run-time: flowsim's load shape sets the users and ends the test with the schedule.
+    r = subprocess.run([sys.executable, "-m", "locust", "-f", str(root / "locustfile.py"), "--headless",
+                        "--flowsim-scenario", str(scenario),
                         "--flowsim-summary-json", str(tmp_path / "s.json"), "--flowsim-ledger-dir",
-                        str(tmp_path / "runs")], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+                        str(tmp_path / "runs")], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                       env={**os.environ, "FLOWSIM_LOG_JSON": "1"})
     assert r.returncode == 0, r.stderr[-2000:]
     s = json.loads((tmp_path / "s.json").read_text())
     assert s["launched"] == s["succeeded"] == 15 and s["target"].startswith("http://127.0.0.1:")

@@ -45,7 +45,7 @@ MEANING = {
     "launch_e2e_p95_ms": "launch latency end to end, p95 (first send to final answer, retry waits included)",
     "launch_e2e_p99_ms": "launch latency end to end, p99",
     "launch_error_rate": "launches without a 200 after retries / launched",
-    "missed_start_rate": "missed starts / launches due so far",
+    "missed_start_rate": "missed starts / scheduled (live: / due so far)",
     "flow_failure_rate": "followed executions not COMPLETED / followed",
     "min_achieved_rate_ratio": "achieved launch rate / target launch rate",
 }

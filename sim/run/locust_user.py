@@ -21,28 +21,23 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-from gevent.pywsgi import WSGIServer
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, make_wsgi_app
-from locust import User, events, task
+from locust import LoadTestShape, User, events, task
 from locust.env import Environment
-from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
+from locust.runners import MasterRunner, WorkerRunner
 
 from sim import logs
 from sim.errors import FlowsimError
-from sim.load.stats import RunStats
-from sim.run.metrics import Snapshot, registry_for
-from sim.load.thresholds import MIN_LIVE_LAUNCHES, Thresholds, judge, live_observed
 from sim.results.summary import RunSummary
-from sim.run.coordination import (
-    ACK, DONE, FATAL, GRANT, REFUSED, START, STOP, Grant, MasterCoordinator, Send, WorkerLease,
-)
-from sim.run.engine import Engine, Ticket
+from sim.run.coordination import ACK, DONE, FATAL, GRANT, REFUSED, START, STOP, Grant, MasterCoordinator, WorkerLease
+from sim.run.engine import Ticket
+from sim.run.fleet import ProcessRun, Role
 from sim.run.live import LiveRules
+from sim.run.metrics import Snapshot
 from sim.run.plan import PlanMismatch, RunPlan
 from sim.run.prepare import Prepared, prepare_from_options
-from sim.run.tally import tally
+from sim.run.webui import install_tab, serve_metrics
 
-__all__ = ["FlowUser"]
+__all__ = ["FlowUser", "FlowsimShape"]
 
 START_DELAY_S = 2.0
 """Between test start and launch 0: time for (workers and) users to set up."""
@@ -52,23 +47,25 @@ STOP_GRACE_S = 5.0
 
 @events.init_command_line_parser.add_listener
 def _add_arguments(parser: Any) -> None:
-    # Not in the web UI's form yet: the plan is resolved at start-up, so a form value would be ignored.
-    def a(*args: Any, **kw: Any) -> None:
-        parser.add_argument(*args, include_in_web_ui=False, **kw)
+    # The web UI's form shows the run options (a START resolves a new plan from them); the plan file,
+    # the outputs and the metrics address are start-up options only.
+    def a(*args: Any, ui: bool = False, **kw: Any) -> None:
+        parser.add_argument(*args, include_in_web_ui=ui, **kw)
 
     a("--flowsim-plan", default="", help="a resolved run plan (JSON) from `flowsim run`; replaces the options below")
-    a("--flowsim-scenario", default=os.environ.get("FLOWSIM_SCENARIO", "scenarios/smoke.toml"),
+    a("--flowsim-scenario", default=os.environ.get("FLOWSIM_SCENARIO", "scenarios/smoke.toml"), ui=True,
       help="scenario TOML file")
-    a("--flowsim-target", default="", help="override the scenario's target (URL, region, embedded)")
+    a("--flowsim-target", default="", ui=True, help="override the scenario's target (URL, region, embedded)")
     a("--flowsim-run-id", default="", help="run id (default: generated)")
-    a("--flowsim-rate", default="", help="one constant arrival rate (launches/s) instead of the stages")
-    a("--flowsim-duration", default="", help="duration with --flowsim-rate, e.g. 20s, 5m")
+    a("--flowsim-rate", default="", ui=True, help="one constant arrival rate (launches/s) instead of the stages")
+    a("--flowsim-duration", default="", ui=True, help="duration with --flowsim-rate, e.g. 20s, 5m")
     a("--flowsim-ledger-dir", default="runs", help="where ledgers go (<dir>/<run_id>/)")
     a("--flowsim-summary-json", default="", help="write the run summary JSON here")
-    a("--flowsim-approval", default="", help="the vendor's approval reference, for load tests against a real org")
-    a("--flowsim-outside-window", action="store_true", help="another test window was agreed with the vendor")
+    a("--flowsim-approval", default="", ui=True,
+      help="the vendor's approval reference, for load tests against a real org")
+    a("--flowsim-outside-window", action="store_true", ui=True, help="another test window was agreed with the vendor")
     a("--flowsim-prometheus", default="", help="HOST:PORT: serve live metrics for Prometheus at /metrics")
-    a("--flowsim-abort-error-rate", type=float, default=0.0,
+    a("--flowsim-abort-error-rate", type=float, default=0.0, ui=True,
       help="stop early when failures + 429s exceed this share of launches over 3 s (0: never)")
 
 
@@ -84,178 +81,73 @@ def _resolve_plan(opts: Any) -> tuple[RunPlan, Prepared | None]:
         rules=LiveRules(approval=opts.flowsim_approval or None, outside_window=opts.flowsim_outside_window))
 
 
-class _Run:
-    """This process's part of a run, attached to the Locust Environment (no module globals)."""
-
-    def __init__(self, env: Environment, plan: RunPlan | None, prepared: Prepared | None) -> None:
-        self.env = env
-        self.plan = plan
-        self.prepared = prepared
-        self.engine: Engine | None = None
-        self.coord: MasterCoordinator | None = None
-        self.live = RunStats()  # master: merged worker reports, for progress and the abort guard
-        self.busy: dict[str, int] = {}
-        """master: each worker's launches in progress at its last report."""
-        self.result: RunSummary | None = None
-        self.t0: float | None = None
-        self.complete = False
-        """The schedule is over (or the run was stopped): the loops end."""
-        self.finished = False
-        """Quitting has been handled: the summary is written."""
-        self.aborted: str | None = None
-        self.fatal = False
-        """The run was stopped because it could not go on (not a threshold): exit 2."""
-        self.log = logs.get_logger(component="locust")
-
-    @property
-    def runner(self) -> Any:
-        return self.env.runner
-
-    def send(self, messages: list[Send]) -> None:
-        for m in messages:
-            self.runner.send_message(m.kind, m.data, client_id=m.to)
-
-    def report(self, **kw: Any) -> None:
-        self.env.events.request.fire(**kw)
-
-    def stats(self) -> RunStats | None:
-        if isinstance(self.runner, MasterRunner):
-            return self.live
-        return self.engine.stats if self.engine else None
-
-    # -- single process / worker ----------------------------------------------------------------------
-    def start_engine(self, plan: RunPlan, t0: float, lease: WorkerLease, worker: str) -> Engine:
-        self.plan, self.t0 = plan, t0
-        self.engine = Engine(plan, t0=t0, worker=worker, lease=lease, report=self.report, on_done=self.on_engine_done,
-                             on_fatal=self.on_fatal)
-        self.engine.start()
-        self.log.info("run.started", run_id=plan.run_id, worker=worker, target=plan.target.api_url,
-                      scheduled=self.engine.schedule.total)
-        return self.engine
-
-    def on_engine_done(self) -> None:
-        if isinstance(self.runner, WorkerRunner):
-            # The final stats ride with "done": the master may quit before the next regular report.
-            stats = self.engine.stats.drain() if self.engine is not None else None
-            try:
-                self.runner.send_message(DONE, {"worker": self.runner.client_id, "stats": stats})
-            except Exception as exc:  # the master may be gone already (it quit, or died)
-                self.log.warning("run.done_not_delivered", error=type(exc).__name__)
-        else:
-            self.complete = True
-            self.log.info("run.schedule_complete")
-            gevent.spawn_later(0.2, self.runner.quit)
-
-    def on_fatal(self, reason: str) -> None:
-        """The run cannot go on (e.g. the client may not launch): stop it everywhere, once."""
-        if isinstance(self.runner, WorkerRunner):
-            self.runner.send_message(FATAL, {"worker": self.runner.client_id, "reason": reason})
-        else:
-            self.abort(reason, fatal=True)
-
-    def abort(self, reason: str, *, fatal: bool = False) -> None:
-        if self.aborted is not None:
-            return
-        self.aborted, self.fatal = reason, fatal
-        if fatal:
-            self.log.error("run.stopped", reason=reason)
-        else:
-            self.log.warning("run.aborted", reason=reason)
-        self.complete = True
-        gevent.spawn_later(0.1, self.runner.quit)
-
-    # -- master ---------------------------------------------------------------------------------------
-    def live_workers(self, *, with_users: bool) -> list[str]:
-        nodes = sorted(self.runner.clients.values(), key=lambda n: self.runner.get_worker_index(n.id))
-        return [n.id for n in nodes if n.state != STATE_MISSING and (n.user_count > 0 or not with_users)]
-
-    def coordinate(self) -> None:
-        """The master's loop: invitations, Locust's missing workers, re-splits and renewals, the end."""
-        coord = self.coord
-        assert coord is not None
-        while not self.complete:
-            gevent.sleep(0.25)
-            now = time.time()
-            for wid, node in list(self.runner.clients.items()):
-                if node.state == STATE_MISSING:
-                    coord.missing(wid)
-            # A newcomer is invited once Locust has given it users: before that, every launch would be missed.
-            self.send(coord.connected(now, self.live_workers(with_users=True)))
-            before = coord.members
-            self.send(coord.tick(now))
-            if coord.members != before:
-                self.log.warning("workers.changed", members=len(coord.members), lost=coord.lost,
-                                 from_seq=coord.epochs[-1].from_seq)
-            if coord.finished(now):
-                self.complete = True
-                self.log.info("run.schedule_complete", workers=len(coord.members))
-                gevent.spawn_later(0.5, self.runner.quit)
-
-    # -- both -----------------------------------------------------------------------------------------
-    def progress(self) -> None:
-        """A line every 5 s: target vs achieved rate, in flight, errors, p95."""
-        last = 0
-        while not self.complete and self.plan is not None and self.t0 is not None:
-            gevent.sleep(5.0)
-            stats = self.stats()
-            if stats is None:
-                continue
-            launched = stats.counters["launched"]
-            elapsed = time.time() - self.t0
-            self.log.info("run.progress", elapsed_s=round(elapsed, 1),
-                          target_rate_per_s=round(self.plan.schedule.rate_at(elapsed - 2.5), 2),
-                          achieved_rate_per_s=round((launched - last) / 5.0, 2), launched=launched,
-                          errors=launched - stats.counters["accepted"], missed=stats.counters["missed_starts"],
-                          p95_ms=stats.percentiles("launch").p95)
-            last = launched
-
-    def guard(self, limit: float | None, th: Thresholds) -> None:
-        """Stop the run when failures and 429s flood (``limit``), or when a threshold named in
-        ``abort_on_fail`` fails on the figures so far: never keep hammering a target past its knee."""
-        while not self.complete and self.t0 is not None:
-            gevent.sleep(1.0)
-            stats = self.stats()
-            if stats is None:
-                continue
-            reason = stats.flood(int(time.time() - self.t0) - 1, 3, limit) if limit else None
-            if reason is None and th.abort_on_fail and stats.counters["launched"] >= MIN_LIVE_LAUNCHES:
-                failing = [r for r in judge(live_observed(stats), th, th.abort_on_fail)
-                           if not r.passed and r.observed is not None]
-                if failing:
-                    r = failing[0]
-                    reason = (f"threshold {r.name} failed live (abort_on_fail): observed {r.observed}, limit "
-                              f"{r.limit} — {r.describes}")
-            if reason:
-                self.abort(reason)
-                return
-
-    def snapshot(self) -> Snapshot | None:
-        """What the metrics endpoint shows: the run so far (or as it ended)."""
-        stats = self.stats()
-        if self.plan is None or self.t0 is None or stats is None:
-            return None
-        in_flight = self.engine.busy if self.engine is not None else (sum(self.busy.values()) if self.coord else None)
-        return Snapshot(run_id=self.plan.run_id, scenario=self.plan.scenario.name,
-                        target_rate_per_s=self.plan.schedule.rate_at(max(0.0, time.time() - self.t0)),
-                        stats=stats, in_flight=in_flight,
-                        verdict=self.result.verdict if self.result is not None else "RUNNING")
-
-    def summary(self, *, interrupted: bool) -> RunSummary | None:
-        if self.plan is None or self.t0 is None:
-            return None
-        if self.coord is not None:
-            expected = {w.ledger for w in self.coord.workers.values() if w.ledger}
-            took_part = sum(1 for w in self.coord.workers.values() if w.state in ("member", "lost"))
-        else:
-            expected = {self.engine.ledger.path.name} if self.engine else set()
-            took_part = 1
-        return tally(self.plan, self.t0, expected_ledgers=expected, live=self.live, workers=took_part,
-                     workers_lost=tuple(self.coord.lost if self.coord else ()), aborted=self.aborted,
-                     fatal=self.fatal, interrupted=interrupted)
+def _role(env: Environment) -> Role:
+    return ("master" if isinstance(env.runner, MasterRunner) else "worker" if isinstance(env.runner, WorkerRunner)
+            else "local")
 
 
-def _run(env: Environment) -> _Run | None:
+def _run(env: Environment) -> ProcessRun | None:
+    """This process's current (or last) run."""
     return getattr(env, "flowsim", None)
+
+
+def _form_options(opts: Any) -> tuple[Any, ...]:
+    """The options a web-UI form can change between runs (a change means a new plan)."""
+    return tuple(getattr(opts, k, None) for k in ("flowsim_scenario", "flowsim_target", "flowsim_rate",
+                                                  "flowsim_duration", "flowsim_approval", "flowsim_outside_window",
+                                                  "flowsim_abort_error_rate"))
+
+
+def _next_run(environment: Environment) -> ProcessRun | None:
+    """The run a START begins (master / single process). ``--flowsim-plan``: the one plan, once. Plain
+    Locust: the plan resolved at start-up for the first run if the form left the options alone, else
+    resolved anew from the form (web UI). A bad form value: logged, shown in the flowsim tab, no run."""
+    prev = _run(environment)
+    opts = environment.parsed_options
+    assert opts is not None
+    if prev is not None and prev.t0 is None and prev.plan is not None and (
+            opts.flowsim_plan or getattr(prev, "options", None) == _form_options(opts)):
+        return prev
+    if opts.flowsim_plan:
+        return None  # flowsim run's plan runs once
+    processes = max(1, environment.runner.worker_count) if isinstance(environment.runner, MasterRunner) else 1
+    try:
+        plan, prepared = prepare_from_options(
+            scenario=opts.flowsim_scenario, target=opts.flowsim_target, rate=opts.flowsim_rate,
+            duration=opts.flowsim_duration, run_id="", ledger_dir=opts.flowsim_ledger_dir,
+            abort_error_rate=opts.flowsim_abort_error_rate, processes=processes,
+            rules=LiveRules(approval=opts.flowsim_approval or None, outside_window=opts.flowsim_outside_window))
+    except FlowsimError as exc:
+        if prev is not None:
+            prev.error = str(exc)
+        logs.get_logger(component="locust").error("plan.refused", reason=str(exc))
+        return None
+    if prev is not None and prev.prepared is not None and prev.prepared is not prepared:
+        prev.prepared.close()
+        prev.prepared = None
+    run = ProcessRun(environment, plan, prepared, role=_role(environment))
+    run.options = _form_options(opts)
+    environment.flowsim = run  # type: ignore[attr-defined]
+    return run
+
+
+class FlowsimShape(LoadTestShape):
+    """Users = the plan's concurrency for as long as the schedule runs, then the end: the web UI's START
+    needs no user count, and a run ends with its schedule (headless: quit; web UI: stop, ready again)."""
+
+    def tick(self) -> tuple[int, float] | None:
+        assert self.runner is not None
+        env = self.runner.environment
+        run = _run(env)
+        if run is None or run.finished or not run.started:  # a START: this run begins
+            run = _next_run(env)
+            if run is None:
+                return None
+            run.started = True
+        if run.finished or run.complete or time.time() > run.deadline:
+            return None
+        assert run.plan is not None
+        return run.plan.users, float(run.plan.users)
 
 
 @events.init.add_listener
@@ -263,21 +155,28 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
     logs.configure(level=os.environ.get("FLOWSIM_LOG_LEVEL", "info"))
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request would cost more than the request
     environment.events.quitting.add_listener(_on_quitting)
+    environment.events.test_stopping.add_listener(_on_test_stopping)
+    environment.events.test_stop.add_listener(_on_test_stop)
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
-        run = _Run(environment, None, None)
-        environment.flowsim = run  # type: ignore[attr-defined]
+        environment.flowsim = ProcessRun(environment, None, None, role="worker")  # type: ignore[attr-defined]
         me = runner.client_id
 
         def on_start(environment: Environment, msg: Any, **_: Any) -> None:
             d = msg.data
-            if run.engine is None:
+            run = _run(environment)
+            assert run is not None
+            if run.engine is None or run.plan is None or run.plan.run_id != d["plan"].get("run_id"):
                 try:
                     plan = RunPlan.from_dict(d["plan"])
                 except PlanMismatch as exc:
                     run.log.error("plan.refused", reason=str(exc))
                     runner.send_message(REFUSED, {"worker": me, "reason": str(exc)})
                     return
+                if run.engine is not None:  # the last run's engine (web UI: a run after a run)
+                    _finish(run)
+                run = ProcessRun(environment, None, None, role="worker")
+                environment.flowsim = run  # type: ignore[attr-defined]
                 lease = WorkerLease(me)
                 if d.get("grant"):
                     lease.apply(Grant.from_dict(d["grant"]))
@@ -286,16 +185,19 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
             runner.send_message(ACK, {"worker": me, "ledger": run.engine.ledger.path.name})
 
         def on_grant(environment: Environment, msg: Any, **_: Any) -> None:
-            if run.engine is not None:
+            run = _run(environment)
+            if run is not None and run.engine is not None:
                 run.engine.grant(Grant.from_dict(msg.data))
                 runner.send_message(ACK, {"worker": me})
 
         def on_stop(environment: Environment, msg: Any, **_: Any) -> None:
-            if run.engine is not None:
+            run = _run(environment)
+            if run is not None and run.engine is not None:
                 run.engine.stop()  # done (with final stats) follows once in-flight launches have ended
 
         def on_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
-            if run.engine is not None:
+            run = _run(environment)
+            if run is not None and run.engine is not None:
                 data["flowsim"] = run.engine.stats.drain()
                 data["flowsim_busy"] = run.engine.busy
 
@@ -310,34 +212,68 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
     except FlowsimError as exc:
         print(f"flowsim: {exc}", file=sys.stderr)
         sys.exit(2)
-    run = _Run(environment, plan, prepared)
-    environment.flowsim = run  # type: ignore[attr-defined]
+    first = ProcessRun(environment, plan, prepared, role=_role(environment))
+    first.options = _form_options(environment.parsed_options)
+    environment.flowsim = first  # type: ignore[attr-defined]
     if prepared is not None and prepared.sim is not None:
-        run.log.info("simulator.embedded", url=prepared.sim.url)
-    _serve_metrics(environment, run)
+        first.log.info("simulator.embedded", url=prepared.sim.url)
+    if not environment.host:  # the web UI shows the target (flowsim's target option chooses it, not this field)
+        environment.host = plan.target.api_url
+    if environment.shape_class is not None and not getattr(environment.parsed_options, "headless", True):
+        environment.stop_timeout = max(environment.stop_timeout or 0, STOP_GRACE_S)  # STOP never kills a launch
+
+    def view() -> tuple[Snapshot | None, RunSummary | None, str | None]:
+        run = _run(environment)
+        if run is None:
+            return None, None, None
+        return (run.snapshot() if run.t0 is not None else None), run.result, run.error
+
+    def thresholds() -> Any:
+        run = _run(environment)
+        return run.plan.scenario.thresholds if run is not None and run.plan is not None else None
+
+    app = environment.web_ui.app if environment.web_ui is not None else None
+    if environment.web_ui is not None and app is not None:
+        install_tab(app, environment.web_ui.template_args, view, thresholds)
+
+    def snapshot() -> Snapshot | None:
+        run = _run(environment)
+        return run.snapshot() if run is not None else None
+
+    serve_metrics(app, getattr(environment.parsed_options, "flowsim_prometheus", ""), snapshot, first.log)
     if isinstance(runner, MasterRunner):
         def on_ack(environment: Environment, msg: Any, **_: Any) -> None:
-            if run.coord is not None:
+            run = _run(environment)
+            if run is not None and run.coord is not None:
                 run.coord.ack(time.time(), msg.data["worker"], msg.data.get("ledger"))
 
         def on_done(environment: Environment, msg: Any, **_: Any) -> None:
+            run = _run(environment)
+            if run is None:
+                return
             if msg.data.get("stats"):
                 run.live.merge(msg.data["stats"])
             if run.coord is not None:
                 run.coord.done(msg.data["worker"])
 
         def on_refused(environment: Environment, msg: Any, **_: Any) -> None:
+            run = _run(environment)
+            if run is None:
+                return
             run.log.error("worker.refused", worker=msg.data["worker"], reason=msg.data["reason"])
             if run.coord is not None:
                 run.coord.refused(msg.data["worker"], msg.data["reason"])
 
         def on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
-            if "flowsim" in data:
+            run = _run(environment)
+            if run is not None and "flowsim" in data and not run.finished:
                 run.live.merge(data["flowsim"])
                 run.busy[client_id] = int(data.get("flowsim_busy", 0))
 
         def on_fatal(environment: Environment, msg: Any, **_: Any) -> None:
-            run.abort(msg.data["reason"], fatal=True)
+            run = _run(environment)
+            if run is not None:
+                run.abort(msg.data["reason"], fatal=True)
 
         runner.register_message(FATAL, on_fatal)
         runner.register_message(ACK, on_ack)
@@ -351,9 +287,13 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
 def _on_test_start(environment: Environment, **_kw: Any) -> None:
     run = _run(environment)
     runner = environment.runner
-    if run is None or run.plan is None or isinstance(runner, WorkerRunner):
+    if isinstance(runner, WorkerRunner):
         # Workers start on the master's START message. (A worker can get Locust's spawn message, and so
         # test_start, before its init event has run and before environment.runner is even set.)
+        return
+    if run is None or run.t0 is not None or run.finished:  # no shape (UI picker "Default"): a run per START
+        run = _next_run(environment)
+    if run is None or run.plan is None:
         return
     plan = run.plan
     now = time.time()
@@ -361,27 +301,27 @@ def _on_test_start(environment: Environment, **_kw: Any) -> None:
         run.coord = MasterCoordinator(plan.schedule, plan.to_dict(), start_delay_s=START_DELAY_S)
         run.send(run.coord.start(now, run.live_workers(with_users=False)))
         run.t0 = run.coord.t0
+        t0 = run.t0 if run.t0 is not None else now + START_DELAY_S
         run.log.info("run.started", run_id=plan.run_id, workers=len(run.coord.members), scheduled=plan.schedule.total)
         gevent.spawn(run.coordinate)
     else:
         me = f"local-{os.getpid()}"
-        run.start_engine(plan, now + START_DELAY_S, WorkerLease.whole(me, plan.schedule.total), me)
+        t0 = now + START_DELAY_S
+        run.start_engine(plan, t0, WorkerLease.whole(me, plan.schedule.total), me)
+    run.deadline = t0 + plan.scenario.duration_s + plan.scenario.follow_timeout_s + 30
     gevent.spawn(run.progress)
     if plan.abort_error_rate or plan.scenario.thresholds.abort_on_fail:
         gevent.spawn(run.guard, plan.abort_error_rate, plan.scenario.thresholds)
 
 
-def _on_quitting(environment: Environment, **_kw: Any) -> None:
-    """Registered in init, after the runner's own listener: Locust fires quitting listeners in reverse, so
-    this runs before the runner quits its workers — the fleet is stopped and counted while it still talks."""
-    run = _run(environment)
-    if run is None or run.finished:  # Locust may shut down twice (a signal, then its last worker leaving)
+def _halt(run: ProcessRun) -> None:
+    """Stop the schedule everywhere (nothing is sent or counted as missed after this) and give in-flight
+    launches a bounded grace to finish and reach the ledgers. Before Locust stops (or kills) the users."""
+    if run.halted or run.t0 is None:
         return
-    run.finished = True
-    interrupted = not run.complete
-    # Cut short (Ctrl-C, SIGTERM, --run-time): stop the schedule everywhere, give in-flight launches a
-    # bounded grace to finish and reach the ledgers, then count.
-    if run.coord is not None and (interrupted or run.aborted):
+    run.halted = True
+    run.interrupted = not run.complete
+    if run.coord is not None and (run.interrupted or run.aborted):
         run.send(run.coord.stop())
         deadline = time.monotonic() + STOP_GRACE_S
         while time.monotonic() < deadline and not run.coord.finished(time.time()):
@@ -390,49 +330,52 @@ def _on_quitting(environment: Environment, **_kw: Any) -> None:
     if run.engine is not None:
         run.engine.stop()
         run.engine.wait_finished(STOP_GRACE_S)
-        run.engine.close()
-    if isinstance(environment.runner, WorkerRunner):
+
+
+def _finish(run: ProcessRun) -> None:
+    """Count the run (master / single process: the summary, from the ledgers) — once."""
+    if run.finished or run.t0 is None:
         return
-    summary = run.summary(interrupted=interrupted and run.aborted is None)
-    path = getattr(environment.parsed_options, "flowsim_summary_json", "")
+    _halt(run)
+    run.finished = True
+    if run.engine is not None:
+        run.engine.close()
+    if run.role == "worker":
+        return
+    summary = run.summary(interrupted=run.interrupted and run.aborted is None)
     run.result = summary
+    path = getattr(run.env.parsed_options, "flowsim_summary_json", "")
     if summary is not None:
         run.log.info("run.finished", run_id=summary.run_id, launched=summary.launched,
                      achieved_rate_per_s=summary.achieved_rate_per_s, verdict=summary.verdict)
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text(json.dumps(summary.to_dict(), indent=2))
+
+
+def _on_test_stopping(environment: Environment, **_kw: Any) -> None:
+    run = _run(environment)
+    if run is not None:
+        _halt(run)
+
+
+def _on_test_stop(environment: Environment, **_kw: Any) -> None:
+    run = _run(environment)
+    if run is not None:
+        _finish(run)
+
+
+def _on_quitting(environment: Environment, **_kw: Any) -> None:
+    """Registered in init, after the runner's own listener: Locust fires quitting listeners in reverse, so
+    this runs before the runner quits its workers. On a signal Locust fires quitting *before* it stops the
+    test, so the run is stopped and counted here while the fleet still talks."""
+    run = _run(environment)
+    if run is None:
+        return
+    _finish(run)
     if run.prepared is not None:
         run.prepared.close()
-
-
-def _serve_metrics(environment: Environment, run: _Run) -> None:
-    """Live metrics for Prometheus: ``/flowsim/metrics`` on Locust's web UI when it is up, and
-    ``http://HOST:PORT/metrics`` with ``--flowsim-prometheus HOST:PORT`` (headless runs)."""
-    registry = registry_for(run.snapshot)
-    app = environment.web_ui.app if environment.web_ui is not None else None
-    if app is not None:
-        @app.route("/flowsim/metrics")
-        def flowsim_metrics() -> Any:
-            return generate_latest(registry), 200, {"Content-Type": CONTENT_TYPE_LATEST}
-    address = getattr(environment.parsed_options, "flowsim_prometheus", "")
-    if address:
-        host, _, port = address.rpartition(":")
-        metrics_app = make_wsgi_app(registry)
-
-        def wsgi(env: dict[str, Any], start: Any) -> Any:
-            if env.get("PATH_INFO") == "/metrics":
-                return metrics_app(env, start)
-            start("404 Not Found", [("Content-Type", "text/plain")])
-            return [b"flowsim serves /metrics\n"]
-
-        server = WSGIServer((host, int(port)), wsgi, log=None)
-        try:
-            server.start()
-        except OSError as exc:
-            print(f"flowsim: cannot serve metrics on {address}: {exc.strerror or exc}", file=sys.stderr)
-            sys.exit(2)
-        run.log.info("metrics.serving", url=f"http://{host}:{server.server_port}/metrics")
+        run.prepared = None
 
 
 class FlowUser(User):

@@ -66,15 +66,16 @@ def write_plan(plan: RunPlan) -> Path:
     return path
 
 
-def locust_command(*, plan_path: str | None = None, worker: bool = False, summary_json: str = "", users: int = 1,
-                   run_time_s: float = 0, locust_html: str | None = None, csv: str | None = None, workers: int = 0,
+def locust_command(*, plan_path: str | None = None, worker: bool = False, summary_json: str = "",
+                   locust_html: str | None = None, csv: str | None = None, workers: int = 0,
                    master_port: int = 5557, prometheus: str | None = None) -> list[str]:
     cmd = [sys.executable, "-m", "locust", "-f", locustfile_path()]
     if worker:
         return cmd + ["--worker", "--master-host", "127.0.0.1", "--master-port", str(master_port)]
-    cmd += ["--flowsim-plan", str(plan_path), "--headless", "-u", str(users), "-r", str(users),
-            "--run-time", f"{int(run_time_s)}s", "--flowsim-summary-json", summary_json, "--only-summary",
-            "--stop-timeout", "5"]
+    # Users and the end of the run are flowsim's load shape's (sim.run.locust_user.FlowsimShape): the plan's
+    # concurrency while its schedule runs, a safety deadline after it. No -u / -r / --run-time.
+    cmd += ["--flowsim-plan", str(plan_path), "--headless", "--flowsim-summary-json", summary_json,
+            "--only-summary", "--stop-timeout", "5"]
     if locust_html:
         cmd += ["--html", locust_html]
     if prometheus:
@@ -101,8 +102,8 @@ def run_locust(plan: RunPlan, opts: RunOptions) -> tuple[RunSummary, int | None]
                     else Path(tempfile.mkdtemp(prefix="flowsim-")) / "summary.json")
     summary_path.unlink(missing_ok=True)
     port = free_port()
-    master = locust_command(plan_path=str(write_plan(plan)), summary_json=str(summary_path), users=plan.users,
-                            run_time_s=sc.duration_s + sc.follow_timeout_s + 30, locust_html=opts.locust_html,
+    master = locust_command(plan_path=str(write_plan(plan)), summary_json=str(summary_path),
+                            locust_html=opts.locust_html,
                             csv=opts.csv, workers=opts.workers, master_port=port,
                             prometheus=opts.prometheus)
     out = subprocess.DEVNULL if opts.quiet else None

@@ -1,0 +1,135 @@
+"""What a Locust process shows beyond Locust's own pages: the **flowsim tab** of the web UI and the live
+metrics endpoints. No locust import: it is handed the Environment's web UI (a Flask app) and a callable
+that returns the current run's :class:`~sim.run.metrics.Snapshot` and finished summary.
+
+The tab uses Locust's web-UI extension points (``extendedTabs`` / ``extendedTables`` in the template
+arguments, ``extendedStats`` added to ``/stats/requests``): a table of what Locust's charts cannot say —
+target vs achieved launch rate, missed starts, 429s by scope, latency per attempt and end to end, flow
+outcomes and durations, each threshold and the verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from gevent.pywsgi import WSGIServer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, make_wsgi_app
+
+from sim.load.thresholds import judge, live_observed
+from sim.results.summary import RunSummary
+from sim.run.metrics import Snapshot, registry_for
+
+__all__ = ["TAB_KEY", "tab_rows", "install_tab", "serve_metrics"]
+
+TAB_KEY = "flowsim"
+
+View = Callable[[], tuple[Snapshot | None, RunSummary | None, str | None]]
+"""The current run's snapshot, its summary once finished, and a plan error (bad form input), if any."""
+
+
+def _ms(v: float | None) -> str:
+    return "–" if v is None else f"{v:g} ms"
+
+
+def tab_rows(snap: Snapshot | None, summary: RunSummary | None, error: str | None, thresholds: Any = None) -> list[dict[str, str]]:
+    """The flowsim tab: rows of (figure, value); a finished run's figures come from its summary (the ledger)."""
+    rows: list[dict[str, str]] = []
+
+    def row(figure: str, value: Any) -> None:
+        rows.append({"figure": figure, "value": str(value)})
+
+    if error:
+        row("error", error)
+    if summary is not None:
+        s = summary
+        fc = s.flow_completion
+        row("verdict", s.verdict + (f" — aborted: {s.aborted}" if s.aborted else ""))
+        row("run", f"{s.run_id} ({s.scenario}, {s.workers} worker(s)); counts from the "
+                   f"{s.ledger.get('counts_source', 'ledger')}")
+        row("launch rate", f"target {s.target_rate_per_s}/s, achieved {s.achieved_rate_per_s}/s")
+        row("launches", f"scheduled {s.scheduled}, launched {s.launched}, succeeded {s.succeeded}, failed {s.failed}")
+        row("never sent", f"missed starts {s.missed_starts}, late {s.late}, not sent {s.not_sent}")
+        row("errors", f"first attempt {s.first_attempt_failed / max(1, s.launched):.2%}, after retries "
+                      f"{s.failed / max(1, s.launched):.2%}, retries {s.retries}")
+        row("429s", f"launch {s.rate_limited.get('launch', 0)}, status poll {s.rate_limited.get('status_poll', 0)}")
+        row("latency per attempt", f"p50 {_ms(s.attempt_latency_ms.p50)}, p95 {_ms(s.attempt_latency_ms.p95)}, "
+                                   f"p99 {_ms(s.attempt_latency_ms.p99)}")
+        row("latency end to end", f"p50 {_ms(s.latency_ms.p50)}, p95 {_ms(s.latency_ms.p95)}, "
+                                  f"p99 {_ms(s.latency_ms.p99)} (retry waits included)")
+        row("flows", f"followed {fc.followed}, outcomes {', '.join(f'{k} {v}' for k, v in fc.outcomes.items()) or '–'}"
+                     f", duration p95 {_ms(fc.duration_ms.p95)}")
+        for t in s.thresholds:
+            row(f"threshold {t.name}", f"{'PASS' if t.passed else 'FAIL'}: observed {t.observed}, limit {t.limit} "
+                                       f"({t.describes})")
+        return rows
+    if snap is None:
+        if not error:
+            row("state", "no run yet: press START (the load shape sets the users; the scenario sets the rate)")
+        return rows
+    st, c = snap.stats, snap.stats.counters
+    row("verdict", "RUNNING (judged when the run ends)")
+    row("run", f"{snap.run_id} ({snap.scenario})")
+    row("launch rate", f"target now {snap.target_rate_per_s:g}/s, achieved so far {st.achieved_rate_per_s():.2f}/s")
+    row("launches", f"launched {c['launched']}, succeeded {c['accepted']}, failed {c['launched'] - c['accepted']}"
+                    + (f", in flight {snap.in_flight}" if snap.in_flight is not None else ""))
+    row("never sent", f"missed starts {c['missed_starts']}, late {c['late']}")
+    row("429s", f"launch {c['launch_429']}, status poll {c['poll_429']}")
+    pa, pe = st.percentiles("launch_attempt"), st.percentiles("launch")
+    row("latency per attempt", f"p50 {_ms(pa.p50)}, p95 {_ms(pa.p95)}, p99 {_ms(pa.p99)}")
+    row("latency end to end", f"p50 {_ms(pe.p50)}, p95 {_ms(pe.p95)}, p99 {_ms(pe.p99)}")
+    row("flows", f"outcomes {', '.join(f'{k} {v}' for k, v in sorted(st.outcomes.items())) or '–'}")
+    if thresholds is not None:
+        for r in judge(live_observed(st), thresholds):
+            row(f"threshold {r.name}", f"{'passing' if r.passed else 'failing'} so far: observed {r.observed}, "
+                                       f"limit {r.limit}")
+    return rows
+
+
+def install_tab(app: Any, template_args: dict[str, Any], view: View, thresholds: Callable[[], Any]) -> None:
+    """Add the flowsim tab to Locust's web UI (its extension points; see the module docstring)."""
+    from flask import request
+
+    template_args["extendedTabs"] = [{"title": "flowsim", "key": TAB_KEY}]
+    template_args["extendedTables"] = [{"key": TAB_KEY, "structure": [{"key": "figure", "title": "Figure"},
+                                                                       {"key": "value", "title": "Value"}]}]
+
+    @app.after_request  # type: ignore[untyped-decorator]
+    def extend_stats(response: Any) -> Any:
+        if request.path != "/stats/requests" or response.status_code != 200:
+            return response
+        snap, summary, error = view()
+        data = response.get_json()
+        data["extendedStats"] = [{"key": TAB_KEY, "data": tab_rows(snap, summary, error, thresholds())}]
+        response.set_data(json.dumps(data))
+        return response
+
+
+def serve_metrics(app: Any, address: str, snapshot: Callable[[], Snapshot | None], log: Any) -> None:
+    """Live metrics for Prometheus: ``/flowsim/metrics`` on Locust's web UI (``app``, when up) and
+    ``http://HOST:PORT/metrics`` with ``--flowsim-prometheus HOST:PORT`` (headless runs)."""
+    registry = registry_for(snapshot)
+    if app is not None:
+        @app.route("/flowsim/metrics")  # type: ignore[untyped-decorator]
+        def flowsim_metrics() -> Any:
+            return generate_latest(registry), 200, {"Content-Type": CONTENT_TYPE_LATEST}
+    if not address:
+        return
+    host, _, port = address.rpartition(":")
+    metrics_app = make_wsgi_app(registry)
+
+    def wsgi(env: dict[str, Any], start: Any) -> Any:
+        if env.get("PATH_INFO") == "/metrics":
+            return metrics_app(env, start)
+        start("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"flowsim serves /metrics\n"]
+
+    server = WSGIServer((host, int(port)), wsgi, log=None)
+    try:
+        server.start()
+    except OSError as exc:
+        print(f"flowsim: cannot serve metrics on {address}: {exc.strerror or exc}", file=sys.stderr)
+        sys.exit(2)
+    log.info("metrics.serving", url=f"http://{host}:{server.server_port}/metrics")
