@@ -49,6 +49,12 @@ def _launches(runs: Path, run_id: str) -> list[dict[str, Any]]:
     return [r for r in read_records(ledger_files(runs / run_id)) if r["event"] == "launch"]
 
 
+def settled(url: str, workers: int) -> bool:
+    """Stopped, with every worker back (Locust drops a worker from its list at its stop, until it is ready again)."""
+    d = httpx.get(f"{url}/stats/requests", timeout=5).json()
+    return bool(d["state"] == "stopped" and d.get("worker_count", 0) == workers)
+
+
 def _shot(page: Any, tmp_path: Path, name: str) -> None:
     path = tmp_path / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
@@ -59,7 +65,8 @@ def _shot(page: Any, tmp_path: Path, name: str) -> None:
 
 
 @pytest.mark.slow
-def test_web_ui_start_with_defaults_then_stop_a_second_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [0, 2])
+def test_web_ui_start_with_defaults_then_stop_a_second_run(tmp_path: Path, workers: int) -> None:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         if os.environ.get("CI"):
@@ -71,14 +78,20 @@ def test_web_ui_start_with_defaults_then_stop_a_second_run(tmp_path: Path) -> No
                               thresholds="launch_error_rate = 0.01\nmissed_start_rate = 0.0")
     text = scenario.read_text()
     scenario.write_text(re.sub(r"max_concurrency = \d+\n", "", text))  # the form's defaults: concurrency "auto"
-    port = free_port()
+    port, master_port = free_port(), free_port()
+    distributed = ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port)] if workers else []
     runs, summary = tmp_path / "runs", tmp_path / "summary.json"
     with SimulatorThread(default_org()) as sim:
         ui = subprocess.Popen(
             [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfile.py"), "--web-host", "127.0.0.1",
              "--web-port", str(port), "--flowsim-scenario", str(scenario), "--flowsim-target", sim.url,
-             "--flowsim-ledger-dir", str(runs), "--flowsim-summary-json", str(summary)],
-            env=ENV, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             "--flowsim-ledger-dir", str(runs), "--flowsim-summary-json", str(summary), *distributed],
+            env=ENV, cwd=tmp_path, stdout=(tmp_path / "master.log").open("w"), stderr=subprocess.STDOUT, text=True)
+        fleet = [subprocess.Popen([sys.executable, "-m", "locust", "-f", str(ROOT / "locustfile.py"), "--worker",
+                                   "--master-host", "127.0.0.1", "--master-port", str(master_port)],
+                                  env=ENV, cwd=tmp_path, stdout=(tmp_path / f"worker-{i}.log").open("w"),
+                                  stderr=subprocess.STDOUT)
+                 for i in range(workers)]
         url = f"http://127.0.0.1:{port}"
         try:
             def up() -> bool:
@@ -88,6 +101,8 @@ def test_web_ui_start_with_defaults_then_stop_a_second_run(tmp_path: Path) -> No
                     return False
 
             _wait(up, 60, "the web UI")
+            _wait(lambda: httpx.get(f"{url}/stats/requests", timeout=5).json().get("worker_count", 0) == workers,
+                  60, f"{workers} workers")
             with sync_playwright() as p:
                 b = p.chromium.launch(executable_path=browser, args=["--no-sandbox", "--disable-gpu"])
                 page = b.new_page(viewport={"width": 1200, "height": 1000})
@@ -101,6 +116,8 @@ def test_web_ui_start_with_defaults_then_stop_a_second_run(tmp_path: Path) -> No
                 assert first["passed"] is True and first["missed_starts"] == 0 and first["interrupted"] is False
                 assert first["launched"] == first["scheduled"] == 50 and first["duplicate_launches"] == 0
                 assert abs(first["achieved_rate_per_s"] - 10) <= 0.5
+                # Locust's page polls only while a test runs: load it once the master has settled.
+                _wait(lambda: settled(url, workers), 60, "the master to settle")
                 page.goto(f"{url}/?tab=flowsim")
                 page.get_by_text("verdict", exact=True).wait_for(timeout=30_000)
                 _wait(lambda: "PASS" in page.inner_text("body"), 30, "the verdict in the flowsim tab")
@@ -124,10 +141,12 @@ def test_web_ui_start_with_defaults_then_stop_a_second_run(tmp_path: Path) -> No
                 assert len(sim_records(sim.url, second_id)) == stopped
                 recs = list(read_records(ledger_files(runs / second_id)))
                 assert second["run_id"] == second_id and second["target_rate_per_s"] == 20.0
+                assert second["workers"] == max(1, workers)
                 assert second["interrupted"] is True and second["passed"] is False
                 assert second["missed_starts"] == 0 and not [r for r in recs if r["event"] in ("missed", "late")]
                 assert second["launched"] == len([r for r in recs if r["event"] == "launch"]) == stopped
                 assert 60 <= second["launched"] < second["scheduled"] == 1200
+                _wait(lambda: settled(url, workers), 60, "the master to settle")
                 page.goto(f"{url}/?tab=flowsim")
                 _wait(lambda: "INTERRUPTED" in page.inner_text("body"), 30, "INTERRUPTED in the flowsim tab")
                 _shot(page, tmp_path, "5-flowsim-tab-stopped")
@@ -135,10 +154,18 @@ def test_web_ui_start_with_defaults_then_stop_a_second_run(tmp_path: Path) -> No
             metrics = httpx.get(f"{url}/flowsim/metrics", timeout=5).text
             assert f'run_id="{second_id}"' in metrics
         finally:
+            for w in fleet:
+                w.send_signal(signal.SIGTERM)
             ui.send_signal(signal.SIGTERM)
             try:
-                out, _ = ui.communicate(timeout=30)
+                ui.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 ui.kill()
-                out, _ = ui.communicate()
+                ui.wait()
+        for w in fleet:
+            try:
+                w.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                w.kill()
+    out = (tmp_path / "master.log").read_text()
     assert "Traceback" not in out, out[-3000:]
