@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -221,6 +222,23 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
         environment.host = plan.target.api_url
     if environment.shape_class is not None and not getattr(environment.parsed_options, "headless", True):
         environment.stop_timeout = max(environment.stop_timeout or 0, STOP_GRACE_S)  # STOP never kills a launch
+    if environment.shape_class is not None and getattr(environment.parsed_options, "headless", False):
+        # Headless with a load shape, Locust's main blocks on the shape before it installs its SIGTERM
+        # handler: until then SIGTERM would kill this process uncounted. Halt the run instead (the schedule
+        # stops everywhere, in-flight launches finish); the shape then ends the test as after any run, and
+        # the summary is written (INTERRUPTED). Calling runner.quit() here would race Locust's own
+        # shutdown into stopping the users twice.
+        def on_sigterm() -> None:
+            run = _run(environment)
+            if run is None:
+                return
+            run.log.warning("run.signal", signal="SIGTERM", action="stopping the run, then counting it")
+            if run.t0 is None:
+                run.complete = run.interrupted = True  # not begun: the shape ends the test at its next tick
+            else:
+                gevent.spawn(_halt, run)
+
+        gevent.signal_handler(signal.SIGTERM, on_sigterm)
 
     def view() -> tuple[Snapshot | None, RunSummary | None, str | None]:
         run = _run(environment)
