@@ -180,8 +180,12 @@ class ProcessRun:
             self.log.info("run.progress", elapsed_s=round(elapsed, 1),
                           target_rate_per_s=round(self.plan.schedule.rate_at(max(0.0, elapsed - 2.5)), 2),
                           achieved_rate_per_s=round((launched - last) / 5.0, 2), launched=launched,
-                          errors=launched - stats.counters["accepted"], missed=stats.counters["missed_starts"],
-                          p95_ms=stats.percentiles("launch").p95)
+                          failed_after_retries=launched - stats.counters["accepted"],
+                          first_attempt_failed=stats.counters["first_attempt_failed"],
+                          missed=stats.counters["missed_starts"],
+                          r429=stats.counters["launch_429"] + stats.counters["poll_429"],
+                          p95_attempt_ms=stats.percentiles("launch_attempt").p95,
+                          p95_end_to_end_ms=stats.percentiles("launch").p95)
             last = launched
 
     def guard(self, limit: float | None, th: Thresholds) -> None:
