@@ -16,6 +16,7 @@ from typing import Any
 
 from sim import __version__, commands
 from sim.errors import ConfigError, FlowsimError
+from sim.logs import JSON_ENV
 
 __all__ = ["main"]
 
@@ -195,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "log_json", False):
-        os.environ["FLOWSIM_LOG_JSON"] = "1"  # this process and every Locust process it starts
+        os.environ[JSON_ENV] = "1"  # this process and every Locust process it starts
     try:
         return int(args.func(args))
     except ConfigError as exc:

@@ -78,8 +78,6 @@ class FlowSpec:
     """Input that receives the run id when the flow declares it (set to "" to disable)."""
 
 
-
-
 @dataclass(frozen=True, kw_only=True)
 class Scenario:
     name: str
@@ -170,7 +168,8 @@ def scenario_from_dict(data: dict[str, Any]) -> Scenario:
     kw = dict(data)
     kw["flows"] = tuple(FlowSpec(**f) for f in kw["flows"])
     kw["stages"] = tuple(Stage(**st) for st in kw["stages"])
-    kw["thresholds"] = Thresholds(**{**kw["thresholds"], "abort_on_fail": tuple(kw["thresholds"].get("abort_on_fail", ()))})
+    th = kw["thresholds"]
+    kw["thresholds"] = Thresholds(**{**th, "abort_on_fail": tuple(th.get("abort_on_fail", ()))})
     return Scenario(**kw)
 
 

@@ -40,14 +40,13 @@ def _metrics(s: RunSummary | CapacityResult) -> dict[str, tuple[float | None, st
         "latency_p50_ms": (s.latency_ms.p50, "latency"),
         "latency_p95_ms": (s.latency_ms.p95, "latency"),
         "latency_p99_ms": (s.latency_ms.p99, "latency"),
-        "error_rate": (s.failed / launched, "error"),
-        "first_attempt_error_rate": (s.first_attempt_failed / launched, "error"),
+        "error_rate": (s.error_rate, "error"),
+        "first_attempt_error_rate": (s.first_attempt_error_rate, "error"),
         "missed_start_rate": (s.missed_starts / max(1, s.scheduled), "error"),
         "retries_per_launch": (s.retries / launched, "error"),
         "launch_429_per_launch": (s.rate_limited.get("launch", 0) / launched, "error"),
         "poll_429_per_launch": (s.rate_limited.get("status_poll", 0) / launched, "error"),
-        "flow_failure_rate": ((fc.followed - fc.outcomes.get("COMPLETED", 0)) / fc.followed if fc.followed else None,
-                              "error"),
+        "flow_failure_rate": (fc.failure_rate, "error"),
         "flow_duration_p95_ms": (fc.duration_ms.p95, "latency"),
     }
 

@@ -34,6 +34,11 @@ class FlowCompletion:
     """The scenario's poll interval: the first poll waits one, and an end is seen up to one late — so a
     duration is resolved only to this, and a flow shorter than it still shows about one interval."""
 
+    @property
+    def failure_rate(self) -> float | None:
+        """Followed executions that ended in anything but COMPLETED / followed (None: none followed)."""
+        return (self.followed - self.outcomes.get("COMPLETED", 0)) / self.followed if self.followed else None
+
 
 @dataclass(frozen=True, kw_only=True)
 class RunSummary:
@@ -103,6 +108,16 @@ class RunSummary:
     def verdict(self) -> str:
         return "INTERRUPTED" if self.interrupted else "PASS" if self.passed else "FAIL"
 
+    @property
+    def error_rate(self) -> float:
+        """Launches without a 200 after retries / launched."""
+        return self.failed / max(1, self.launched)
+
+    @property
+    def first_attempt_error_rate(self) -> float:
+        """Launches whose first attempt was not a 200 / launched (what retries can hide)."""
+        return self.first_attempt_failed / max(1, self.launched)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -132,9 +147,9 @@ def evaluate_thresholds(s: RunSummary, th: Thresholds) -> tuple[ThresholdResult,
         "launch_p99_ms": s.attempt_latency_ms.p99,
         "launch_e2e_p95_ms": s.latency_ms.p95,
         "launch_e2e_p99_ms": s.latency_ms.p99,
-        "launch_error_rate": s.failed / max(1, s.launched),
+        "launch_error_rate": s.error_rate,
         "missed_start_rate": s.missed_starts / max(1, s.scheduled),
-        "flow_failure_rate": (fc.followed - fc.outcomes.get("COMPLETED", 0)) / fc.followed if fc.followed else 0.0,
+        "flow_failure_rate": 0.0 if fc.failure_rate is None else fc.failure_rate,
         "min_achieved_rate_ratio": s.achieved_rate_per_s / s.target_rate_per_s if s.target_rate_per_s else 1.0,
     }
     return judge(observed, th)

@@ -29,8 +29,8 @@ def run_text(s: RunSummary) -> str:
         f"p99 {pa.p99} ms  max {pa.max} ms  ({pa.count} attempts)",
         f"  latency   end to end (first send to final answer, retry waits included): p50 {lat.p50} ms  "
         f"p95 {lat.p95} ms  p99 {lat.p99} ms  max {lat.max} ms  (from intended start: p99 {li.p99} ms)",
-        f"  errors    first attempt {s.first_attempt_failed / max(1, s.launched):.2%}  after retries "
-        f"{s.failed / max(1, s.launched):.2%}  (of {s.launched} launches)",
+        f"  errors    first attempt {s.first_attempt_error_rate:.2%}  after retries {s.error_rate:.2%}  "
+        f"(of {s.launched} launches)",
         f"  flows     followed {fc.followed}  outcomes {_counts(fc.outcomes)}  duration p50 {fc.duration_ms.p50} ms  "
         f"p95 {fc.duration_ms.p95} ms (launch answer to terminal status seen{poll})",
         f"  ledger    {s.ledger_path} (counts from {s.ledger.get('counts_source', '?')})",

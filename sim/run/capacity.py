@@ -72,7 +72,7 @@ def _step(rate: float, s: RunSummary, reasons: list[str], slo: SLO) -> CapacityS
     return CapacityStep(
         rate_per_s=round(rate, 3), passed=not reasons, reasons=tuple(reasons),
         achieved_rate_per_s=s.achieved_rate_per_s, launched=s.launched, latency_ms=s.latency_ms,
-        error_rate=round(s.failed / launched, 5), first_attempt_error_rate=round(s.first_attempt_failed / launched, 5),
+        error_rate=round(s.error_rate, 5), first_attempt_error_rate=round(s.first_attempt_error_rate, 5),
         rate_429=round(s.rate_limited_responses / launched, 5), missed_starts=s.missed_starts, run_id=s.run_id,
         limiting_factor=None if not reasons else limiting_factor(s, slo))
 

@@ -74,11 +74,16 @@ def _resolve_plan(opts: Any) -> tuple[RunPlan, Prepared | None]:
     """The plan from `flowsim run`, or resolved here (preflight included) in plain Locust use."""
     if opts.flowsim_plan:
         return RunPlan.from_dict(json.loads(Path(opts.flowsim_plan).read_text())), None
+    return _prepare(opts, run_id=opts.flowsim_run_id,
+                    processes=getattr(opts, "expect_workers", 1) if getattr(opts, "master", False) else 1)
+
+
+def _prepare(opts: Any, *, run_id: str, processes: int) -> tuple[RunPlan, Prepared]:
+    """A plan (preflight included) from the ``--flowsim-*`` options, as typed or as the web UI's form set them."""
     return prepare_from_options(
         scenario=opts.flowsim_scenario, target=opts.flowsim_target, rate=opts.flowsim_rate,
-        duration=opts.flowsim_duration, run_id=opts.flowsim_run_id, ledger_dir=opts.flowsim_ledger_dir,
-        abort_error_rate=opts.flowsim_abort_error_rate,
-        processes=getattr(opts, "expect_workers", 1) if getattr(opts, "master", False) else 1,
+        duration=opts.flowsim_duration, run_id=run_id, ledger_dir=opts.flowsim_ledger_dir,
+        abort_error_rate=opts.flowsim_abort_error_rate, processes=processes,
         rules=LiveRules(approval=opts.flowsim_approval or None, outside_window=opts.flowsim_outside_window))
 
 
@@ -107,17 +112,13 @@ def _next_run(environment: Environment) -> ProcessRun | None:
     opts = environment.parsed_options
     assert opts is not None
     if prev is not None and prev.t0 is None and prev.plan is not None and (
-            opts.flowsim_plan or getattr(prev, "options", None) == _form_options(opts)):
+            opts.flowsim_plan or prev.options == _form_options(opts)):
         return prev
     if opts.flowsim_plan:
         return None  # flowsim run's plan runs once
     processes = max(1, environment.runner.worker_count) if isinstance(environment.runner, MasterRunner) else 1
     try:
-        plan, prepared = prepare_from_options(
-            scenario=opts.flowsim_scenario, target=opts.flowsim_target, rate=opts.flowsim_rate,
-            duration=opts.flowsim_duration, run_id="", ledger_dir=opts.flowsim_ledger_dir,
-            abort_error_rate=opts.flowsim_abort_error_rate, processes=processes,
-            rules=LiveRules(approval=opts.flowsim_approval or None, outside_window=opts.flowsim_outside_window))
+        plan, prepared = _prepare(opts, run_id="", processes=processes)
     except FlowsimError as exc:
         if prev is not None:
             prev.error = str(exc)

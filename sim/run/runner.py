@@ -54,9 +54,9 @@ class RunOptions:
     locust_html: str | None = None
     csv: str | None = None
     quiet: bool = False
+    """Keep Locust's own output (stats tables, logs) off the terminal (capacity steps)."""
     prometheus: str | None = None
     """HOST:PORT for the master's live metrics endpoint (``/metrics``)."""
-    """Keep Locust's own output (stats tables, logs) off the terminal (capacity steps)."""
 
 
 def write_plan(plan: RunPlan) -> Path:
@@ -97,14 +97,12 @@ def run_locust(plan: RunPlan, opts: RunOptions) -> tuple[RunSummary, int | None]
     launches a grace to finish, writes the summary and quits; the workers follow. A second signal kills
     everything at once. Whatever happens, no child outlives this call.
     """
-    sc = plan.scenario
     summary_path = (Path(opts.summary_json) if opts.summary_json
                     else Path(tempfile.mkdtemp(prefix="flowsim-")) / "summary.json")
     summary_path.unlink(missing_ok=True)
     port = free_port()
     master = locust_command(plan_path=str(write_plan(plan)), summary_json=str(summary_path),
-                            locust_html=opts.locust_html,
-                            csv=opts.csv, workers=opts.workers, master_port=port,
+                            locust_html=opts.locust_html, csv=opts.csv, workers=opts.workers, master_port=port,
                             prometheus=opts.prometheus)
     out = subprocess.DEVNULL if opts.quiet else None
     env = {**os.environ, "FLOWSIM_LOG_LEVEL": "warning"} if opts.quiet else None

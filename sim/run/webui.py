@@ -52,8 +52,8 @@ def tab_rows(snap: Snapshot | None, summary: RunSummary | None, error: str | Non
         row("launch rate", f"target {s.target_rate_per_s}/s, achieved {s.achieved_rate_per_s}/s")
         row("launches", f"scheduled {s.scheduled}, launched {s.launched}, succeeded {s.succeeded}, failed {s.failed}")
         row("never sent", f"missed starts {s.missed_starts}, late {s.late}, not sent {s.not_sent}")
-        row("errors", f"first attempt {s.first_attempt_failed / max(1, s.launched):.2%}, after retries "
-                      f"{s.failed / max(1, s.launched):.2%}, retries {s.retries}")
+        row("errors", f"first attempt {s.first_attempt_error_rate:.2%}, after retries {s.error_rate:.2%}, "
+                      f"retries {s.retries}")
         row("429s", f"launch {s.rate_limited.get('launch', 0)}, status poll {s.rate_limited.get('status_poll', 0)}")
         row("latency per attempt", f"p50 {_ms(s.attempt_latency_ms.p50)}, p95 {_ms(s.attempt_latency_ms.p95)}, "
                                    f"p99 {_ms(s.attempt_latency_ms.p99)}")
