@@ -121,6 +121,9 @@ def _add_load_commands(sub: Any) -> None:
     r.add_argument("--csv-series", help="write flowsim's per-second series as CSV here")
     r.add_argument("--log-json", action="store_true",
                    help="log lines as JSON (one object per line, for log shippers); default: plain key=value lines")
+    r.add_argument("--plain", action="store_true",
+                   help="progress as a log line every 5 s even on a terminal (default there: a live table, "
+                        "redrawn every second; piped output and --log-json always get the lines)")
     r.add_argument("--prometheus", type=_listen_address, metavar="HOST:PORT",
                    help="serve live metrics for Prometheus at http://HOST:PORT/metrics while the run lasts "
                         "(e.g. 127.0.0.1:9646; Grafana dashboard: dashboards/flowsim-grafana.json)")

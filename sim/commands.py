@@ -125,6 +125,12 @@ def validate(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _live_view(args: argparse.Namespace) -> bool:
+    """The live table on a terminal; log lines when piped, with --log-json or --plain, or on a dumb terminal."""
+    return (sys.stderr.isatty() and not args.plain and not args.log_json
+            and os.environ.get("TERM", "dumb") not in ("dumb", "unknown"))
+
+
 def run(args: argparse.Namespace) -> int:
     from sim.results.report import run_report
     from sim.results.text import run_text
@@ -139,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"flowsim: {line}", file=sys.stderr)
         summary, signum = run_locust(plan, RunOptions(workers=args.workers, summary_json=args.summary_json,
                                                       locust_html=args.locust_html, csv=args.csv,
-                                                      prometheus=args.prometheus))
+                                                      prometheus=args.prometheus, live_view=_live_view(args)))
         print(run_text(summary))
         if summary.launched and not summary.interrupted and not summary.fatal:
             if prepared.simulator:  # analytics are immediate there: prove the separation now

@@ -23,6 +23,7 @@ from sim.run.metrics import Snapshot
 from sim.run.plan import RunPlan
 from sim.run.prepare import Prepared
 from sim.run.tally import tally
+from sim.run.terminal import figures, write_figures
 
 __all__ = ["ProcessRun", "Role"]
 
@@ -165,18 +166,24 @@ class ProcessRun:
                 self.end_later(0.5)
 
     # -- both -----------------------------------------------------------------------------------------
-    def progress(self) -> None:
-        """A line every 5 s: target vs achieved rate, in flight, errors, p95."""
+    def progress(self, live_file: str = "") -> None:
+        """A line every 5 s: target vs achieved rate, in flight, errors, p95. With ``live_file`` (the parent
+        draws the live terminal view), the view's figures there every second instead."""
         last = 0
         while not self.complete and self.plan is not None and self.t0 is not None:
-            gevent.sleep(5.0)
-            stats = self.stats()
-            if stats is None or self.complete:
+            gevent.sleep(1.0 if live_file else 5.0)
+            stats, snap = self.stats(), self.snapshot()
+            if stats is None or snap is None or self.complete:
                 continue
-            launched = stats.counters["launched"]
             elapsed = time.time() - self.t0
             if elapsed < 0:
                 continue
+            if live_file:
+                workers = len(self.coord.members) if self.coord is not None else 0
+                write_figures(live_file, figures(snap, elapsed_s=elapsed, duration_s=self.plan.schedule.duration_s,
+                                                 scheduled=self.plan.schedule.total, workers=workers))
+                continue
+            launched = stats.counters["launched"]
             self.log.info("run.progress", elapsed_s=round(elapsed, 1),
                           target_rate_per_s=round(self.plan.schedule.rate_at(max(0.0, elapsed - 2.5)), 2),
                           achieved_rate_per_s=round((launched - last) / 5.0, 2), launched=launched,

@@ -66,6 +66,7 @@ def _add_arguments(parser: Any) -> None:
       help="the vendor's approval reference, for load tests against a real org")
     a("--flowsim-outside-window", action="store_true", ui=True, help="another test window was agreed with the vendor")
     a("--flowsim-prometheus", default="", help="HOST:PORT: serve live metrics for Prometheus at /metrics")
+    a("--flowsim-live-file", default="", help="write the live view's figures here every second (from `flowsim run`)")
     a("--flowsim-abort-error-rate", type=float, default=0.0, ui=True,
       help="stop early when failures + 429s exceed this share of launches over 3 s (0: never)")
 
@@ -328,7 +329,7 @@ def _on_test_start(environment: Environment, **_kw: Any) -> None:
         t0 = now + START_DELAY_S
         run.start_engine(plan, t0, WorkerLease.whole(me, plan.schedule.total), me)
     run.deadline = t0 + plan.scenario.duration_s + plan.scenario.follow_timeout_s + 30
-    gevent.spawn(run.progress)
+    gevent.spawn(run.progress, getattr(environment.parsed_options, "flowsim_live_file", ""))
     if plan.abort_error_rate or plan.scenario.thresholds.abort_on_fail:
         gevent.spawn(run.guard, plan.abort_error_rate, plan.scenario.thresholds)
 

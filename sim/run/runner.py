@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from sim.load.ledger import run_dir
 from sim.results.summary import RunSummary
 from sim.run.plan import RunPlan
 from sim.run.process import Interrupted, signals_interrupt, spawn, terminate
+from sim.run.terminal import LiveView
 
 _STOP_TIMEOUT_S = 45.0
 """How long the master may take to stop the fleet and write the summary before it is killed."""
@@ -57,6 +59,8 @@ class RunOptions:
     """Keep Locust's own output (stats tables, logs) off the terminal (capacity steps)."""
     prometheus: str | None = None
     """HOST:PORT for the master's live metrics endpoint (``/metrics``)."""
+    live_view: bool = False
+    """Draw the live terminal view (``sim.run.terminal``) on this process's stderr, a TTY."""
 
 
 def write_plan(plan: RunPlan) -> Path:
@@ -68,7 +72,7 @@ def write_plan(plan: RunPlan) -> Path:
 
 def locust_command(*, plan_path: str | None = None, worker: bool = False, summary_json: str = "",
                    locust_html: str | None = None, csv: str | None = None, workers: int = 0,
-                   master_port: int = 5557, prometheus: str | None = None) -> list[str]:
+                   master_port: int = 5557, prometheus: str | None = None, live_file: str | None = None) -> list[str]:
     cmd = [sys.executable, "-m", "locust", "-f", locustfile_path()]
     if worker:
         return cmd + ["--worker", "--master-host", "127.0.0.1", "--master-port", str(master_port)]
@@ -80,6 +84,8 @@ def locust_command(*, plan_path: str | None = None, worker: bool = False, summar
         cmd += ["--html", locust_html]
     if prometheus:
         cmd += ["--flowsim-prometheus", prometheus]
+    if live_file:
+        cmd += ["--flowsim-live-file", live_file]
     if csv:
         cmd += ["--csv", csv]
     if workers:
@@ -101,31 +107,39 @@ def run_locust(plan: RunPlan, opts: RunOptions) -> tuple[RunSummary, int | None]
                     else Path(tempfile.mkdtemp(prefix="flowsim-")) / "summary.json")
     summary_path.unlink(missing_ok=True)
     port = free_port()
+    live_file = str(summary_path.parent / f".{plan.run_id}.live.json") if opts.live_view else None
     master = locust_command(plan_path=str(write_plan(plan)), summary_json=str(summary_path),
                             locust_html=opts.locust_html, csv=opts.csv, workers=opts.workers, master_port=port,
-                            prometheus=opts.prometheus)
-    out = subprocess.DEVNULL if opts.quiet else None
+                            prometheus=opts.prometheus, live_file=live_file)
+    # Quiet: nothing on the terminal. Live view: the children's output goes through the view (above its table).
+    out: int | None = subprocess.DEVNULL if opts.quiet else subprocess.PIPE if live_file else None
+    err: int | None = subprocess.STDOUT if live_file and not opts.quiet else out
     env = {**os.environ, "FLOWSIM_LOG_LEVEL": "warning"} if opts.quiet else None
     procs: list[subprocess.Popen[bytes]] = []
     signum: int | None = None
-    try:
-        with signals_interrupt():
-            try:
-                procs.append(spawn(master, stdout=out, stderr=out, env=env))
-                for _ in range(opts.workers):
-                    procs.append(spawn(locust_command(worker=True, master_port=port), stdout=out, stderr=out, env=env))
-                procs[0].wait()
-            except Interrupted as first:
-                signum = first.signum
+    with ExitStack() as stack:
+        view = stack.enter_context(LiveView(live_file)) if live_file else None
+        try:
+            with signals_interrupt():
                 try:
-                    if procs:
-                        procs[0].send_signal(signal.SIGTERM)  # the master stops everything and writes its summary
-                        procs[0].wait(timeout=_STOP_TIMEOUT_S)
-                except (Interrupted, subprocess.TimeoutExpired):  # insisted, or the master hangs: kill it all
-                    for p in procs:
-                        p.kill()
-    finally:
-        terminate(procs, timeout_s=10)  # workers end with their master; nothing outlives this call
+                    for cmd in [master] + [locust_command(worker=True, master_port=port)] * opts.workers:
+                        procs.append(spawn(cmd, stdout=out, stderr=err, env=env))
+                        if view is not None and procs[-1].stdout is not None:
+                            view.forward(procs[-1].stdout)
+                    procs[0].wait()
+                except Interrupted as first:
+                    signum = first.signum
+                    try:
+                        if procs:
+                            procs[0].send_signal(signal.SIGTERM)  # the master stops everything, writes its summary
+                            procs[0].wait(timeout=_STOP_TIMEOUT_S)
+                    except (Interrupted, subprocess.TimeoutExpired):  # insisted, or the master hangs: kill it all
+                        for p in procs:
+                            p.kill()
+        finally:
+            terminate(procs, timeout_s=10)  # workers end with their master; nothing outlives this call
+            if live_file:
+                Path(live_file).unlink(missing_ok=True)
     if not summary_path.exists():
         if signum is not None:
             raise Interrupted(signum)
