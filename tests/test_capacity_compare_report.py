@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -161,6 +163,33 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+def test_reports_draw_histogram_threshold_lines_requests_and_step_markers() -> None:
+    """What a reader needs is in the page (matplotlib keeps SVG text as text): the latency histogram with each
+    latency threshold as a labelled line, start and end times, the per-request table with both bases, and
+    on the capacity charts the SLO lines and a marker for every passed and failed step."""
+    from sim.load.thresholds import ThresholdResult
+
+    s = dataclasses.replace(
+        fake_summary(10, p95=40), first_send_at="2026-11-29T01:00:00.000Z", last_send_at="2026-11-29T01:00:09.900Z",
+        attempt_latency_ms=Percentiles(count=103, p50=4, p95=9, p99=12, max=30), retries=3,
+        latency_histograms={"attempt": [[2.0, 2.378, 60], [4.0, 4.757, 43]], "end_to_end": [[2.0, 2.378, 97],
+                                                                                              [800.0, 951.4, 3]]},
+        thresholds=(ThresholdResult(name="launch_p95_ms", limit=500.0, observed=9.0, passed=True, describes="per attempt"),
+                    ThresholdResult(name="launch_e2e_p99_ms", limit=30.0, observed=48.0, passed=False,
+                                    describes="end to end")))
+    page = run_report(s)
+    assert "Launch latency histogram" in page and "per attempt (103 attempts)" in page
+    assert "launch_p95_ms ≤ 500 ms (per attempt)" in page and "launch_e2e_p99_ms ≤ 30 ms (end to end)" in page
+    assert "First launch sent 2026-11-29T01:00:00.000Z, last 2026-11-29T01:00:09.900Z" in page
+    assert "per attempt (each HTTP attempt, like Locust)</td><td class=n>103</td><td class=n>3</td>" in page
+    assert "end to end (first send to final answer, after retries)</td><td class=n>100</td><td class=n>0</td>" in page
+    assert page.count("<svg") == 4  # rate, histogram, latency over time, errors (no flow outcomes here)
+    cap = capacity_report(search(fake_step(37.0), SLO(p95_ms=50, max_error_rate=0.01), start=5, maximum=500))
+    assert "SLO p95 ≤ 50 ms" in cap and "SLO errors ≤ 1.00%" in cap and "sustainable 36.387/s" in cap
+    assert "p95 (the SLO&#39;s): step passed" in cap or "p95 (the SLO's): step passed" in cap
+    assert "step failed" in cap
+
+
 @pytest.mark.slow
 def test_reports_render_in_headless_chromium(tmp_path: Path) -> None:
     """The run and capacity reports are single files that headless Chromium renders with their charts."""
@@ -176,7 +205,9 @@ def test_reports_render_in_headless_chromium(tmp_path: Path) -> None:
     for name, text in (("run", run_report(RunSummary.from_dict(s))), ("capacity", capacity_report(cap))):
         page = tmp_path / f"{name}.html"
         page.write_text(text)
-        assert not any(ref in text for ref in ("src=", "<link", "<img", "url(", "@import"))  # nothing fetched
+        # Nothing fetched: matplotlib's SVG refers only within the page (clip-path="url(#…)", href="#…").
+        assert not any(ref in text for ref in ("src=", "<link", "<img", "@import", "<script>", "<script src"))
+        assert not re.search(r"url\((?!#)|href=\"(?!#)", text), re.search(r"url\((?!#)|href=\"(?!#)", text)
         flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run",
                  f"--user-data-dir={tmp_path / ('profile-' + name)}"]

@@ -148,6 +148,15 @@ class RunStats:
         return Percentiles(count=h.get_total_count(), p50=p50, p95=p95, p99=p99,
                            max=round(h.get_max_value() / 1000, 3))
 
+    def histogram(self, name: str, *, per_doubling: int = 4) -> list[tuple[float, float, int]]:
+        """The recorded values of ``name`` in logarithmic bins (``per_doubling`` per doubling, from 1 µs):
+        (low ms, high ms, count) for each non-empty bin, lowest first. For charts, not for SLOs."""
+        bins: Counter[int] = Counter()
+        for it in self.hist[name].get_recorded_iterator():
+            bins[int(per_doubling * math.log2(max(1, it.value_iterated_to)))] += it.count_added_in_this_iter_step
+        return [(round(2 ** (b / per_doubling) / 1000, 4), round(2 ** ((b + 1) / per_doubling) / 1000, 4), n)
+                for b, n in sorted(bins.items())]
+
     def achieved_rate_per_s(self) -> float:
         """Send rate actually achieved: (launches − 1) / (last send − first send)."""
         n = self.counters["launched"]

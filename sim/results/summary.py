@@ -8,6 +8,8 @@ users already parse, plus ``schema_version`` and ``kind``) and read back with ``
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -88,6 +90,13 @@ class RunSummary:
     latency_from_intended_ms: Percentiles
     """Launch, due time → final answer: coordinated omission visible."""
     flow_completion: FlowCompletion
+    first_send_at: str | None = None
+    """When the first launch was sent (ISO 8601, UTC; None: nothing sent)."""
+    last_send_at: str | None = None
+    """When the last launch was sent (ISO 8601, UTC)."""
+    latency_histograms: dict[str, list[list[float]]] = field(default_factory=dict)
+    """Launch latency distributions, ``attempt`` and ``end_to_end``: [low ms, high ms, count] per logarithmic
+    bin (4 per doubling), for the report's histogram."""
     timeseries: tuple[dict[str, Any], ...] = ()
     """One row per second since launch 0: t, target, launched, failed, r429, missed, late, outcome_failed, p50/p95/p99."""
     ledger_path: str
@@ -155,6 +164,12 @@ def evaluate_thresholds(s: RunSummary, th: Thresholds) -> tuple[ThresholdResult,
     return judge(observed, th)
 
 
+def _iso(epoch: float) -> str | None:
+    if not math.isfinite(epoch) or epoch <= 0:
+        return None
+    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def build_summary(stats: RunStats, *, run_id: str, scenario: str, target: str, thresholds: Thresholds,
                   scheduled: int, duration_s: float, rate_at: Any, workers: int, workers_lost: tuple[str, ...],
                   ledger_path: str, ledger: dict[str, Any], duplicates: int, aborted: str | None,
@@ -180,6 +195,9 @@ def build_summary(stats: RunStats, *, run_id: str, scenario: str, target: str, t
         flow_completion=FlowCompletion(followed=sum(stats.outcomes.values()), outcomes=dict(sorted(stats.outcomes.items())),
                                        duration_ms=stats.percentiles("flow_completion"), polls=c["polls"],
                                        poll_interval_s=poll_interval_s),
+        first_send_at=_iso(stats.first_send), last_send_at=_iso(stats.last_send),
+        latency_histograms={"attempt": [list(b) for b in stats.histogram("launch_attempt")],
+                            "end_to_end": [list(b) for b in stats.histogram("launch")]},
         timeseries=tuple(stats.series.rows(rate_at)), ledger_path=ledger_path, ledger=ledger,
         aborted=aborted, fatal=fatal, interrupted=interrupted, analytics=analytics, live=live, passed=False,
     )
