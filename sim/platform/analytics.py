@@ -42,7 +42,7 @@ def _parse_instant(text: str, field: str) -> float:
     return dt.timestamp()
 
 
-def _parse_interval(text: Any) -> tuple[float, float]:
+def parse_interval(text: Any) -> tuple[float, float]:
     if not isinstance(text, str) or "/" not in text:
         raise AnalyticsQueryError("interval: required, as 'start/end' ISO-8601, e.g. "
                                   "'2026-11-28T00:00:00.000Z/2026-11-29T00:00:00.000Z'")
@@ -61,20 +61,21 @@ def _parse_duration(text: str) -> float:
     return float(d * 86400 + h * 3600 + mi * 60 + s)
 
 
-def _check_filter(f: Any, path: str = "filter") -> None:
+def check_filter(f: Any, path: str = "filter", dimensions: tuple[str, ...] = DIMENSIONS) -> None:
+    """Raise AnalyticsQueryError unless ``f`` is a filter over ``dimensions`` (flow executions' by default)."""
     if not isinstance(f, dict) or f.get("type") not in ("and", "or"):
         raise AnalyticsQueryError(f"{path}.type: must be 'and' or 'or'")
     for i, p in enumerate(f.get("predicates") or []):
         where = f"{path}.predicates[{i}]"
-        if p.get("dimension") not in DIMENSIONS:
-            raise AnalyticsQueryError(f"{where}.dimension: must be one of {', '.join(DIMENSIONS)}")
+        if not isinstance(p, dict) or p.get("dimension") not in dimensions:
+            raise AnalyticsQueryError(f"{where}.dimension: must be one of {', '.join(dimensions)}")
         if p.get("operator", "matches") not in OPERATORS:
             raise AnalyticsQueryError(f"{where}.operator: must be one of {', '.join(OPERATORS)}")
     for i, c in enumerate(f.get("clauses") or []):
-        _check_filter(c, f"{path}.clauses[{i}]")
+        check_filter(c, f"{path}.clauses[{i}]", dimensions)
 
 
-def _matches(f: dict[str, Any] | None, row: dict[str, str]) -> bool:
+def matches(f: dict[str, Any] | None, row: dict[str, str]) -> bool:
     if not f:
         return True
     results: list[bool] = []
@@ -87,7 +88,7 @@ def _matches(f: dict[str, Any] | None, row: dict[str, str]) -> bool:
             results.append(value is None)
         else:
             results.append(value == p.get("value"))
-    results.extend(_matches(c, row) for c in f.get("clauses") or [])
+    results.extend(matches(c, row) for c in f.get("clauses") or [])
     if not results:
         return True
     return all(results) if f["type"] == "and" else any(results)
@@ -101,7 +102,7 @@ def run_query(body: Any, org: Org, executions: Iterable[Execution], now: float) 
     """Answer an aggregates query as of ``now``; raises AnalyticsQueryError for a bad body."""
     if not isinstance(body, dict):
         raise AnalyticsQueryError("body must be a JSON object")
-    start, end = _parse_interval(body.get("interval"))
+    start, end = parse_interval(body.get("interval"))
     metrics = body.get("metrics")
     if not isinstance(metrics, list) or not metrics:
         raise AnalyticsQueryError("metrics: required, e.g. [\"nFlowExecutions\"]")
@@ -114,7 +115,7 @@ def run_query(body: Any, org: Org, executions: Iterable[Execution], now: float) 
             raise AnalyticsQueryError(f"groupBy: unknown dimension {g!r}; allowed: {', '.join(DIMENSIONS)}")
     flt = body.get("filter")
     if flt is not None:
-        _check_filter(flt)
+        check_filter(flt)
     step = _parse_duration(body["granularity"]) if body.get("granularity") else end - start
     buckets: list[tuple[float, float]] = []
     t = start
@@ -125,7 +126,7 @@ def run_query(body: Any, org: Org, executions: Iterable[Execution], now: float) 
     counts: dict[tuple[tuple[str, str], ...], list[int]] = {}
 
     def add(row: dict[str, str], per_bucket: list[int]) -> None:
-        if not _matches(flt, row):
+        if not matches(flt, row):
             return
         key = tuple((g, row[g]) for g in group_by)
         acc = counts.setdefault(key, [0] * len(buckets))

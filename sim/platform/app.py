@@ -7,12 +7,9 @@ Admin endpoints live under ``/_sim``, outside ``/api/v2``.
 from __future__ import annotations
 
 import asyncio
-import functools
 import random
 import time
-import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -21,13 +18,13 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
-from sim.platform import models
+from sim.platform import bot_api, models
 from sim.platform.analytics import AnalyticsQueryError, iso_ms, run_query
 from sim.platform.auth import RateLimiter, Token, TokenStore, parse_basic_auth
 from sim.platform.executions import Execution, ExecutionStore, draw_latency_s
 from sim.platform.faults import PASS, Decision, FaultInjector, LoadMeter
+from sim.platform.http import JSON, ConnectionDropped, SimState, apply_fault, error, ok, requires
 from sim.platform.org import Flow, Org
 from sim.platform.schema import FlowValidator, Problem, unknown_field_problems
 
@@ -37,142 +34,6 @@ PERM_LAUNCH = "architect:flow:launch"
 PERM_VIEW_EXECUTION = "architect:flowExecution:view"
 PERM_VIEW_FLOW = "architect:flow:view"
 PERM_ANALYTICS = "analytics:flowExecutionAggregate:view"
-
-_FAULT_CODES = {500: ("internal.server.error", "The server encountered an unexpected condition."),
-                503: ("service.unavailable", "Service is currently unavailable (simulated)."),
-                504: ("request.timeout", "The request timed out (simulated).")}
-
-
-class ConnectionDropped(Exception):
-    """Raised after the status line is sent, so the server closes the connection mid-response."""
-
-
-class JSON(Response):
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
-
-
-class _Drop(Response):
-    """Sends the status line and headers, then breaks the connection before the body."""
-
-    def __init__(self) -> None:
-        super().__init__(status_code=200, headers={"content-length": "512"})
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        raise ConnectionDropped("simulated connection drop")
-
-
-@dataclass
-class SimState:
-    """Everything the simulator remembers; one per app."""
-
-    org: Org
-    clock: Callable[[], float]
-    rng: random.Random
-    tokens: TokenStore
-    limiter: RateLimiter
-    store: ExecutionStore
-    faults: FaultInjector
-    validators: dict[str, FlowValidator]
-    versions: dict[tuple[str, str], dict[str, Any]]
-    meters: dict[str, LoadMeter]
-    counters: dict[str, int] = field(default_factory=dict)
-
-    def count(self, key: str) -> None:
-        self.counters[key] = self.counters.get(key, 0) + 1
-
-    def new_id(self) -> str:
-        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
-
-
-_ECHO_MAX = 300
-"""Characters of a user's value an error message may echo."""
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= _ECHO_MAX else text[:_ECHO_MAX] + f"… ({len(text):,} characters, truncated)"
-
-
-def _error(state: SimState, status: int, code: str, message: str, *, cid: str | None = None,
-           headers: dict[str, str] | None = None, **kw: Any) -> JSON:
-    cid = cid or state.new_id()
-    # Never echo a user's megabytes back: every message and parameter is clipped.
-    message = "; ".join(_clip(part) for part in message.split("; ")) if len(message) > _ECHO_MAX else message
-    if "params" in kw and kw["params"]:
-        kw["params"] = {k: _clip(str(v)) for k, v in kw["params"].items()}
-    if "details" in kw and kw["details"]:
-        kw["details"] = [{k: _clip(str(v)) for k, v in d.items()} for d in kw["details"]]
-    state.count(f"error.{status}.{code}")
-    h = {"ININ-Correlation-Id": cid, **(headers or {})}
-    return JSON(models.error_body(status, code, message, cid, **kw), status_code=status, headers=h)
-
-
-def _ok(data: Any, cid: str, extra: dict[str, str] | None = None) -> JSON:
-    return JSON(data, headers={"ININ-Correlation-Id": cid, **(extra or {})})
-
-
-async def _apply(state: SimState, decision: Decision, cid: str) -> Response | None:
-    """Carry out a fault decision: wait, then maybe drop or fail. None means go on."""
-    if decision is PASS:
-        return None
-    if decision.delay_s:
-        await asyncio.sleep(decision.delay_s)
-    if decision.drop:
-        state.count("fault.drop")
-        return _Drop()
-    if decision.status is not None:
-        code, message = _FAULT_CODES[decision.status]
-        if decision.overloaded:
-            message = "The flow's backend is over capacity (simulated)."
-        return _error(state, decision.status, code, message, cid=cid)
-    return None
-
-
-def _authorize(state: SimState, request: Request, permission: str | None) -> tuple[Token, str, dict[str, str]] | JSON:
-    """The caller's token, a correlation id and rate-limit headers; or the error to answer."""
-    cid = state.new_id()
-    header = request.headers.get("authorization")
-    if not header or not header[:7].lower() == "bearer ":
-        return _error(state, 401, "authentication.required",
-                      "No authentication bearer token specified in authorization header.", cid=cid)
-    token = state.tokens.lookup(header[7:].strip())
-    if token is None:
-        return _error(state, 401, "bad.credentials", "Invalid login credentials.", cid=cid)
-    rate = state.limiter.hit(header[7:].strip())
-    rl = {"inin-ratelimit-count": str(rate.count), "inin-ratelimit-allowed": str(rate.limit),
-          "inin-ratelimit-reset": str(rate.reset_s)}
-    if not rate.allowed:
-        msg = f"Rate limit exceeded the maximum [{rate.limit}] requests within [{state.limiter.window_s}] seconds"
-        return _error(state, 429, "too.many.requests", msg, cid=cid, headers={"Retry-After": str(rate.reset_s), **rl},
-                      params={"limit": str(rate.limit), "seconds": str(state.limiter.window_s)},
-                      limit={"key": "client.credentials.token.rate.per.minute", "namespace": "platform.api",
-                             "value": rate.limit})
-    if permission is not None and permission not in token.client.permissions:
-        return _error(state, 403, "missing.any.permissions",
-                      f"Unable to perform the requested action. You are missing the following permission(s): "
-                      f"[{permission}]", cid=cid, headers=rl, params={"permissions": permission})
-    return token, cid, rl
-
-
-_Handler = Callable[[SimState, Request, Token, str, dict[str, str]], Awaitable[Response]]
-
-
-def _requires(permission: str | None) -> Callable[[_Handler], Callable[[Request], Awaitable[Response]]]:
-    """Authenticate, rate-limit and authorize before the handler; it gets the token, correlation id and
-    rate-limit headers."""
-    def wrap(handler: _Handler) -> Callable[[Request], Awaitable[Response]]:
-        @functools.wraps(handler)
-        async def endpoint(request: Request) -> Response:
-            state: SimState = request.app.state.sim
-            auth = _authorize(state, request, permission)
-            if isinstance(auth, JSON):
-                return auth
-            return await handler(state, request, *auth)
-        return endpoint
-    return wrap
 
 
 async def oauth_token(request: Request) -> Response:
@@ -216,7 +77,7 @@ async def _read_body(state: SimState, request: Request, cid: str, rl: dict[str, 
     limit = state.org.settings.request_bytes_max
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        return _error(state, 413, "request.entity.too.large",
+        return error(state, 413, "request.entity.too.large",
                       f"The request body of {int(declared):,} bytes exceeds request.bytes.max ({limit:,}).",
                       cid=cid, headers=rl, limit={"key": "request.bytes.max", "namespace": "platform.api", "value": limit})
 
@@ -232,18 +93,18 @@ async def _read_body(state: SimState, request: Request, cid: str, rl: dict[str, 
     try:
         raw = await asyncio.wait_for(read(), state.org.settings.body_timeout_s)
     except asyncio.TimeoutError:
-        return _error(state, 408, "request.timeout", "The request body did not arrive in time.", cid=cid, headers=rl)
+        return error(state, 408, "request.timeout", "The request body did not arrive in time.", cid=cid, headers=rl)
     if raw is None:
-        return _error(state, 413, "request.entity.too.large", f"The request body exceeds request.bytes.max ({limit:,}).",
+        return error(state, 413, "request.entity.too.large", f"The request body exceeds request.bytes.max ({limit:,}).",
                       cid=cid, headers=rl, limit={"key": "request.bytes.max", "namespace": "platform.api", "value": limit})
     return raw
 
 
-@_requires(PERM_LAUNCH)
+@requires(PERM_LAUNCH)
 async def launch(state: SimState, request: Request, token: Token, cid: str,
                 rl: dict[str, str]) -> Response:
     if "json" not in request.headers.get("content-type", ""):
-        return _error(state, 415, "unsupported.media.type",
+        return error(state, 415, "unsupported.media.type",
                       "Content-Type must be application/json.", cid=cid, headers=rl)
     raw = await _read_body(state, request, cid, rl)
     if isinstance(raw, JSON):
@@ -251,38 +112,38 @@ async def launch(state: SimState, request: Request, token: Token, cid: str,
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return _error(state, 400, "bad.request",
+        return error(state, 400, "bad.request",
                       "The request could not be understood by the server due to malformed syntax.", cid=cid, headers=rl)
     if not isinstance(body, dict):
-        return _error(state, 400, "bad.request", "The body must be a FlowExecutionLaunchRequest object.",
+        return error(state, 400, "bad.request", "The body must be a FlowExecutionLaunchRequest object.",
                       cid=cid, headers=rl)
     for key, kinds, what in (("flowVersion", (str, type(None)), "a string"), ("name", (str, type(None)), "a string"),
                              ("inputData", (dict, type(None)), "an object")):
         if key in body and not isinstance(body[key], kinds):
-            return _error(state, 400, "invalid.value", f"{key} must be {what}, got {type(body[key]).__name__}",
+            return error(state, 400, "invalid.value", f"{key} must be {what}, got {type(body[key]).__name__}",
                           cid=cid, headers=rl, details=[{"fieldName": key, "errorCode": "invalid.value"}])
     if _depth(body.get("inputData")) > _MAX_DEPTH:
-        return _error(state, 400, "invalid.value", f"inputData nests deeper than {_MAX_DEPTH} levels", cid=cid,
+        return error(state, 400, "invalid.value", f"inputData nests deeper than {_MAX_DEPTH} levels", cid=cid,
                       headers=rl, details=[{"fieldName": "inputData", "errorCode": "invalid.value"}])
     strict = state.org.settings.strict_unknown_fields
     problems = unknown_field_problems(body) if strict else []
     flow_id = body.get("flowId")
     if not problems and (not isinstance(flow_id, str) or not flow_id):
-        return _error(state, 400, "invalid.value", "flowId is required (a string: the id of a workflow).",
+        return error(state, 400, "invalid.value", "flowId is required (a string: the id of a workflow).",
                       cid=cid, headers=rl, details=[{"fieldName": "flowId", "errorCode": "invalid.value"}])
     flow = state.org.flow(flow_id) if isinstance(flow_id, str) else None
     if not problems:
         if flow is None:
-            return _error(state, 404, "architect.flow.not.found", f"Flow {flow_id} could not be found.",
+            return error(state, 404, "architect.flow.not.found", f"Flow {flow_id} could not be found.",
                           cid=cid, headers=rl, params={"flowId": str(flow_id)})
         if flow.type != "workflow":
             # [U] The code for launching a non-workflow flow is not documented.
-            return _error(state, 400, "invalid.value",
+            return error(state, 400, "invalid.value",
                           f"Flow '{flow.name}' is of type {flow.type}; only workflow flows can be launched "
                           "through /api/v2/flows/executions.", cid=cid, headers=rl)
     version = body.get("flowVersion") or (flow.version if flow else "")
     if not problems and flow is not None and version not in (flow.version, *flow.older_versions):
-        return _error(state, 404, "architect.flow.version.missing",
+        return error(state, 404, "architect.flow.version.missing",
                       f"Version {version!r} of flow '{flow.name}' does not exist; published: {flow.version}.",
                       cid=cid, headers=rl)
     name = body.get("name")
@@ -295,10 +156,10 @@ async def launch(state: SimState, request: Request, token: Token, cid: str,
         problems.extend(state.validators[flow.id].problems(input_data, strict=strict))
     if problems:
         message = "; ".join(p.message for p in problems)
-        return _error(state, 400, "invalid.value", message, cid=cid, headers=rl,
+        return error(state, 400, "invalid.value", message, cid=cid, headers=rl,
                       details=[{"fieldName": p.field, "errorCode": "invalid.value"} for p in problems])
     if flow is None:  # unreachable: no problems implies a known workflow; keeps the type checker honest
-        return _error(state, 500, "internal.server.error", "flow lookup failed", cid=cid)
+        return error(state, 500, "internal.server.error", "flow lookup failed", cid=cid)
     decision = state.faults.decide(state.org.faults, flow.faults)
     if flow.capacity is not None:
         rate = state.meters.setdefault(flow.id, LoadMeter(state.clock)).hit()
@@ -306,7 +167,7 @@ async def launch(state: SimState, request: Request, token: Token, cid: str,
         if over is not PASS:
             decision = Decision(delay_s=decision.delay_s + over.delay_s, drop=decision.drop,
                                 status=decision.status or over.status, overloaded=True)
-    failed = await _apply(state, decision, cid)
+    failed = await apply_fault(state, decision, cid)
     if failed is not None:
         return failed
     r = state.rng.random()
@@ -316,43 +177,43 @@ async def launch(state: SimState, request: Request, token: Token, cid: str,
                           duration_s=draw_latency_s(flow.duration, state.rng), outcome=outcome, size=len(raw))
     state.store.add(execution)
     state.count("launch.accepted")
-    return _ok(models.launch_json(execution), cid, rl)
+    return ok(models.launch_json(execution), cid, rl)
 
 
-@_requires(PERM_VIEW_EXECUTION)
+@requires(PERM_VIEW_EXECUTION)
 async def get_execution(state: SimState, request: Request, _token: Token, cid: str,
                        rl: dict[str, str]) -> Response:
     execution = state.store.get(request.path_params["execution_id"])
     if execution is None:
-        return _error(state, 404, "not.found", "The requested flow execution could not be found.",
+        return error(state, 404, "not.found", "The requested flow execution could not be found.",
                       cid=cid, headers=rl)
-    failed = await _apply(state, state.faults.decide(state.org.faults, execution.flow.faults), cid)
+    failed = await apply_fault(state, state.faults.decide(state.org.faults, execution.flow.faults), cid)
     if failed is not None:
         return failed
     state.count("status.served")
     version = state.versions[(execution.flow.id, execution.version)]
-    return _ok(models.execution_json(execution, state.clock(), version, cid), cid, rl)
+    return ok(models.execution_json(execution, state.clock(), version, cid), cid, rl)
 
 
 def _flow_or_404(state: SimState, request: Request, cid: str, rl: dict[str, str]) -> Flow | JSON:
     flow = state.org.flow(request.path_params["flow_id"])
     if flow is None:
-        return _error(state, 404, "architect.flow.not.found",
+        return error(state, 404, "architect.flow.not.found",
                       f"Flow {request.path_params['flow_id']} could not be found.", cid=cid, headers=rl)
     return flow
 
 
-@_requires(PERM_VIEW_FLOW)
+@requires(PERM_VIEW_FLOW)
 async def get_flow(state: SimState, request: Request, _token: Token, cid: str,
                   rl: dict[str, str]) -> Response:
     flow = _flow_or_404(state, request, cid, rl)
     if isinstance(flow, JSON):
         return flow
     state.count("flow.served")
-    return _ok(models.flow_json(flow, state.org), cid, rl)
+    return ok(models.flow_json(flow, state.org), cid, rl)
 
 
-@_requires(PERM_VIEW_FLOW)
+@requires(PERM_VIEW_FLOW)
 async def get_flow_version(state: SimState, request: Request, _token: Token, cid: str,
                           rl: dict[str, str]) -> Response:
     flow = _flow_or_404(state, request, cid, rl)
@@ -360,22 +221,22 @@ async def get_flow_version(state: SimState, request: Request, _token: Token, cid
         return flow
     version = state.versions.get((flow.id, request.path_params["version_id"]))
     if version is None:
-        return _error(state, 404, "architect.flow.version.missing",
+        return error(state, 404, "architect.flow.version.missing",
                       f"Version {request.path_params['version_id']!r} of flow '{flow.name}' does not exist.",
                       cid=cid, headers=rl)
-    return _ok(version, cid, rl)
+    return ok(version, cid, rl)
 
 
-@_requires(PERM_ANALYTICS)
+@requires(PERM_ANALYTICS)
 async def analytics_query(state: SimState, request: Request, _token: Token, cid: str,
                          rl: dict[str, str]) -> Response:
     try:
         result = run_query(orjson.loads(await request.body()), state.org, state.store, state.clock())
     except orjson.JSONDecodeError:
-        return _error(state, 400, "bad.request", "The body is not valid JSON.", cid=cid, headers=rl)
+        return error(state, 400, "bad.request", "The body is not valid JSON.", cid=cid, headers=rl)
     except AnalyticsQueryError as exc:
-        return _error(state, 400, "invalid.value", str(exc), cid=cid, headers=rl)
-    return _ok(result, cid, rl)
+        return error(state, 400, "invalid.value", str(exc), cid=cid, headers=rl)
+    return ok(result, cid, rl)
 
 
 def _record(e: Execution, now: float) -> dict[str, Any]:
@@ -396,7 +257,7 @@ async def sim_executions(request: Request) -> Response:
         if limit < 0 or offset < 0:
             raise ValueError
     except ValueError:
-        return _error(state, 400, "invalid.value", "limit and offset must be whole numbers >= 0")
+        return error(state, 400, "invalid.value", "limit and offset must be whole numbers >= 0")
     now = state.clock()
     matched = [e for e in state.store
                if (prefix is None or (e.name or "").startswith(prefix)) and (flow_id is None or e.flow.id == flow_id)]
@@ -418,7 +279,7 @@ async def sim_expire_tokens(request: Request) -> Response:
     return JSON({"expired": state.tokens.expire(request.query_params.get("client_id"))})
 
 
-@_requires(None)  # the vendor SDK documents the limits endpoints as "Requires no permissions"
+@requires(None)  # the vendor SDK documents the limits endpoints as "Requires no permissions"
 async def org_limits(state: SimState, request: Request, _token: Token, cid: str, rl: dict[str, str]) -> Response:
     """``GET /api/v2/organizations/limits/namespaces/{namespace}``: this org's effective limits (LimitsEntityListing)."""
     st = state.org.settings
@@ -428,7 +289,7 @@ async def org_limits(state: SimState, request: Request, _token: Token, cid: str,
          "value": int(st.rate_limit_per_window * 60 / st.rate_limit_window_s)},
         {"key": "request.bytes.max", "namespace": ns, "value": st.request_bytes_max},
     ]
-    return _ok({"entities": entities}, cid, rl)
+    return ok({"entities": entities}, cid, rl)
 
 
 async def sim_flows(request: Request) -> Response:
@@ -458,10 +319,11 @@ def create_app(org: Org, *, seed: int = 0, clock: Callable[[], float] = time.tim
         validators={f.id: FlowValidator(f) for f in org.flows},
         versions=versions,
         meters={},
+        bots=bot_api.BotSessions(org, clock=clock, rng=rng),
     )
     async def internal_error(request: Request, exc: Exception) -> Response:
         # Whatever went wrong, the answer is the platform's ErrorBody, never a text/plain page.
-        return _error(state, 500, "internal.server.error", "The server encountered an unexpected condition.")
+        return error(state, 500, "internal.server.error", "The server encountered an unexpected condition.")
 
     app = Starlette(exception_handlers={Exception: internal_error}, routes=[
         Route("/oauth/token", oauth_token, methods=["POST"]),
@@ -476,6 +338,7 @@ def create_app(org: Org, *, seed: int = 0, clock: Callable[[], float] = time.tim
         Route("/_sim/executions", sim_executions, methods=["GET"]),
         Route("/_sim/stats", sim_stats, methods=["GET"]),
         Route("/_sim/tokens/expire", sim_expire_tokens, methods=["POST"]),
+        *bot_api.ROUTES,
     ])
     app.state.sim = state
     return app

@@ -15,6 +15,7 @@ from typing import Any
 
 from sim._toml import TableReader, read_toml_file
 from sim.errors import ConfigError
+from sim.platform.bots import BotDefinition, parse_bot
 
 __all__ = [
     "Org",
@@ -33,7 +34,8 @@ __all__ = [
 ]
 
 VARIABLE_TYPES = ("string", "integer", "boolean", "decimal", "datetime")
-FLOW_TYPES = ("workflow", "inboundcall", "inboundemail", "inboundshortmessage", "bot", "commonmodule", "workitem")
+FLOW_TYPES = ("workflow", "digitalbot", "inboundcall", "inboundemail", "inboundshortmessage", "bot", "commonmodule",
+              "workitem")
 ERROR_STATUSES = (500, 503, 504)
 
 
@@ -112,6 +114,8 @@ class Flow:
     """Production executions per hour the org runs on its own (seen only in analytics)."""
     faults: Faults = Faults()
     capacity: Capacity | None = None
+    bot: BotDefinition | None = None
+    """A digitalbot flow's dialog (``sim.platform.bots``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -277,8 +281,12 @@ def _parse(data: dict[str, Any], source: str) -> Org:
     for r in root.list_of_tables("flows"):
         r.check_keys({
             "id", "name", "type", "division", "version", "older_versions", "inputs", "outputs",
-            "duration_ms", "failure_rate", "error_rate", "background_per_hour", "faults", "capacity",
+            "duration_ms", "failure_rate", "error_rate", "background_per_hour", "faults", "capacity", "bot",
         })
+        flow_type = r.get("type", str, choices=FLOW_TYPES)
+        bot_r = r.sub("bot")
+        if (bot_r is None) != (flow_type != "digitalbot"):
+            raise r.fail("bot", "a digitalbot flow needs a [flows.bot] dialog, and only a digitalbot flow has one")
         division = r.get("division", str)
         division_id = by_name.get(division, division)
         if division_id not in division_ids:
@@ -300,7 +308,7 @@ def _parse(data: dict[str, Any], source: str) -> Org:
             Flow(
                 id=r.get("id", str),
                 name=r.get("name", str),
-                type=r.get("type", str, choices=FLOW_TYPES),
+                type=flow_type,
                 division_id=division_id,
                 version=r.get("version", str, "1.0"),
                 older_versions=tuple(str(v) for v in older),
@@ -312,6 +320,7 @@ def _parse(data: dict[str, Any], source: str) -> Org:
                 background_per_hour=r.get("background_per_hour", float, 0.0, minimum=0.0),
                 faults=_faults(r.sub("faults")),
                 capacity=capacity,
+                bot=parse_bot(bot_r) if bot_r is not None else None,
             )
         )
     ids = [f.id for f in flows]

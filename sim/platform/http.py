@@ -1,0 +1,164 @@
+"""The simulator's HTTP plumbing shared by every endpoint module: its state, JSON answers, ErrorBodies,
+fault decisions, and authentication + rate limiting + authorization (``requires``)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import random
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from sim.platform import models
+from sim.platform.auth import RateLimiter, Token, TokenStore
+from sim.platform.executions import ExecutionStore
+from sim.platform.faults import PASS, Decision, FaultInjector, LoadMeter
+from sim.platform.org import Org
+from sim.platform.schema import FlowValidator
+
+__all__ = ["SimState", "JSON", "ConnectionDropped", "error", "ok", "apply_fault", "requires", "Handler"]
+
+_FAULT_CODES = {500: ("internal.server.error", "The server encountered an unexpected condition."),
+                503: ("service.unavailable", "Service is currently unavailable (simulated)."),
+                504: ("request.timeout", "The request timed out (simulated).")}
+
+
+class ConnectionDropped(Exception):
+    """Raised after the status line is sent, so the server closes the connection mid-response."""
+
+
+class JSON(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+class _Drop(Response):
+    """Sends the status line and headers, then breaks the connection before the body."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=200, headers={"content-length": "512"})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        raise ConnectionDropped("simulated connection drop")
+
+
+@dataclass
+class SimState:
+    """Everything the simulator remembers; one per app."""
+
+    org: Org
+    clock: Callable[[], float]
+    rng: random.Random
+    tokens: TokenStore
+    limiter: RateLimiter
+    store: ExecutionStore
+    faults: FaultInjector
+    validators: dict[str, FlowValidator]
+    versions: dict[tuple[str, str], dict[str, Any]]
+    meters: dict[str, LoadMeter]
+    bots: Any = None
+    """The bot sessions (``sim.platform.bot_api.BotSessions``)."""
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def count(self, key: str) -> None:
+        self.counters[key] = self.counters.get(key, 0) + 1
+
+    def new_id(self) -> str:
+        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+
+
+_ECHO_MAX = 300
+"""Characters of a user's value an error message may echo."""
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _ECHO_MAX else text[:_ECHO_MAX] + f"… ({len(text):,} characters, truncated)"
+
+
+def error(state: SimState, status: int, code: str, message: str, *, cid: str | None = None,
+           headers: dict[str, str] | None = None, **kw: Any) -> JSON:
+    cid = cid or state.new_id()
+    # Never echo a user's megabytes back: every message and parameter is clipped.
+    message = "; ".join(_clip(part) for part in message.split("; ")) if len(message) > _ECHO_MAX else message
+    if "params" in kw and kw["params"]:
+        kw["params"] = {k: _clip(str(v)) for k, v in kw["params"].items()}
+    if "details" in kw and kw["details"]:
+        kw["details"] = [{k: _clip(str(v)) for k, v in d.items()} for d in kw["details"]]
+    state.count(f"error.{status}.{code}")
+    h = {"ININ-Correlation-Id": cid, **(headers or {})}
+    return JSON(models.error_body(status, code, message, cid, **kw), status_code=status, headers=h)
+
+
+def ok(data: Any, cid: str, extra: dict[str, str] | None = None) -> JSON:
+    return JSON(data, headers={"ININ-Correlation-Id": cid, **(extra or {})})
+
+
+async def apply_fault(state: SimState, decision: Decision, cid: str) -> Response | None:
+    """Carry out a fault decision: wait, then maybe drop or fail. None means go on."""
+    if decision is PASS:
+        return None
+    if decision.delay_s:
+        await asyncio.sleep(decision.delay_s)
+    if decision.drop:
+        state.count("fault.drop")
+        return _Drop()
+    if decision.status is not None:
+        code, message = _FAULT_CODES[decision.status]
+        if decision.overloaded:
+            message = "The flow's backend is over capacity (simulated)."
+        return error(state, decision.status, code, message, cid=cid)
+    return None
+
+
+def _authorize(state: SimState, request: Request, permission: str | None) -> tuple[Token, str, dict[str, str]] | JSON:
+    """The caller's token, a correlation id and rate-limit headers; or the error to answer."""
+    cid = state.new_id()
+    header = request.headers.get("authorization")
+    if not header or not header[:7].lower() == "bearer ":
+        return error(state, 401, "authentication.required",
+                      "No authentication bearer token specified in authorization header.", cid=cid)
+    token = state.tokens.lookup(header[7:].strip())
+    if token is None:
+        return error(state, 401, "bad.credentials", "Invalid login credentials.", cid=cid)
+    rate = state.limiter.hit(header[7:].strip())
+    rl = {"inin-ratelimit-count": str(rate.count), "inin-ratelimit-allowed": str(rate.limit),
+          "inin-ratelimit-reset": str(rate.reset_s)}
+    if not rate.allowed:
+        msg = f"Rate limit exceeded the maximum [{rate.limit}] requests within [{state.limiter.window_s}] seconds"
+        return error(state, 429, "too.many.requests", msg, cid=cid, headers={"Retry-After": str(rate.reset_s), **rl},
+                      params={"limit": str(rate.limit), "seconds": str(state.limiter.window_s)},
+                      limit={"key": "client.credentials.token.rate.per.minute", "namespace": "platform.api",
+                             "value": rate.limit})
+    if permission is not None and permission not in token.client.permissions:
+        return error(state, 403, "missing.any.permissions",
+                      f"Unable to perform the requested action. You are missing the following permission(s): "
+                      f"[{permission}]", cid=cid, headers=rl, params={"permissions": permission})
+    return token, cid, rl
+
+
+Handler = Callable[[SimState, Request, Token, str, dict[str, str]], Awaitable[Response]]
+
+
+def requires(permission: str | None) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+    """Authenticate, rate-limit and authorize before the handler; it gets the token, correlation id and
+    rate-limit headers."""
+    def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        @functools.wraps(handler)
+        async def endpoint(request: Request) -> Response:
+            state: SimState = request.app.state.sim
+            auth = _authorize(state, request, permission)
+            if isinstance(auth, JSON):
+                return auth
+            return await handler(state, request, *auth)
+        return endpoint
+    return wrap
