@@ -18,7 +18,8 @@ from typing import Any
 import httpx
 
 from sim.errors import ConfigError, FlowsimError
-from sim.load.scenario import Scenario, check_load, constant_rate, load_scenario, parse_duration, scenario_for_run
+from sim.load.overrides import check_load, constant_rate, scenario_for_run
+from sim.load.scenario import Scenario, load_scenario, parse_duration
 
 __all__ = ["serve", "validate", "run", "capacity", "compare", "report", "ledger_summary", "analytics"]
 
@@ -319,33 +320,52 @@ def _analytics_of(plan: Any, rdir: Path, target: Any, *, wait_s: float) -> int:
     """Check and print where analytics counted the run; 0 separated and caught up, 1 not, 2 not checkable."""
     from sim.errors import PlatformError
     from sim.load.ledger import ledger_files, read_records
-    from sim.results.analytics import check_analytics
+    from sim.results.analytics import check_analytics, check_bot_analytics
     from sim.run.plan import credentials
     from sim.run.prepare import is_flowsim_simulator
     from sim.run.preflight import preflight_client
 
-    launches = [r for r in read_records(ledger_files(rdir)) if r.get("event") == "launch"]
+    kind = "session" if plan.scenario.kind == "conversation" else "launch"
+    launches = [r for r in read_records(ledger_files(rdir)) if r.get("event") == kind]
     if not launches:
-        raise ConfigError("the ledger holds no launches", source=str(rdir))
+        raise ConfigError(f"the ledger holds no {kind}s", source=str(rdir))
     accepted = sum(1 for r in launches if r.get("http_status") == 200)
     simulator = is_flowsim_simulator(target.api_url, plan.scenario.ca_bundle)
     env_set = bool(os.environ.get(plan.scenario.client_id_env) and os.environ.get(plan.scenario.client_secret_env))
     cid, sec = credentials(plan.scenario, "builtin" if simulator and not env_set else "env")
     client = preflight_client(plan.scenario, target, client_id=cid, client_secret=sec)
+    span = {"first_s": min(r["sent_at"] for r in launches), "last_s": max(r.get("ended_at") or r["answered_at"]
+                                                                            for r in launches)}
     try:
-        result = check_analytics(
-            client, first_s=min(r["sent_at"] for r in launches), last_s=max(r["answered_at"] for r in launches),
-            run_flows={f.id for f in plan.flows}, test_divisions={f.division_id for f in plan.flows},
-            ledger_accepted=accepted, wait_s=wait_s, progress=lambda line: print(line, file=sys.stderr))
+        if kind == "session":
+            bots = check_bot_analytics(client, **span, run_bots={f.id for f in plan.flows}, ledger_sessions=accepted,
+                                       ledger_turns=sum(len(r.get("turns") or []) for r in launches), wait_s=wait_s,
+                                       progress=lambda line: print(line, file=sys.stderr))
+        else:
+            result = check_analytics(
+                client, **span, run_flows={f.id for f in plan.flows}, test_divisions={f.division_id for f in plan.flows},
+                ledger_accepted=accepted, wait_s=wait_s, progress=lambda line: print(line, file=sys.stderr))
     except PlatformError as exc:
         if exc.status == 403:
-            print(f"flowsim: analytics not checked: the OAuth client's role needs "
-                  f"analytics:flowExecutionAggregate:view ({exc.code})", file=sys.stderr)
+            perm = "analytics:botAggregate:view" if kind == "session" else "analytics:flowExecutionAggregate:view"
+            print(f"flowsim: analytics not checked: the OAuth client's role needs {perm} ({exc.code})",
+                  file=sys.stderr)
             return EXIT_USAGE
         raise
     finally:
         client.close()
         client.tokens.close()
+    if kind == "session":
+        print(f"bot analytics over {bots.interval} (they have no divisionId: test sessions are kept apart by the "
+              "dedicated test bot's botId)")
+        print(f"  run's bot(s): {bots.run_bot_sessions} sessions, {bots.run_bot_turns} turns; ledger: "
+              f"{bots.ledger_sessions} sessions started, {bots.ledger_turns} turns"
+              + ("" if bots.caught_up else f" (analytics had not caught up after {bots.waited_s} s)"))
+        print("  other bots in the interval: "
+              + (", ".join(f"{b}: {n}" for b, n in sorted(bots.other_bots.items())) or "none"))
+        print("  verdict   " + ("SEPARATED: the run's sessions count under its test bot(s) only" if bots.caught_up
+                                 else "NOT CAUGHT UP"))
+        return 0 if bots.caught_up else 1
     print(f"analytics over {result.interval}")
     print(f"  run's flows under the test division(s): {result.run_flows_in_test_divisions} executions; "
           f"ledger: {result.ledger_accepted} accepted launches"

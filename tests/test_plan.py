@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from sim.errors import ConfigError
-from sim.load.scenario import constant_rate, load_scenario
+from sim.load.overrides import constant_rate
+from sim.load.scenario import load_scenario
 from sim.platform.server import SimulatorThread
 from sim.run.plan import BUILTIN_CLIENT, PlanMismatch, RunPlan, credentials
 from sim.run.prepare import Prepared

@@ -5,13 +5,16 @@ never contend; a crash or Ctrl-C loses at most the requests in flight. Records:
 
 - ``{"event": "launch", ...}``  one per launch attempt (after retries): seq, name, identity id,
   flow id, execution id, HTTP status, error code, intended/sent/answered times, attempts;
+- ``{"event": "session", ...}`` one per bot conversation (``kind = "conversation"``): the session start as a
+  launch (session id, status, times, attempts), then every turn (what was said, status, latency, next
+  action, prompt, broken expectations), how it ended and its output variables;
 - ``{"event": "outcome", ...}`` the terminal flow status of a followed execution;
 - ``{"event": "missed", ...}``  a launch that could not start on time (no free user); past 50 in one
   second, one record per second carries ``count`` (and ``seq``..``seq_last``) instead;
 - ``{"event": "late", ...}``    a launch this process owned but was too late to send (it was paused or
   starved past its due time): never sent, so never sent twice.
 
-No secrets are ever written: records carry ids, statuses and times only.
+No secrets are ever written: records carry ids, statuses and times (and a conversation's test text) only.
 """
 
 from __future__ import annotations
@@ -82,7 +85,7 @@ def replay(files: list[Path], t0: float) -> tuple[RunStats, int]:
     seen = bytearray()
     duplicates = 0
     for rec in read_records(files):
-        if rec.get("event") == "launch":
+        if rec.get("event") in ("launch", "session"):
             seq = int(rec["seq"])
             byte, bit = divmod(seq, 8)
             if byte >= len(seen):
@@ -105,7 +108,7 @@ def summarize(files: list[Path]) -> dict[str, Any]:
     for rec in read_records(files):
         run_ids.add(str(rec.get("run_id")))
         ev = rec.get("event")
-        if ev == "launch":
+        if ev in ("launch", "session"):
             if rec["name"] in launches:
                 duplicates += 1
             launches[rec["name"]] = rec
@@ -133,5 +136,6 @@ def summarize(files: list[Path]) -> dict[str, Any]:
         # No HTTP answer (timed out, connection dropped): the platform may have run them all the same.
         "unanswered_may_have_run": len(unanswered),
         "unanswered_names": unanswered,
-        "execution_ids": sorted(str(launches[n].get("execution_id")) for n in accepted),
+        "execution_ids": sorted(str(launches[n].get("execution_id") or launches[n].get("session_id"))
+                                for n in accepted),
     }

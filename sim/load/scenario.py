@@ -17,18 +17,13 @@ from typing import Any
 from sim._toml import TableReader, read_toml_file
 from sim.errors import ConfigError
 from sim.load.target import REGIONS, Target, resolve_target
+from sim.load.script import CHANNELS, TurnSpec, parse_turns
 from sim.load.thresholds import Thresholds, read_thresholds
 
 __all__ = [
     "Scenario", "FlowSpec", "Stage", "Thresholds", "load_scenario", "parse_duration", "constant_rate",
     "REGIONS", "Target", "resolve_target", "TEMPLATE_FIELDS", "scenario_to_dict", "scenario_from_dict",
-    "check_load", "scenario_for_run", "MAX_RATE_PER_PROCESS", "MAX_DURATION_S",
 ]
-
-MAX_RATE_PER_PROCESS = 5_000.0
-"""Launches/s one Locust process is allowed to schedule (one measured ~2,300/s on one core; see README)."""
-MAX_DURATION_S = 7 * 86_400.0
-"""The longest run flowsim accepts: a week."""
 
 TEMPLATE_FIELDS = (
     "identity.id", "identity.first_name", "identity.last_name", "identity.full_name", "identity.email",
@@ -76,12 +71,21 @@ class FlowSpec:
     """inputData template: values may contain placeholders from TEMPLATE_FIELDS."""
     run_id_input: str | None = "Flow.loadTestRunId"
     """Input that receives the run id when the flow declares it (set to "" to disable)."""
+    turns: tuple[TurnSpec, ...] = ()
+    """A conversation scenario's script for this (digital bot) flow."""
+    channel: str = "Messaging"
+    """A bot session's channel name: Chat, Call or Messaging."""
+    user_agent: str = "Open"
+    language: str | None = None
+    """A bot session's language (None: the flow's default)."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class Scenario:
     name: str
     source: str
+    kind: str = "workflow"
+    """"workflow": launch flow executions; "conversation": bot flow sessions, each a scripted conversation."""
     target: str = "embedded"
     """"embedded", a base URL, or a region name such as ``us_east_1``."""
     client_id_env: str = "GENESYS_CLIENT_ID"
@@ -117,45 +121,14 @@ class Scenario:
     thresholds: Thresholds = Thresholds()
     approval: str | None = None
     """``[live] approval``: the vendor's approval reference for load tests against a real org."""
+    think_time_s: float = 0.5
+    """Conversations: the customer's pause before each scripted turn (uniform from half to one and a half times)."""
+    max_turns: int = 30
+    """Conversations: a session still going after this many turns is ended (UserDisconnect) and counted."""
 
     @property
     def duration_s(self) -> float:
         return sum(s.duration_s for s in self.stages)
-
-
-def constant_rate(scenario: Scenario, *, rate_per_s: float | None, duration_s: float | None) -> Scenario:
-    """The scenario with its stages replaced by one constant stage (``--rate`` / ``--duration``)."""
-    if rate_per_s is None and duration_s is None:
-        return scenario
-    if rate_per_s is not None and not (math.isfinite(rate_per_s) and rate_per_s > 0):
-        raise ConfigError(f"must be a finite number > 0, got {rate_per_s}", field="--rate")
-    rate = rate_per_s if rate_per_s is not None else max(s.rate_per_s for s in scenario.stages)
-    dur = duration_s if duration_s is not None else scenario.duration_s
-    return dataclasses.replace(scenario, stages=(Stage(duration_s=dur, rate_per_s=rate),))
-
-
-def check_load(scenario: Scenario, *, processes: int) -> None:
-    """Refuse what the load processes cannot schedule, before anything starts: one line with the figures."""
-    peak = max(st.rate_per_s for st in scenario.stages)
-    limit = MAX_RATE_PER_PROCESS * max(1, processes)
-    if peak > limit:
-        raise ConfigError(f"a peak rate of {peak:g} launches/s is more than {max(1, processes)} load process(es) can "
-                          f"schedule ({MAX_RATE_PER_PROCESS:g}/s each): lower the rate or add --workers",
-                          source=scenario.source, field="rate")
-    if scenario.duration_s > MAX_DURATION_S:
-        raise ConfigError(f"{scenario.duration_s:g} s is longer than flowsim runs ({MAX_DURATION_S:g} s, a week)",
-                          source=scenario.source, field="duration")
-
-
-def scenario_for_run(path: str | Path, *, rate_per_s: float | None, duration: str | None, processes: int,
-                     flags: str = "--") -> Scenario:
-    """The scenario a run will use: loaded, ``--rate``/``--duration`` applied, checked against what
-    ``processes`` load processes can schedule. ``flags`` names the options in errors."""
-    sc = load_scenario(path)
-    duration_s = parse_duration(duration, where=f"{flags}duration") if duration else None
-    sc = constant_rate(sc, rate_per_s=rate_per_s, duration_s=duration_s)
-    check_load(sc, processes=processes)
-    return sc
 
 
 def scenario_to_dict(scenario: Scenario) -> dict[str, Any]:
@@ -166,7 +139,8 @@ def scenario_to_dict(scenario: Scenario) -> dict[str, Any]:
 def scenario_from_dict(data: dict[str, Any]) -> Scenario:
     """The inverse of :func:`scenario_to_dict`."""
     kw = dict(data)
-    kw["flows"] = tuple(FlowSpec(**f) for f in kw["flows"])
+    kw["flows"] = tuple(FlowSpec(**{**f, "turns": tuple(TurnSpec.from_dict(t) for t in f.get("turns", ()))})
+                        for f in kw["flows"])
     kw["stages"] = tuple(Stage(**st) for st in kw["stages"])
     th = kw["thresholds"]
     kw["thresholds"] = Thresholds(**{**th, "abort_on_fail": tuple(th.get("abort_on_fail", ()))})
@@ -205,6 +179,13 @@ def _parse(data: dict[str, Any], source: str) -> Scenario:
     if "max_retries" in kw and kw["max_retries"] < 0:
         raise s.fail("max_retries", "must be >= 0")
     s.get("identity_per", str, "execution", choices=("execution", "user"))
+    conversation = s.get("kind", str, "workflow", choices=("workflow", "conversation")) == "conversation"
+    if kw.get("think_time_s", 0.0) < 0:
+        raise s.fail("think_time_s", "must be >= 0 (seconds)")
+    if kw.get("max_turns", 1) < 1:
+        raise s.fail("max_turns", "must be >= 1")
+    if conversation:
+        kw["follow"] = False  # a session is followed by its own turns, not by status polls
     if "locale" in kw:
         from faker.config import AVAILABLE_LOCALES
 
@@ -232,9 +213,13 @@ def _parse(data: dict[str, Any], source: str) -> Scenario:
         raise ConfigError("at least one [[flows]] entry is required", source=source, field="flows")
     for i, raw in enumerate(raw_flows):
         r = TableReader(raw, source, f"flows[{i}]")
-        r.check_keys({"id", "weight", "version", "input", "run_id_input"})
+        r.check_keys({"id", "weight", "version", "input", "run_id_input"}
+                     | ({"turns", "channel", "user_agent", "language"} if conversation else set()))
         if "id" not in r.table or not isinstance(r.table["id"], str) or not r.table["id"]:
-            raise r.fail("id", "is required: the flow id (a UUID) of a workflow")
+            raise r.fail("id", f"is required: the flow id (a UUID) of a {'digital bot flow' if conversation else 'workflow'}")
+        turns = parse_turns(r, TEMPLATE_FIELDS) if conversation else ()
+        if conversation and not turns:
+            raise r.fail("turns", "a conversation needs a script: [[flows.turns]] with what the customer says")
         inputs = r.get("input", dict, {})
         for k, v in inputs.items():
             if not k.startswith("Flow."):
@@ -247,7 +232,9 @@ def _parse(data: dict[str, Any], source: str) -> Scenario:
         if weight <= 0:
             raise r.fail("weight", "must be > 0")
         flows.append(FlowSpec(id=r.table["id"], weight=weight, version=r.get("version", str, None) or None,
-                              input=dict(inputs), run_id_input=r.get("run_id_input", str, "Flow.loadTestRunId") or None))
+                              input=dict(inputs), run_id_input=r.get("run_id_input", str, "Flow.loadTestRunId") or None,
+                              turns=turns, channel=r.get("channel", str, "Messaging", choices=CHANNELS),
+                              user_agent=r.get("user_agent", str, "Open"), language=r.get("language", str, None)))
 
     stages = []
     raw_stages = data.get("stages", [])

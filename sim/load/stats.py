@@ -20,10 +20,12 @@ from sim.load.series import TimeSeries
 
 __all__ = ["RunStats", "HISTOGRAMS", "Percentiles"]
 
-HISTOGRAMS = ("launch", "launch_attempt", "launch_from_intended", "flow_completion")
+HISTOGRAMS = ("launch", "launch_attempt", "launch_from_intended", "flow_completion", "turn", "session")
 """launch: first send → final answer (end to end: retries and their waits included); launch_attempt: each
 answered attempt on its own (what Locust shows per request); launch_from_intended: due time → final answer
-(coordinated omission visible); flow_completion: launch answer → terminal status seen."""
+(coordinated omission visible); flow_completion: launch answer → terminal status seen. Conversations (a
+bot session start counts as the launch): turn: each turn, first send → final answer; session: start answer
+→ last answer (think times included)."""
 
 _MAX_US = 3_600_000_000
 
@@ -49,15 +51,20 @@ class RunStats:
         self.counters: Counter[str] = Counter()
         self.http_status: Counter[str] = Counter()
         self.outcomes: Counter[str] = Counter()
+        self.endings: Counter[str] = Counter()
+        """Conversations: how each started session ended ("Exit:TriggeredByFlow", "turn_failed", ...)."""
         self.hist = {name: _hist() for name in HISTOGRAMS}
         self.first_send: float = math.inf
         self.last_send: float = 0.0
 
     def add(self, rec: dict[str, Any], t0: float) -> None:
-        """Count one ledger record (``launch``, ``outcome``, ``missed``, ``late``); ``t0`` is launch 0's due time."""
+        """Count one ledger record (``launch``, ``session``, ``outcome``, ``missed``, ``late``); ``t0`` is launch 0's
+        due time. A ``session`` (a bot conversation) counts as a launch (its start), then its turns."""
         ev = rec.get("event")
         c = self.counters
-        if ev == "launch":
+        if ev == "session":
+            self._session(rec)
+        if ev in ("launch", "session"):
             sec = int(rec["intended_at"] - t0)
             status = int(rec["http_status"])
             statuses = rec.get("attempt_statuses") or [status]
@@ -99,6 +106,30 @@ class RunStats:
             c["missed_starts" if ev == "missed" else "late"] += n
             self.series.count(int(rec["intended_at"] - t0), ev, n)
 
+    def _session(self, rec: dict[str, Any]) -> None:
+        c = self.counters
+        if not rec.get("session_id"):
+            return
+        turns = rec.get("turns") or []
+        c["sessions"] += 1
+        c["turns"] += len(turns)
+        c["billable_sessions"] += int(rec.get("billable_sessions", 0))
+        failures = rec.get("expectation_failures") or []
+        c["expectation_failures"] += len(failures)
+        c["sessions_failing_expectations"] += 1 if failures else 0
+        for t in turns:
+            statuses = t.get("attempt_statuses") or []
+            c["turn_429"] += statuses.count(429)
+            c["turn_retries"] += max(0, int(t.get("attempts", 1)) - 1)
+            if t.get("status") == 200:
+                self.record_ms("turn", t["latency_ms"])
+            else:
+                c["turn_failed"] += 1
+        end = rec.get("end", "?")
+        self.endings[f"{end}:{rec['end_reason']}" if end in ("Exit", "Disconnect") else end] += 1
+        if rec.get("ended_at") and rec.get("answered_at"):
+            self.record_ms("session", (rec["ended_at"] - rec["answered_at"]) * 1000)
+
     def flood(self, last_second: int, seconds: int, limit: float) -> str | None:
         """Why to abort: failures + 429s above ``limit`` of launches over the last ``seconds`` (None: fine)."""
         w = self.series.window(last_second, seconds)
@@ -118,7 +149,7 @@ class RunStats:
         """Everything recorded since the last drain, as plain data, and reset."""
         data = {
             "counters": dict(self.counters), "http_status": dict(self.http_status),
-            "outcomes": dict(self.outcomes),
+            "outcomes": dict(self.outcomes), "endings": dict(self.endings),
             "hist": {k: h.encode().decode("ascii") for k, h in self.hist.items() if h.get_total_count()},
             "series": self.series.encode(),
             "first_send": self.first_send if self.first_send != math.inf else None,
@@ -131,6 +162,7 @@ class RunStats:
         self.counters.update(data.get("counters", {}))
         self.http_status.update(data.get("http_status", {}))
         self.outcomes.update(data.get("outcomes", {}))
+        self.endings.update(data.get("endings", {}))
         for k, encoded in data.get("hist", {}).items():
             self.hist[k].add(HdrHistogram.decode(encoded.encode("ascii")))
         if "series" in data:

@@ -30,13 +30,17 @@ class Thresholds:
     """Share of followed executions that ended in anything but COMPLETED."""
     min_achieved_rate_ratio: float | None = None
     """Achieved launch rate / target launch rate must be at least this."""
+    turn_p95_ms: float | None = None
+    """Conversations: each bot turn, first send → final answer, p95."""
+    expectation_failure_rate: float | None = None
+    """Conversations: sessions with a broken scripted expectation / sessions started."""
     abort_on_fail: tuple[str, ...] = ()
     """Thresholds evaluated live (every second, on the figures so far): the run stops at the first failure
     (k6's abortOnFail). Not ``min_achieved_rate_ratio``: a rate is only known at the end."""
 
 
 LIVE_THRESHOLDS = ("launch_p95_ms", "launch_p99_ms", "launch_e2e_p95_ms", "launch_e2e_p99_ms", "launch_error_rate",
-                   "missed_start_rate", "flow_failure_rate")
+                   "missed_start_rate", "flow_failure_rate", "turn_p95_ms", "expectation_failure_rate")
 """Thresholds that ``abort_on_fail`` may name."""
 
 MEANING = {
@@ -48,6 +52,8 @@ MEANING = {
     "missed_start_rate": "missed starts / scheduled (live: / due so far)",
     "flow_failure_rate": "followed executions not COMPLETED / followed",
     "min_achieved_rate_ratio": "achieved launch rate / target launch rate",
+    "turn_p95_ms": "bot turn latency, p95 (each turn, first send to final answer)",
+    "expectation_failure_rate": "bot sessions with a broken scripted expectation / sessions started",
 }
 """Each threshold's observed figure, in words (summary, text, JUnit)."""
 
@@ -104,4 +110,6 @@ def live_observed(stats: RunStats) -> dict[str, float | None]:
         "launch_error_rate": (launched - c["accepted"]) / launched if launched else None,
         "missed_start_rate": c["missed_starts"] / max(1, launched + c["missed_starts"]),
         "flow_failure_rate": (followed - stats.outcomes.get("COMPLETED", 0)) / followed if followed else None,
+        "turn_p95_ms": stats.percentiles("turn").p95,
+        "expectation_failure_rate": c["sessions_failing_expectations"] / c["sessions"] if c["sessions"] else None,
     }

@@ -134,7 +134,7 @@ def match_intent(bot: BotDefinition, text: str) -> Intent | None:
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _PHONE = re.compile(r"\+?\d[\d\s().-]{6,}\d")
 _NUMBER = re.compile(r"\b\d+\b")
-_NAME = re.compile(r"(?:my name is|i am|i'm|this is|name's)\s+([A-Za-z][\w'-]*(?:\s+[A-Za-z][\w'-]*){0,3})", re.I)
+_NAME = re.compile(r"(?:my name is|i am|i'm|this is|it's|it is|name's)\s+([A-Za-z][\w'-]*(?:\s+[A-Za-z][\w'-]*){0,3})", re.I)
 _YES = frozenset("yes yeah yep yup correct right sure ok okay affirmative".split())
 _NO = frozenset("no nope nah wrong incorrect negative".split())
 

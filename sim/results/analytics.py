@@ -21,9 +21,10 @@ import orjson
 from sim.errors import PlatformError
 from sim.load.client import FlowClient
 
-__all__ = ["AnalyticsCheck", "check_analytics", "interval_of"]
+__all__ = ["AnalyticsCheck", "BotAnalyticsCheck", "check_analytics", "check_bot_analytics", "interval_of"]
 
 QUERY_PATH = "/api/v2/analytics/flowexecutions/aggregates/query"
+BOT_QUERY_PATH = "/api/v2/analytics/bots/aggregates/query"
 
 
 def _iso(epoch_s: float) -> str:
@@ -57,18 +58,39 @@ class AnalyticsCheck:
         return self.run_flows_in_test_divisions >= self.ledger_accepted
 
 
-def _query(client: FlowClient, interval: str) -> list[dict[str, Any]]:
-    body = {"interval": interval, "groupBy": ["divisionId", "flowId"], "metrics": ["nFlowExecutions"]}
-    a = client.request("POST", QUERY_PATH, "analytics query", body=orjson.dumps(body), retry_transport=True)
+@dataclass(frozen=True, kw_only=True)
+class BotAnalyticsCheck:
+    """Bot analytics have no divisionId (reference §9): a run's sessions are apart when they count under its
+    dedicated test bot(s) only, which production dashboards leave out by botId."""
+
+    interval: str
+    ledger_sessions: int
+    ledger_turns: int
+    run_bot_sessions: int
+    """nBotSessions of the run's bot(s) over the interval."""
+    run_bot_turns: int
+    other_bots: dict[str, int] = field(default_factory=dict)
+    """Sessions of every other bot in the interval (production, for comparison)."""
+    waited_s: float = 0.0
+
+    @property
+    def caught_up(self) -> bool:
+        return self.run_bot_sessions >= self.ledger_sessions
+
+
+def _query(client: FlowClient, interval: str, *, path: str = QUERY_PATH, group_by: tuple[str, ...] = ("divisionId", "flowId"),
+           metrics: tuple[str, ...] = ("nFlowExecutions",)) -> list[dict[str, Any]]:
+    body = {"interval": interval, "groupBy": list(group_by), "metrics": list(metrics)}
+    a = client.request("POST", path, "analytics query", body=orjson.dumps(body), retry_transport=True)
     if a.status != 200 or not isinstance(a.body, dict):
         raise PlatformError.from_body(a.status, a.body) if a.status else PlatformError(
             status=0, code=a.error or "transport", message="the analytics query got no answer")
     return list(a.body.get("results") or [])
 
 
-def _count(result: dict[str, Any]) -> int:
+def _count(result: dict[str, Any], metric: str = "nFlowExecutions") -> int:
     return sum(int(m.get("stats", {}).get("count", 0)) for d in result.get("data", []) for m in d.get("metrics", [])
-               if m.get("metric") == "nFlowExecutions")
+               if m.get("metric") == metric)
 
 
 def check_analytics(client: FlowClient, *, first_s: float, last_s: float, run_flows: set[str],
@@ -98,4 +120,32 @@ def check_analytics(client: FlowClient, *, first_s: float, last_s: float, run_fl
         if result.caught_up or waited >= wait_s:
             return result
         progress(f"analytics shows {ours} of {ledger_accepted} launches so far; waiting ({waited:.0f}/{wait_s:.0f} s)")
+        sleep(min(10.0, max(1.0, wait_s / 10)))
+
+
+def check_bot_analytics(client: FlowClient, *, first_s: float, last_s: float, run_bots: set[str], ledger_sessions: int,
+                        ledger_turns: int, wait_s: float, progress: Callable[[str], None] = lambda _line: None,
+                        sleep: Callable[[float], None] = time.sleep,
+                        clock: Callable[[], float] = time.monotonic) -> BotAnalyticsCheck:
+    """Query bot aggregates by botId until the run's bots count the ledger's sessions, or ``wait_s`` has passed."""
+    interval = interval_of(first_s, last_s)
+    began = clock()
+    while True:
+        ours = turns = 0
+        other: dict[str, int] = {}
+        for r in _query(client, interval, path=BOT_QUERY_PATH, group_by=("botId",),
+                        metrics=("nBotSessions", "nBotSessionTurns")):
+            bot = str(r.get("group", {}).get("botId"))
+            if bot in run_bots:
+                ours += _count(r, "nBotSessions")
+                turns += _count(r, "nBotSessionTurns")
+            else:
+                other[bot] = other.get(bot, 0) + _count(r, "nBotSessions")
+        waited = clock() - began
+        result = BotAnalyticsCheck(interval=interval, ledger_sessions=ledger_sessions, ledger_turns=ledger_turns,
+                                   run_bot_sessions=ours, run_bot_turns=turns, other_bots=other,
+                                   waited_s=round(waited, 1))
+        if result.caught_up or waited >= wait_s:
+            return result
+        progress(f"bot analytics show {ours} of {ledger_sessions} sessions so far; waiting ({waited:.0f}/{wait_s:.0f} s)")
         sleep(min(10.0, max(1.0, wait_s / 10)))

@@ -17,7 +17,7 @@ from sim.errors import ConfigError
 from sim.load.thresholds import ThresholdResult, Thresholds, judge
 from sim.load.stats import Percentiles, RunStats
 
-__all__ = ["RunSummary", "FlowCompletion", "ThresholdResult", "CapacityResult", "CapacityStep", "SUMMARY_SCHEMA",
+__all__ = ["RunSummary", "FlowCompletion", "Conversations", "ThresholdResult", "CapacityResult", "CapacityStep", "SUMMARY_SCHEMA",
            "build_summary", "evaluate_thresholds", "load_summary", "Percentiles"]
 
 SUMMARY_SCHEMA = 1
@@ -40,6 +40,37 @@ class FlowCompletion:
     def failure_rate(self) -> float | None:
         """Followed executions that ended in anything but COMPLETED / followed (None: none followed)."""
         return (self.followed - self.outcomes.get("COMPLETED", 0)) / self.followed if self.followed else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Conversations:
+    """A conversation run's bot sessions (a session start is the run's "launch"): turns, endings, scripts."""
+
+    sessions: int = 0
+    """Sessions started (answered 200)."""
+    turns: int = 0
+    turn_latency_ms: Percentiles = Percentiles()
+    """Each turn, first send → final answer (retries included)."""
+    turn_failed: int = 0
+    """Turns without a 200 after retries (the session ends there)."""
+    turn_retries: int = 0
+    session_duration_ms: Percentiles = Percentiles()
+    """Start answered → last answer, think times included."""
+    endings: dict[str, int] = field(default_factory=dict)
+    """How sessions ended: "Exit:<reason>", "Disconnect:<reason>" (the bot), or the harness's turn_failed,
+    script_ended, max_turns, interrupted, stalled."""
+    expectation_failures: int = 0
+    sessions_failing_expectations: int = 0
+    billable_sessions: int = 0
+    """Σ ceil(turns / 8): what the vendor would bill (per session of up to 8 turns)."""
+
+    @property
+    def turns_per_session(self) -> float | None:
+        return round(self.turns / self.sessions, 2) if self.sessions else None
+
+    @property
+    def expectation_failure_rate(self) -> float | None:
+        return self.sessions_failing_expectations / self.sessions if self.sessions else None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,6 +142,9 @@ class RunSummary:
     live: str | None = None
     """Against a real org: the approval and test window the run was checked against."""
     thresholds: tuple[ThresholdResult, ...] = ()
+    load: str = "workflow"
+    """What was launched: "workflow" executions, or bot "conversation" sessions (then ``conversations``)."""
+    conversations: Conversations | None = None
     passed: bool
 
     @property
@@ -145,6 +179,10 @@ class RunSummary:
         kw["thresholds"] = tuple(ThresholdResult(**t) for t in d.get("thresholds", []))
         kw["timeseries"] = tuple(d.get("timeseries", []))
         kw["workers_lost"] = tuple(d.get("workers_lost", []))
+        if d.get("conversations"):
+            cv = dict(d["conversations"])
+            kw["conversations"] = Conversations(**{**cv, "turn_latency_ms": Percentiles(**cv["turn_latency_ms"]),
+                                                   "session_duration_ms": Percentiles(**cv["session_duration_ms"])})
         return cls(**kw)
 
 
@@ -160,6 +198,8 @@ def evaluate_thresholds(s: RunSummary, th: Thresholds) -> tuple[ThresholdResult,
         "missed_start_rate": s.missed_starts / max(1, s.scheduled),
         "flow_failure_rate": 0.0 if fc.failure_rate is None else fc.failure_rate,
         "min_achieved_rate_ratio": s.achieved_rate_per_s / s.target_rate_per_s if s.target_rate_per_s else 1.0,
+        "turn_p95_ms": s.conversations.turn_latency_ms.p95 if s.conversations else None,
+        "expectation_failure_rate": s.conversations.expectation_failure_rate if s.conversations else None,
     }
     return judge(observed, th)
 
@@ -174,7 +214,7 @@ def build_summary(stats: RunStats, *, run_id: str, scenario: str, target: str, t
                   scheduled: int, duration_s: float, rate_at: Any, workers: int, workers_lost: tuple[str, ...],
                   ledger_path: str, ledger: dict[str, Any], duplicates: int, aborted: str | None,
                   interrupted: bool, analytics: dict[str, Any], fatal: bool = False,
-                  live: str | None = None, poll_interval_s: float | None = None) -> RunSummary:
+                  live: str | None = None, poll_interval_s: float | None = None, load: str = "workflow") -> RunSummary:
     """The one place a RunSummary is made."""
     c = stats.counters
     launched = c["launched"]
@@ -188,8 +228,9 @@ def build_summary(stats: RunStats, *, run_id: str, scenario: str, target: str, t
         not_sent=max(0, scheduled - launched - c["missed_starts"]), duplicate_launches=duplicates,
         retries=c["retries"], first_attempt_failed=c["first_attempt_failed"], transport_errors=c["transport_errors"],
         http_status=dict(sorted(stats.http_status.items())),
-        rate_limited_responses=c["launch_429"] + c["poll_429"],
-        rate_limited={"launch": c["launch_429"], "status_poll": c["poll_429"]},
+        rate_limited_responses=c["launch_429"] + c["poll_429"] + c["turn_429"],
+        rate_limited={"launch": c["launch_429"], "status_poll": c["poll_429"],
+                      **({"bot_turn": c["turn_429"]} if load == "conversation" else {})},
         latency_ms=stats.percentiles("launch"), attempt_latency_ms=stats.percentiles("launch_attempt"),
         latency_from_intended_ms=stats.percentiles("launch_from_intended"),
         flow_completion=FlowCompletion(followed=sum(stats.outcomes.values()), outcomes=dict(sorted(stats.outcomes.items())),
@@ -200,6 +241,13 @@ def build_summary(stats: RunStats, *, run_id: str, scenario: str, target: str, t
                             "end_to_end": [list(b) for b in stats.histogram("launch")]},
         timeseries=tuple(stats.series.rows(rate_at)), ledger_path=ledger_path, ledger=ledger,
         aborted=aborted, fatal=fatal, interrupted=interrupted, analytics=analytics, live=live, passed=False,
+        load=load, conversations=Conversations(
+            sessions=c["sessions"], turns=c["turns"], turn_latency_ms=stats.percentiles("turn"),
+            turn_failed=c["turn_failed"], turn_retries=c["turn_retries"],
+            session_duration_ms=stats.percentiles("session"), endings=dict(sorted(stats.endings.items())),
+            expectation_failures=c["expectation_failures"],
+            sessions_failing_expectations=c["sessions_failing_expectations"],
+            billable_sessions=c["billable_sessions"]) if load == "conversation" else None,
     )
     verdicts = evaluate_thresholds(s, thresholds)
     return dataclasses.replace(s, thresholds=verdicts,

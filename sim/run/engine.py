@@ -11,6 +11,7 @@ gevent (inside Locust) but does not import locust; ``sim.run.locust_user`` wires
 from __future__ import annotations
 
 import os
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import gevent.event
 import gevent.queue
 
 from sim.load.client import FlowClient, Reporter, TokenManager
+from sim.load.conversation import converse, session_body
 from sim.load.identity import Identity, IdentityFactory
 from sim.load.ledger import Ledger, run_dir
 from sim.load.payload import PayloadBuilder, execution_name
@@ -231,6 +233,9 @@ class Engine:
     def _execute(self, client: FlowClient, ticket: Ticket, identity: Identity) -> None:
         if self.stopping:  # taken just before the stop: not sent
             return
+        if self.scenario.kind == "conversation":
+            self._converse(client, ticket, identity)
+            return
         run_id = self.plan.run_id
         body = self.builder.build(ticket.seq, identity)
         sent = time.time()
@@ -262,6 +267,36 @@ class Engine:
                          "poll_429": f.rate_limited, "intended_at": round(ticket.due, 6),
                          "answered_at": round(answered, 6), "observed_at": round(time.time(), 6),
                          "worker": self.worker})
+
+    def _converse(self, client: FlowClient, ticket: Ticket, identity: Identity) -> None:
+        """A bot conversation instead of a launch: one ``session`` ledger record with all its turns."""
+        run_id, sc = self.plan.run_id, self.scenario
+        flow = self.builder.flow_for(ticket.seq)
+        body = session_body(flow, identity, seq=ticket.seq, run_id=run_id, prefix=sc.tag_prefix)
+        sent = time.time()
+        if sent - ticket.due > self.pacer.max_late_s:
+            self._unsent.add("late", ticket.seq, ticket.due)
+            return
+        # Seeded per session: the same seed and seq say the same alternatives.
+        rng = random.Random(f"{sc.seed}-{ticket.seq}") if sc.seed is not None else random.Random()
+        conv = converse(client, body, flow.turns, identity=identity, seq=ticket.seq, run_id=run_id,
+                        prefix=sc.tag_prefix, rng=rng, think_time_s=sc.think_time_s, max_turns=sc.max_turns,
+                        stopping=lambda: self.stopping, sleep=gevent.sleep)
+        a = conv.start
+        self._write({
+            "event": "session", "run_id": run_id, "seq": ticket.seq, "name": body["externalSessionId"],
+            "flow_id": flow.id, "identity_id": identity.id, "session_id": conv.session_id, "http_status": a.status,
+            "error": a.error, "context_id": a.context_id, "attempts": a.attempts, "attempt_statuses": list(a.statuses),
+            "attempt_ms": list(a.attempt_ms), "intended_at": round(ticket.due, 6), "sent_at": round(sent, 6),
+            "answered_at": round(sent + a.elapsed_ms / 1000, 6), "latency_ms": round(a.elapsed_ms, 3),
+            "turns": conv.turns, "end": conv.end, "end_reason": conv.end_reason, "output": conv.output,
+            "expectation_failures": conv.failures, "ended_at": round(conv.ended_at or time.time(), 6),
+            "billable_sessions": conv.billable_sessions, "worker": self.worker,
+        })
+        if a.status == 403 and a.error in _PERMISSION_CODES and not self.stopping:
+            self.stop()
+            self._on_fatal(f"session start refused: 403 {a.error} — the OAuth client's role needs "
+                           "textbots:botFlowSession:execute")
 
     def close(self) -> None:
         if self._pacer is not None:

@@ -1,5 +1,6 @@
-"""Preflight: before any load, check each flow is a workflow in the test division and that a sample
-payload validates against the flow version's inputSchema — explaining any 400 before it happens."""
+"""Preflight: before any load, check each flow is a workflow (a digital bot flow, for a conversation
+scenario) in the test division and that a sample payload validates against the flow version's inputSchema
+— explaining any 400 before it happens."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from jsonschema import Draft7Validator, FormatChecker
 
 from sim.errors import FlowsimError, PlatformError
 from sim.load.client import FlowClient, TokenManager
+from sim.load.conversation import session_body
 from sim.load.identity import IdentityFactory
 from sim.load.payload import PayloadBuilder
 from sim.load.scenario import Scenario, Target
@@ -81,7 +83,11 @@ def preflight(scenario: Scenario, target: Target, client: FlowClient, run_id: st
             division = flow.get("division") or {}
             check.division = division.get("name", "?")
             check.division_id = division.get("id", "?")
-            if check.type != "workflow":
+            conversation = scenario.kind == "conversation"
+            if conversation and check.type != "digitalbot":
+                check.problems.append(f"flow type is {check.type}; a conversation scenario talks to digital bot "
+                                      "flows (POST /api/v2/textbots/botflows/sessions)")
+            elif not conversation and check.type != "workflow":
                 check.problems.append(f"flow type is {check.type}; only workflows can be launched through "
                                       "/api/v2/flows/executions")
             wanted = scenario.test_division
@@ -91,6 +97,10 @@ def preflight(scenario: Scenario, target: Target, client: FlowClient, run_id: st
                                       "allow_non_test_flows = true to override)")
             version = spec.version or (flow.get("publishedVersion") or {}).get("id")
             check.version = str(version)
+            if conversation:  # bot analytics have no divisionId: the dedicated test bot above is what separates
+                identity = IdentityFactory(locale=scenario.locale, seed=scenario.seed).make(0)
+                check.sample = session_body(spec, identity, seq=0, run_id=run_id, prefix=scenario.tag_prefix)
+                continue
             v = client.get_json(f"/api/v2/flows/{spec.id}/versions/{version}", "preflight flow version")
             if v.status != 200 or not isinstance(v.body, dict):
                 check.problems.append(f"cannot read version {version!r}: HTTP {v.status} {v.error or ''}".strip())

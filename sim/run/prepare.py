@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import os
 import subprocess
 import sys
@@ -16,9 +17,9 @@ from typing import Any
 import httpx
 
 from sim.errors import ConfigError, FlowsimError
-from sim.load.scenario import (
-    Scenario, Target, resolve_target, scenario_for_run,
-)
+from sim.load.conversation import TURNS_PER_BILLED_SESSION
+from sim.load.overrides import scenario_for_run
+from sim.load.scenario import Scenario, Target, resolve_target
 from sim.load.schedule import Schedule
 from sim.load.target import REGIONS
 from sim.run import live
@@ -141,9 +142,14 @@ class Prepared:
 
     def sizing(self, scenario: Scenario | None = None, *, processes: int = 1) -> Sizing:
         sc = scenario or self.scenario
-        return size(peak_rate_per_s=max(st.rate_per_s for st in sc.stages), processes=processes, follow=sc.follow,
-                    poll_interval_s=sc.poll_interval_s, flow_duration_s=self.flow_duration_s,
-                    flow_duration_source=self.flow_duration_source, token_limit_per_min=self.token_limit,
+        follow, poll_s, hold_s, source = sc.follow, sc.poll_interval_s, self.flow_duration_s, self.flow_duration_source
+        if sc.kind == "conversation":  # a session holds a user for its turns; each turn is one request
+            turns = max(len(f.turns) for f in sc.flows) + 2  # the opening NoOps
+            follow, poll_s = True, sc.think_time_s + _TURN_ALLOWANCE_S
+            hold_s, source = turns * poll_s, f"(a conversation: ≈{turns} turns × think time + {_TURN_ALLOWANCE_S} s)"
+        return size(peak_rate_per_s=max(st.rate_per_s for st in sc.stages), processes=processes, follow=follow,
+                    poll_interval_s=poll_s, flow_duration_s=hold_s,
+                    flow_duration_source=source, token_limit_per_min=self.token_limit,
                     token_limit_source=self.token_limit_source, tokens_per_client=sc.tokens_per_client,
                     max_concurrency=sc.max_concurrency)
 
@@ -159,9 +165,23 @@ class Prepared:
         flows = tuple(FlowPlan(id=c.flow_id, name=c.name, division_id=c.division_id, division=c.division,
                                version=c.version, inputs=tuple(sorted(c.input_names))) for c in self.checks)
         target = dataclasses.replace(self.target, embedded=self.credentials == "builtin")
+        billing = (billing_note(sc, Schedule(sc.stages).total, simulator=self.simulator),)
         return RunPlan(run_id=run_id, scenario=sc, target=target, credentials="builtin" if target.embedded else "env",
                        flows=flows, ledger_dir=ledger_dir, abort_error_rate=abort_error_rate, live=self.live_note,
-                       sizing=sizing.explanation + sizing.warnings)
+                       sizing=sizing.explanation + sizing.warnings + (billing if sc.kind == "conversation" else ()))
+
+
+_TURN_ALLOWANCE_S = 0.3
+"""Time a bot turn's answer is allowed, for sizing (the simulator's test bot answers in ~25 ms)."""
+
+
+def billing_note(sc: Scenario, sessions: int, *, simulator: bool) -> str:
+    """What a conversation run costs: the vendor bills bot sessions per session of up to 8 turns."""
+    turns = max(len(f.turns) for f in sc.flows) + 2
+    billed = sessions * math.ceil(turns / TURNS_PER_BILLED_SESSION)
+    return (f"billing: {sessions} bot sessions of ≈{turns} turns each ≈ {billed} billable sessions (billed per "
+            f"session of up to {TURNS_PER_BILLED_SESSION} turns)"
+            + ("; the simulator bills nothing" if simulator else "; a load test of a real bot costs money"))
 
 
 def _token_limit(client: FlowClient) -> tuple[int, str]:
@@ -198,6 +218,14 @@ def prepare_from_options(*, scenario: str, target: str, rate: str, duration: str
 def analytics_note(plan: RunPlan) -> dict[str, Any]:
     """How analytics tell this run apart (reference §6): names are no dimension, flows and divisions are."""
     divisions = sorted({f.division_id for f in plan.flows})
+    if plan.scenario.kind == "conversation":
+        bots = sorted({f.id for f in plan.flows})
+        return {"test_bot_ids": bots, "test_division_ids": divisions,
+                "this_run_filter": {"type": "or", "predicates": [
+                    {"type": "dimension", "dimension": "botId", "operator": "matches", "value": b} for b in bots]},
+                "note": (f"this run's bot sessions count under its dedicated test bot(s) {', '.join(bots)}; bot "
+                         "aggregates have no divisionId, so production bot dashboards must select their bots by "
+                         "botId (which never includes a test bot). externalSessionId carries the run id.")}
     return {
         "test_division_ids": divisions,
         "test_flow_ids": sorted({f.id for f in plan.flows}),

@@ -1,0 +1,165 @@
+"""One simulated customer's conversation with a digital bot flow (API reference §9): start a session, send
+``NoOp`` while the bot says ``NoOp``, answer each ``WaitForInput`` with the script's next turn (after a think
+time), stop at ``Exit`` or ``Disconnect`` — checking each scripted turn's expectations on the way.
+
+Turns are never retried after a lost answer (the bot may have taken them: a retry would be out of order);
+429 and 5xx answers are retried by the client as for launches, which the platform refuses before the turn
+counts. The result becomes one ledger record per session (``sim.run.engine``).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import string
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from sim.load.client import Attempt, FlowClient
+from sim.load.identity import Identity
+from sim.load.payload import execution_name
+from sim.load.scenario import FlowSpec
+from sim.load.script import TurnSpec, prompt_text
+
+__all__ = ["Conversation", "converse", "session_body", "render", "SESSIONS_PATH", "TURNS_PER_BILLED_SESSION"]
+
+SESSIONS_PATH = "/api/v2/textbots/botflows/sessions"
+TURNS_PER_BILLED_SESSION = 8
+"""The vendor bills digital bot sessions per session of up to this many turns (reference §9)."""
+_MAX_NOOPS = 10
+"""NoOp answers in a row before the client gives up on a bot that never asks for anything."""
+
+
+def render(template: str, identity: Identity, *, seq: int, run_id: str, prefix: str, flow_id: str) -> str:
+    """A scripted sentence or input value with its placeholders filled (the launch inputs' fields)."""
+    values = {"run.id": run_id, "run.seq": seq, "run.name": execution_name(prefix, run_id, seq), "flow.id": flow_id}
+    out = []
+    for literal, name, spec, _conversion in string.Formatter().parse(template):
+        out.append(literal)
+        if name:
+            value = getattr(identity, name[9:]) if name.startswith("identity.") else values[name]
+            out.append(format(value, spec or ""))
+    return "".join(out)
+
+
+def session_body(flow: FlowSpec, identity: Identity, *, seq: int, run_id: str, prefix: str) -> dict[str, Any]:
+    """The TextBotFlowLaunchRequest: ``externalSessionId`` = ``<prefix>-<run>-<seq>``, the run id in the inputs."""
+    variables = {k: render(v, identity, seq=seq, run_id=run_id, prefix=prefix, flow_id=flow.id) if isinstance(v, str)
+                 else v for k, v in flow.input.items()}
+    if flow.run_id_input:
+        variables.setdefault(flow.run_id_input, run_id)
+    body: dict[str, Any] = {"flow": {"id": flow.id}, "externalSessionId": execution_name(prefix, run_id, seq),
+                            "channel": {"name": flow.channel, "inputModes": ["Text"], "outputModes": ["Text"],
+                                        "userAgent": {"name": flow.user_agent}},
+                            "inputData": {"variables": variables}}
+    if flow.language:
+        body["language"] = flow.language
+    return body
+
+
+@dataclass
+class Conversation:
+    """How a session went: its start (an Attempt), each turn, how it ended, what broke its script."""
+
+    start: Attempt
+    session_id: str | None = None
+    turns: list[dict[str, Any]] = field(default_factory=list)
+    end: str = "not_started"
+    """Exit / Disconnect (the bot ended it), or the harness's reason: not_started, turn_failed, script_ended,
+    max_turns, interrupted, stalled (NoOp after NoOp)."""
+    end_reason: str | None = None
+    output: dict[str, Any] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    """Broken expectations, each "turn N: ..."."""
+    ended_at: float | None = None
+
+    @property
+    def billable_sessions(self) -> int:
+        return math.ceil(len(self.turns) / TURNS_PER_BILLED_SESSION) if self.session_id else 0
+
+
+def _turn_body(event: str, prev: str | None, text: str | None) -> bytes:
+    body: dict[str, Any] = {"inputEventType": event}
+    if prev:
+        body["previousTurn"] = {"id": prev}
+    if text is not None:
+        body["inputEventUserInput"] = {"mode": "Text", "alternatives": [{"transcript": {"text": text,
+                                                                                         "confidence": 1.0}}]}
+    return orjson.dumps(body)
+
+
+def converse(client: FlowClient, body: dict[str, Any], script: tuple[TurnSpec, ...], *, identity: Identity,
+             seq: int, run_id: str, prefix: str, rng: random.Random, think_time_s: float, max_turns: int,
+             stopping: Callable[[], bool] = lambda: False, sleep: Callable[[float], None] = time.sleep) -> Conversation:
+    """Run one session to its end (or the harness's limit); never raises for what the platform answers."""
+    start = client.request("POST", SESSIONS_PATH, "bot session start", body=orjson.dumps(body), retry_transport=False)
+    conv = Conversation(start=start)
+    if start.status != 200 or not isinstance(start.body, dict) or not start.body.get("id"):
+        conv.ended_at = time.time()
+        return conv
+    conv.session_id = sid = str(start.body["id"])
+    path = f"{SESSIONS_PATH}/{sid}/turns"
+    flow_id = body["flow"]["id"]
+    script_left = list(script)
+    prev: str | None = None
+    event, text, spec = "NoOp", None, None
+    noops = 0
+    while True:
+        a = client.request("POST", path, "bot turn", body=_turn_body(event, prev, text), retry_transport=False)
+        answer = a.body if a.status == 200 and isinstance(a.body, dict) else {}
+        nat = answer.get("nextActionType")
+        n = len(conv.turns) + 1
+        failed: list[str] = spec.expect.failures(answer) if spec is not None and answer else []
+        conv.turns.append({"n": n, "event": event, "text": text, "status": a.status, "attempts": a.attempts,
+                           "attempt_statuses": list(a.statuses), "latency_ms": round(a.elapsed_ms, 3),
+                           "error": a.error, "next_action": nat, "prompt": prompt_text(answer)[:200] if answer else None,
+                           "failed": failed})
+        conv.failures.extend(f"turn {n}: {f}" for f in failed)
+        if event == "UserDisconnect" and spec is None:  # the harness's own goodbye: conv.end says why
+            break
+        if a.status != 200 or not answer.get("id"):
+            conv.end, conv.end_reason = "turn_failed", f"HTTP {a.status} {a.error or ''}".strip()
+            break
+        prev = str(answer["id"])
+        if nat in ("Exit", "Disconnect"):
+            action = answer.get("nextActionExit") or answer.get("nextActionDisconnect") or {}
+            conv.end, conv.end_reason = nat, action.get("reason")
+            conv.output = (action.get("outputData") or {}).get("variables") or {}
+            if script_left:
+                conv.failures.append(f"turn {n}: the bot ended the session ({nat} {conv.end_reason}) with "
+                                     f"{len(script_left)} scripted turn(s) unsaid")
+            break
+        if len(conv.turns) >= max_turns or stopping():
+            conv.end = "max_turns" if len(conv.turns) >= max_turns else "interrupted"
+            event, text, spec = "UserDisconnect", None, None
+            continue
+        if nat == "NoOp":
+            noops += 1
+            if noops > _MAX_NOOPS:
+                conv.end = "stalled"
+                event, text, spec = "UserDisconnect", None, None
+                continue
+            event, text, spec = "NoOp", None, None
+            continue
+        noops = 0
+        if not script_left:  # the bot still waits, the script has nothing more to say
+            conv.failures.append(f"turn {n}: the bot still waits for input after the last scripted turn")
+            conv.end = "script_ended"
+            event, text, spec = "UserDisconnect", None, None
+            continue
+        spec = script_left.pop(0)
+        if think_time_s > 0:
+            sleep(think_time_s * rng.uniform(0.5, 1.5))
+            if stopping():
+                conv.end = "interrupted"
+                event, text, spec = "UserDisconnect", None, None
+                continue
+        event = spec.event
+        text = (render(rng.choice(spec.say), identity, seq=seq, run_id=run_id, prefix=prefix, flow_id=flow_id)
+                if spec.say else None)
+    conv.ended_at = time.time()
+    return conv

@@ -1,0 +1,100 @@
+"""Conversation scripts: what a simulated customer says to a digital bot flow, turn by turn, and what each
+answer is expected to be (``[[flows.turns]]`` of a ``kind = "conversation"`` scenario). Data only: the
+conversation itself is ``sim.load.conversation``.
+
+A turn says one of its alternatives (chosen at random, seeded per session), templated from the identity
+and the run like launch inputs (``"my name is {identity.full_name}"``), when the bot waits for input. Its
+``expect`` is checked against the bot's answer to it.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass, field
+from typing import Any
+
+from sim._toml import TableReader
+
+__all__ = ["TurnSpec", "Expect", "parse_turns", "NEXT_ACTIONS", "TURN_EVENTS", "CHANNELS"]
+
+NEXT_ACTIONS = ("NoOp", "Disconnect", "WaitForInput", "Exit")
+TURN_EVENTS = ("UserInput", "NoInput", "NoMatch", "UserDisconnect")
+"""What a scripted turn may send (NoOp turns are the client's own, never scripted)."""
+CHANNELS = ("Chat", "Call", "Messaging")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Expect:
+    """What the bot's answer to a turn must be; None: not checked."""
+
+    next_action: str | None = None
+    prompt_contains: str | None = None
+    """Case-insensitive, in the answer's prompts joined with spaces."""
+    exit_reason: str | None = None
+    """The reason of the Exit or Disconnect action."""
+    output: dict[str, str] = field(default_factory=dict)
+    """Exit output variables that must have these values."""
+
+    def failures(self, answer: dict[str, Any]) -> list[str]:
+        """What in ``answer`` (a TextBotFlowTurnResponse) breaks this expectation, in words."""
+        out = []
+        nat = answer.get("nextActionType")
+        if self.next_action is not None and nat != self.next_action:
+            out.append(f"next action {nat}, expected {self.next_action}")
+        if self.prompt_contains is not None and self.prompt_contains.lower() not in prompt_text(answer).lower():
+            out.append(f"prompt {prompt_text(answer)[:120]!r} does not contain {self.prompt_contains!r}")
+        action = answer.get("nextActionExit") or answer.get("nextActionDisconnect") or {}
+        if self.exit_reason is not None and action.get("reason") != self.exit_reason:
+            out.append(f"exit reason {action.get('reason')}, expected {self.exit_reason}")
+        variables = (answer.get("nextActionExit") or {}).get("outputData", {}).get("variables", {})
+        for k, v in self.output.items():
+            if str(variables.get(k)) != v:
+                out.append(f"output {k} = {variables.get(k)!r}, expected {v!r}")
+        return out
+
+
+def prompt_text(answer: dict[str, Any]) -> str:
+    segments = ((answer.get("prompts") or {}).get("textPrompts") or {}).get("segments") or []
+    return " ".join(str(s.get("text", "")) for s in segments if isinstance(s, dict))
+
+
+@dataclass(frozen=True, kw_only=True)
+class TurnSpec:
+    say: tuple[str, ...] = ()
+    """Alternatives, one chosen at random per session; templates like launch inputs."""
+    event: str = "UserInput"
+    expect: Expect = Expect()
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TurnSpec:
+        return cls(say=tuple(d.get("say", ())), event=d.get("event", "UserInput"), expect=Expect(**d.get("expect", {})))
+
+
+def parse_turns(r: TableReader, template_fields: tuple[str, ...]) -> tuple[TurnSpec, ...]:
+    turns = []
+    for t in r.list_of_tables("turns"):
+        t.check_keys({"say", "event", "expect"})
+        event = t.get("event", str, "UserInput", choices=TURN_EVENTS)
+        say = t.get("say", (list, str), [])
+        say = [say] if isinstance(say, str) else say
+        if event == "UserInput" and (not say or not all(isinstance(s, str) and s.strip() for s in say)):
+            raise t.fail("say", "a UserInput turn needs what the customer says: a sentence or a list of alternatives")
+        for s in say:
+            try:
+                names = [name for _, name, _, _ in string.Formatter().parse(s) if name]
+            except ValueError as exc:
+                raise t.fail("say", f"{s!r}: {exc} (write a literal brace as {{{{ or }}}})") from None
+            for name in names:
+                if name not in template_fields:
+                    raise t.fail("say", f"unknown placeholder {{{name}}}; allowed: "
+                                 + ", ".join("{" + f + "}" for f in template_fields))
+        e = t.sub("expect")
+        expect = Expect()
+        if e is not None:
+            e.check_keys({"next_action", "prompt_contains", "exit_reason", "output"})
+            out = e.get("output", dict, {})
+            expect = Expect(next_action=e.get("next_action", str, None, choices=NEXT_ACTIONS),
+                            prompt_contains=e.get("prompt_contains", str, None),
+                            exit_reason=e.get("exit_reason", str, None), output={k: str(v) for k, v in out.items()})
+        turns.append(TurnSpec(say=tuple(say), event=event, expect=expect))
+    return tuple(turns)
