@@ -48,6 +48,23 @@ def _metrics(s: RunSummary | CapacityResult) -> dict[str, tuple[float | None, st
         "poll_429_per_launch": (s.rate_limited.get("status_poll", 0) / launched, "error"),
         "flow_failure_rate": (fc.failure_rate, "error"),
         "flow_duration_p95_ms": (fc.duration_ms.p95, "latency"),
+        **_conversation_metrics(s),
+    }
+
+
+def _conversation_metrics(s: RunSummary) -> dict[str, tuple[float | None, str]]:
+    cv = s.conversations
+    if cv is None:
+        return {}
+    sessions = max(1, cv.sessions)
+    return {
+        "turn_latency_p95_ms": (cv.turn_latency_ms.p95, "latency"),
+        "turn_latency_p99_ms": (cv.turn_latency_ms.p99, "latency"),
+        "turn_failure_rate": (cv.turn_failed / max(1, cv.turns), "error"),
+        "expectation_failure_rate": (cv.expectation_failure_rate, "error"),
+        "sessions_not_exited_rate": (1 - sum(n for k, n in cv.endings.items() if k.startswith("Exit:")) / sessions,
+                                     "error"),
+        "session_duration_p95_ms": (cv.session_duration_ms.p95, "latency"),
     }
 
 
@@ -59,6 +76,12 @@ METRIC_NOTES = {
     "error_rate": "after retries",
     "first_attempt_error_rate": "before retries",
     "flow_duration_p95_ms": "launch answer to terminal status seen",
+    "turn_latency_p95_ms": "bot turn, first send to final answer",
+    "turn_latency_p99_ms": "bot turn, first send to final answer",
+    "turn_failure_rate": "bot turns without a 200 after retries / turns",
+    "expectation_failure_rate": "bot sessions that broke a scripted expectation",
+    "sessions_not_exited_rate": "bot sessions that did not end with Exit",
+    "session_duration_p95_ms": "bot session, think times included",
 }
 
 

@@ -75,6 +75,15 @@ def _requests(s: RunSummary) -> str:
         ("flow run — launch answer to terminal status seen (resolution: the poll interval)", fc.followed,
          None if fc.failure_rate is None else fc.followed - fc.outcomes.get("COMPLETED", 0), None, fc.duration_ms),
     ]
+    cv = s.conversations
+    if cv is not None:  # the launch rows are session starts; the turns and whole sessions follow
+        rows[0:2] = [(name.replace("/api/v2/flows/executions", "/api/v2/textbots/botflows/sessions"), n, failed,
+                      r429, p) for name, n, failed, r429, p in rows[0:2]]
+        rows[2:] = [
+            ("POST /api/v2/textbots/botflows/sessions/{id}/turns — each turn (first send to final answer)", cv.turns,
+             cv.turn_failed, s.rate_limited.get("bot_turn", 0), cv.turn_latency_ms),
+            ("bot session — start answered to last answer (think times included)", cv.sessions,
+             cv.sessions_failing_expectations, None, cv.session_duration_ms)]
     body = "".join(f"<tr><td>{html.escape(name)}</td>{_cell(n)}{_cell(failed)}{_cell(r429)}"
                    f"{_cell(p.p50)}{_cell(p.p95)}{_cell(p.p99)}{_cell(p.max)}</tr>" for name, n, failed, r429, p in rows)
     return ("<table><tr><th>request</th><th>count</th><th>failed</th><th>429s</th><th>p50 ms</th><th>p95 ms</th>"
@@ -88,6 +97,22 @@ def _latency_rules(s: RunSummary, basis: str | None) -> list[Rule]:
     return [Rule(float(t.limit), f"{t.name} ≤ {t.limit:g} ms ({_LATENCY_LIMITS[t.name]})", vertical=basis is None,
                  color=PASS_COLOR if t.passed else FAIL_COLOR)
             for t in s.thresholds if t.name in _LATENCY_LIMITS and (basis is None or _LATENCY_LIMITS[t.name] == basis)]
+
+
+def _conversations(s: RunSummary) -> str:
+    cv = s.conversations
+    assert cv is not None
+    fails = (f"{cv.expectation_failure_rate:.2%}" if cv.expectation_failure_rate is not None else "—")
+    out = ["<h2>Conversations</h2>" + _kpis([
+        ("sessions started", cv.sessions), ("turns", cv.turns), ("turns per session", cv.turns_per_session),
+        ("broke an expectation", f"{cv.sessions_failing_expectations} ({fails})"),
+        ("billable sessions ≈", cv.billable_sessions), ("turn p95 ms", cv.turn_latency_ms.p95)])]
+    if cv.endings:
+        colors = {"Exit": "#2ca02c", "Disconnect": "#ff7f0e"}
+        out.append(bar_chart([(k, v, colors.get(k.split(":")[0], "#d62728")) for k, v in cv.endings.items()],
+                             title="How sessions ended (Exit/Disconnect: the bot; others: the harness)",
+                             ylabel="sessions"))
+    return "".join(out)
 
 
 def run_report(s: RunSummary) -> str:
@@ -125,6 +150,8 @@ def run_report(s: RunSummary) -> str:
          Line("429 responses (launch and status poll)", COLORS["r429"], [(r["t"], r["r429"]) for r in ts]),
          Line("missed starts", COLORS["missed"], [(r["t"], r["missed"]) for r in ts])],
         title="Per second (by the second each launch was due)", xlabel="seconds since start", ylabel="count"))
+    if s.conversations is not None:
+        body.append(_conversations(s))
     outcomes = s.flow_completion.outcomes
     if outcomes:
         palette = {"COMPLETED": "#2ca02c", "FAILED": "#d62728", "ERROR": "#ff7f0e", "TIMEOUT": "#8c564b"}
