@@ -37,3 +37,43 @@ class PacedFastHttpLaunch(FastHttpUser):
     @task
     def launch(self) -> None:
         self.client.post("/api/v2/flows/executions", data=BODY, headers=HEADERS, name="launch")
+
+
+class _Conversation:
+    """The same conversation flowsim's bench scenario scripts, as a Locust user would code it by hand:
+    start a session, NoOp while NoOp, say the next line on WaitForInput, stop at Exit/Disconnect."""
+
+    LINES = ("where is my order 42", "my name is Ada Example", "yes")
+
+    def converse(self, post) -> None:  # type: ignore[no-untyped-def]
+        r = post("/api/v2/textbots/botflows/sessions", {"flow": {"id": os.environ["BENCH_BOT"]},
+                                                       "externalSessionId": "bench", "channel": {"name": "Messaging"}},
+                 "bot session start")
+        sid, prev, lines, event, text = r["id"], None, list(self.LINES), "NoOp", None
+        while True:
+            body: dict = {"inputEventType": event}
+            if prev:
+                body["previousTurn"] = {"id": prev}
+            if text is not None:
+                body["inputEventUserInput"] = {"mode": "Text", "alternatives": [{"transcript": {"text": text}}]}
+            a = post(f"/api/v2/textbots/botflows/sessions/{sid}/turns", body, "bot turn")
+            prev, nat = a["id"], a["nextActionType"]
+            if nat in ("Exit", "Disconnect") or (nat == "WaitForInput" and not lines):
+                return
+            event, text = ("NoOp", None) if nat == "NoOp" else ("UserInput", lines.pop(0))
+
+
+class HttpConversation(HttpUser, _Conversation):
+    wait_time = constant(0)
+
+    @task
+    def talk(self) -> None:
+        self.converse(lambda path, body, name: self.client.post(path, json=body, headers=HEADERS, name=name).json())
+
+
+class FastHttpConversation(FastHttpUser, _Conversation):
+    wait_time = constant(0)
+
+    @task
+    def talk(self) -> None:
+        self.converse(lambda path, body, name: self.client.post(path, json=body, headers=HEADERS, name=name).json())

@@ -147,3 +147,17 @@ def test_the_view_is_only_for_a_terminal(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("TERM", "xterm")
     monkeypatch.setattr(sys, "stderr", Stream(False))
     assert _live_view(build_parser().parse_args(["run"])) is False
+
+
+def test_the_view_adds_conversation_rows_for_bot_sessions() -> None:
+    st = RunStats()
+    rec = {**_launch(0), "event": "session", "session_id": "s1", "end": "Exit", "end_reason": "TriggeredByFlow",
+           "ended_at": T0 + 2, "expectation_failures": ["turn 3: next action Exit, expected WaitForInput"],
+           "turns": [{"status": 200, "latency_ms": 30.0, "attempts": 1, "attempt_statuses": [200]}] * 5}
+    st.add(rec, T0)
+    snap = Snapshot(run_id="r2", scenario="bot", target_rate_per_s=1.0, stats=st, in_flight=0, verdict="RUNNING")
+    console = Console(record=True, width=160, color_system=None)
+    console.print(render(figures(snap, elapsed_s=3.0, duration_s=10.0, scheduled=10, workers=0)))
+    text = console.export_text()
+    assert "1 ended  turns 5  turn p95 30" in text and "broke an expectation 1" in text
+    assert "Exit:TriggeredByFlow 1" in text

@@ -45,6 +45,9 @@ def figures(snap: Snapshot, *, elapsed_s: float, duration_s: float, scheduled: i
         "in_flight": snap.in_flight,
         "attempt_ms": [attempt.p50, attempt.p95, attempt.p99], "end_to_end_ms": [e2e.p50, e2e.p95, e2e.p99],
         "outcomes": dict(sorted(st.outcomes.items())),
+        "conversations": {"sessions": c["sessions"], "turns": c["turns"], "turn_p95_ms": st.percentiles("turn").p95,
+                          "broke_expectations": c["sessions_failing_expectations"],
+                          "endings": dict(sorted(st.endings.items()))} if c["sessions"] else None,
     }
 
 
@@ -89,6 +92,12 @@ def render(f: dict[str, Any]) -> Table:
                              f"end to end {_ms(f['end_to_end_ms'])}")
     if f["outcomes"]:
         table.add_row("flows", "  ".join(f"{k} {v}" for k, v in f["outcomes"].items()))
+    cv = f.get("conversations")
+    if cv:
+        table.add_row("sessions", f"{cv['sessions']} ended  turns {cv['turns']}  turn p95 "
+                                  f"{'—' if cv['turn_p95_ms'] is None else cv['turn_p95_ms']} ms  "
+                                  f"broke an expectation {cv['broke_expectations']}")
+        table.add_row("endings", "  ".join(f"{k} {v}" for k, v in cv["endings"].items()))
     return table
 
 
