@@ -207,7 +207,7 @@ def capacity(args: argparse.Namespace) -> int:
             print(step_line(st), flush=True)
 
         result = search(step, slo, start=args.start, maximum=args.max, precision=args.precision, scenario=sc.name,
-                        on_step=show)
+                        on_step=show, load=sc.kind)
     print(capacity_line(result))
     if args.summary_json:
         Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)

@@ -244,3 +244,30 @@ def test_junit_output_is_read_by_a_junit_parser() -> None:
     assert suite.tests == 4 and suite.failures == 1
     assert series_csv(s).splitlines()[:2] == ["t,target,launched,failed,r429,missed,late,outcome_failed,p50,p95,p99",
                                               "0,,10,,,,,,,3.1,"]
+
+
+def test_conversation_steps_are_judged_on_turns_and_scripts_and_compared() -> None:
+    """A conversation step passes only when its turns meet the SLO's p95 and error rate and its sessions keep
+    their scripts; compare reads the conversation figures; the report draws them."""
+    from sim.results.summary import Conversations
+    from sim.run.capacity import judge as judge_step
+
+    def conv(turn_p95: float, broke: int = 0, failed_turns: int = 0) -> RunSummary:
+        return dataclasses.replace(fake_summary(10, p95=5), load="conversation", conversations=Conversations(
+            sessions=100, turns=500, turn_latency_ms=Percentiles(count=500, p50=20, p95=turn_p95, p99=turn_p95, max=900),
+            turn_failed=failed_turns, session_duration_ms=Percentiles(count=100, p50=900, p95=1200),
+            endings={"Exit:TriggeredByFlow": 100 - broke, "script_ended": broke}, sessions_failing_expectations=broke,
+            expectation_failures=broke, billable_sessions=100))
+
+    slo = SLO(p95_ms=100, max_error_rate=0.01)
+    assert judge_step(conv(80), slo) == []
+    assert judge_step(conv(150), slo) == ["turn p95 150 ms > 100 ms"]
+    assert judge_step(conv(80, broke=5), slo) == ["sessions breaking their script 5.00% > 1.00%"]
+    assert judge_step(conv(80, failed_turns=10), slo) == ["turn errors 2.00% > 1.00%"]
+    rows = {r["metric"]: r for r in compare(conv(80), conv(150, broke=5))}
+    assert rows["turn_latency_p95_ms"]["regressed"] and rows["expectation_failure_rate"]["regressed"]
+    assert rows["sessions_not_exited_rate"]["b"] == pytest.approx(0.05)
+    page = run_report(conv(80, broke=5))
+    assert "Conversations" in page and "How sessions ended" in page and "script_ended" in page
+    assert "/api/v2/textbots/botflows/sessions/{id}/turns" in page
+    assert load_summary(json.loads(json.dumps(conv(80).to_dict()))) == conv(80)

@@ -187,7 +187,7 @@ def capacity_report(c: CapacityResult) -> str:
               passed=passed),
          Line("p99", COLORS["p99"], [(st.rate_per_s, st.latency_ms.p99) for st in steps
                                      if st.latency_ms.p99 is not None], dots=True)],
-        title="Launch latency (end to end) vs arrival rate", xlabel="launches/s", ylabel="ms",
+        title="Launch latency (end to end) vs arrival rate", xlabel=f"{c.unit}/s", ylabel="ms",
         rules=[Rule(float(c.slo["p95_ms"]), f"SLO p95 ≤ {c.slo['p95_ms']:g} ms"), *knee_rule]))
     body.append(line_chart(
         [Line("first-attempt error rate % (the SLO's)", COLORS["error"],
@@ -195,7 +195,7 @@ def capacity_report(c: CapacityResult) -> str:
          Line("error rate after retries %", "#ff9896", [(st.rate_per_s, 100 * st.error_rate) for st in steps],
               dots=True),
          Line("429 rate %", COLORS["r429"], [(st.rate_per_s, 100 * st.rate_429) for st in steps], dots=True)],
-        title="Errors vs arrival rate", xlabel="launches/s", ylabel="% of launches",
+        title="Errors vs arrival rate", xlabel=f"{c.unit}/s", ylabel=f"% of {c.unit}",
         rules=[Rule(100 * c.slo["max_error_rate"], f"SLO errors ≤ {c.slo['max_error_rate']:.2%}"), *knee_rule]))
     rows = "".join(
         f"<tr><td class=n>{st.rate_per_s:.2f}</td><td class=n>{st.achieved_rate_per_s:.2f}</td>"
@@ -206,4 +206,4 @@ def capacity_report(c: CapacityResult) -> str:
     body.append("<h2>Steps, in the order run</h2><table><tr><th>rate/s</th><th>achieved/s</th><th>p95 ms end to end</th>"
                 "<th>errors (first attempt)</th><th>errors (after retries)</th><th>429s</th><th>missed</th><th></th>"
                 f"<th>why</th><th>run</th></tr>{rows}</table>")
-    return _page(f"flowsim capacity — {knee} launches/s sustainable", c.scenario, "".join(body), c.to_dict())
+    return _page(f"flowsim capacity — {knee} {c.unit}/s sustainable", c.scenario, "".join(body), c.to_dict())

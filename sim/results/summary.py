@@ -272,6 +272,8 @@ class CapacityStep:
     missed_starts: int
     run_id: str
     limiting_factor: str | None
+    turn_p95_ms: float | None = None
+    """Conversations: the step's bot turn p95 (judged against the SLO's p95 too)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -288,6 +290,12 @@ class CapacityResult:
     steps: tuple[CapacityStep, ...]
     search_duration_s: float
     passed: bool
+    load: str = "workflow"
+    """"conversation": the rates are bot sessions/s, and each step's turns are judged too."""
+
+    @property
+    def unit(self) -> str:
+        return "sessions" if self.load == "conversation" else "launches"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

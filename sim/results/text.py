@@ -71,9 +71,10 @@ def step_line(st: CapacityStep) -> str:
     return (f"step {st.rate_per_s:>9}/s  achieved {st.achieved_rate_per_s:>9}/s  p95 {st.latency_ms.p95} ms end to end  "
             f"errors {st.first_attempt_error_rate:.2%} first attempt / {st.error_rate:.2%} after retries  "
             f"429s {st.rate_429:.2%}  missed {st.missed_starts}  "
-            f"{'pass' if st.passed else 'FAIL: ' + '; '.join(st.reasons)}")
+            + (f"turn p95 {st.turn_p95_ms} ms  " if st.turn_p95_ms is not None else "")
+            + ('pass' if st.passed else 'FAIL: ' + '; '.join(st.reasons)))
 
 
 def capacity_line(c: CapacityResult) -> str:
-    return (f"sustainable rate: {c.sustainable_rate_per_s} launches/s ({c.confidence}); "
+    return (f"sustainable rate: {c.sustainable_rate_per_s} {c.unit}/s ({c.confidence}); "
             f"limited by: {c.limiting_factor or 'nothing up to --max'}; search took {c.search_duration_s} s")

@@ -143,15 +143,17 @@ class Prepared:
     def sizing(self, scenario: Scenario | None = None, *, processes: int = 1) -> Sizing:
         sc = scenario or self.scenario
         follow, poll_s, hold_s, source = sc.follow, sc.poll_interval_s, self.flow_duration_s, self.flow_duration_source
+        words = ("launches", "polls", "execution")
         if sc.kind == "conversation":  # a session holds a user for its turns; each turn is one request
             turns = max(len(f.turns) for f in sc.flows) + 2  # the opening NoOps
             follow, poll_s = True, sc.think_time_s + _TURN_ALLOWANCE_S
-            hold_s, source = turns * poll_s, f"(a conversation: ≈{turns} turns × think time + {_TURN_ALLOWANCE_S} s)"
+            hold_s, source = turns * poll_s, f"≈{turns} turns × (think time + {_TURN_ALLOWANCE_S} s)"
+            words = ("session starts", "turns", "session")
         return size(peak_rate_per_s=max(st.rate_per_s for st in sc.stages), processes=processes, follow=follow,
                     poll_interval_s=poll_s, flow_duration_s=hold_s,
                     flow_duration_source=source, token_limit_per_min=self.token_limit,
                     token_limit_source=self.token_limit_source, tokens_per_client=sc.tokens_per_client,
-                    max_concurrency=sc.max_concurrency)
+                    max_concurrency=sc.max_concurrency, words=words)
 
     def plan(self, *, run_id: str, scenario: Scenario | None = None, ledger_dir: str = "runs",
              abort_error_rate: float | None = None, processes: int = 1) -> RunPlan:

@@ -38,8 +38,11 @@ class Sizing:
 
 def size(*, peak_rate_per_s: float, processes: int, follow: bool, poll_interval_s: float, flow_duration_s: float,
          flow_duration_source: str, token_limit_per_min: int, token_limit_source: str,
-         tokens_per_client: int | None, max_concurrency: int | None) -> Sizing:
-    """The sizing for a run, explained in one line each (``None``: auto)."""
+         tokens_per_client: int | None, max_concurrency: int | None,
+         words: tuple[str, str, str] = ("launches", "polls", "execution")) -> Sizing:
+    """The sizing for a run, explained in one line each (``None``: auto). ``words``: what a launch, a poll and
+    an execution are called (a conversation: session starts, turns, session)."""
+    launches_w, polls_w, unit = words
     processes = max(1, processes)
     polls = math.ceil(flow_duration_s / poll_interval_s) + 1 if follow else 0
     requests_per_s = peak_rate_per_s * (1 + polls)
@@ -50,12 +53,14 @@ def size(*, peak_rate_per_s: float, processes: int, follow: bool, poll_interval_
     if need_slots > MAX_SLOTS:
         warnings.append(f"{need_slots} slots needed ({peak_rate_per_s:g}/s × {hold_s:.1f} s); capped at {MAX_SLOTS}")
         need_slots = MAX_SLOTS
-    polls_text = f" + ≈{peak_rate_per_s * polls:g}/s polls" if follow else ""
+    polls_text = f" + ≈{peak_rate_per_s * polls:g}/s {polls_w}" if follow else ""
+    hold_text = (flow_duration_source if unit != "execution" else
+                 "launch + flow " + flow_duration_source + " + a poll" if follow else "launch")
     lines = (
-        f"tokens: {peak_rate_per_s:g}/s launches{polls_text} → {requests_per_s:g} req/s → {need_tokens} token(s) "
+        f"tokens: {peak_rate_per_s:g}/s {launches_w}{polls_text} → {requests_per_s:g} req/s → {need_tokens} token(s) "
         f"per process × {processes} at {token_limit_per_min}/min per token ({token_limit_source})"
         + ("" if tokens_per_client is None else f"; the scenario sets {tokens_per_client}"),
-        f"slots: ≈{hold_s:.1f} s per execution ({'launch + flow ' + flow_duration_source + ' + a poll' if follow else 'launch'})"
+        f"slots: ≈{hold_s:.1f} s per {unit} ({hold_text})"
         f" × {peak_rate_per_s:g}/s → {need_slots} Locust users"
         + ("" if max_concurrency is None else f"; the scenario sets {max_concurrency}"),
     )
