@@ -103,3 +103,22 @@ def test_the_grafana_dashboard_only_queries_metrics_flowsim_serves() -> None:
     dash = json.loads((Path(__file__).parent.parent / "dashboards" / "flowsim-grafana.json").read_text())
     queried = {m for p in dash["panels"] for t in p["targets"] for m in re.findall(r"\bflowsim_[a-z0-9_]+", t["expr"])}
     assert queried and queried <= served, queried - served
+
+
+def test_a_conversation_run_exports_its_bot_figures() -> None:
+    from sim.load.stats import RunStats
+    from sim.run.metrics import Snapshot, registry_for
+
+    stats = RunStats()
+    stats.add({"event": "session", "session_id": "s1", "intended_at": 1.0, "sent_at": 1.0, "answered_at": 1.1,
+               "http_status": 200, "attempt_statuses": [200], "attempt_ms": [5.0], "latency_ms": 5.0,
+               "end": "Exit", "end_reason": "TriggeredByFlow", "ended_at": 3.0, "expectation_failures": [],
+               "turns": [{"status": 200, "latency_ms": 40.0, "attempts": 1, "attempt_statuses": [200]}] * 4}, 0.0)
+    snap = Snapshot(run_id="r", scenario="s", target_rate_per_s=1.0, stats=stats, in_flight=0, verdict="RUNNING")
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for fam in registry_for(lambda: snap).collect() for s in fam.samples}
+    assert samples[("flowsim_bot_turns_total", (("run_id", "r"), ("scenario", "s")))] == 4
+    assert samples[("flowsim_bot_sessions_total", (("ending", "Exit:TriggeredByFlow"), ("run_id", "r"),
+                                                   ("scenario", "s")))] == 1
+    assert samples[("flowsim_bot_turn_latency_ms", (("quantile", "0.95"), ("run_id", "r"), ("scenario", "s")))] \
+        == pytest.approx(40, rel=0.01)

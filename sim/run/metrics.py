@@ -94,6 +94,23 @@ class RunCollector(Collector):
             flow.add_metric([*values, "0.5"], fd.p50 or 0.0)
             flow.add_metric([*values, "0.95"], fd.p95)
             yield flow
+        if c["sessions"]:  # a conversation run: its bot sessions and turns
+            endings = CounterMetricFamily("flowsim_bot_sessions", "Bot sessions ended, by how (Exit:/Disconnect: "
+                                          "reason, or the harness's reason)", labels=[*labels, "ending"])
+            for ending, n in sorted(st.endings.items()):
+                endings.add_metric([*values, ending], n)
+            yield endings
+            yield counter("flowsim_bot_turns", "Bot turns sent (sessions ended so far)", c["turns"])
+            yield counter("flowsim_bot_turn_failures", "Bot turns without a 200 after retries", c["turn_failed"])
+            yield counter("flowsim_bot_sessions_breaking_script", "Bot sessions with a broken scripted expectation",
+                          c["sessions_failing_expectations"])
+            tp = st.percentiles("turn")
+            turn = GaugeMetricFamily("flowsim_bot_turn_latency_ms", "Bot turn latency, first send to final answer (ms)",
+                                     labels=[*labels, "quantile"])
+            for q, v in (("0.5", tp.p50), ("0.95", tp.p95), ("0.99", tp.p99)):
+                if v is not None:
+                    turn.add_metric([*values, q], v)
+            yield turn
         if snap.in_flight is not None:
             yield gauge("flowsim_in_flight", "Launches and follows in progress", snap.in_flight)
         verdict = GaugeMetricFamily("flowsim_run_state", "1 for the run's current state",

@@ -61,6 +61,11 @@ def tab_rows(snap: Snapshot | None, summary: RunSummary | None, error: str | Non
                                   f"p99 {_ms(s.latency_ms.p99)} (retry waits included)")
         row("flows", f"followed {fc.followed}, outcomes {', '.join(f'{k} {v}' for k, v in fc.outcomes.items()) or '–'}"
                      f", duration p95 {_ms(fc.duration_ms.p95)}")
+        cv = s.conversations
+        if cv is not None:
+            row("bot sessions", f"started {cv.sessions}, turns {cv.turns}, turn p95 {_ms(cv.turn_latency_ms.p95)}, "
+                                f"broke their script {cv.sessions_failing_expectations}, ≈ {cv.billable_sessions} billable")
+            row("bot endings", ", ".join(f"{k} {v}" for k, v in cv.endings.items()) or "–")
         for t in s.thresholds:
             row(f"threshold {t.name}", f"{'PASS' if t.passed else 'FAIL'}: observed {t.observed}, limit {t.limit} "
                                        f"({t.describes})")
@@ -81,6 +86,10 @@ def tab_rows(snap: Snapshot | None, summary: RunSummary | None, error: str | Non
     row("latency per attempt", f"p50 {_ms(pa.p50)}, p95 {_ms(pa.p95)}, p99 {_ms(pa.p99)}")
     row("latency end to end", f"p50 {_ms(pe.p50)}, p95 {_ms(pe.p95)}, p99 {_ms(pe.p99)}")
     row("flows", f"outcomes {', '.join(f'{k} {v}' for k, v in sorted(st.outcomes.items())) or '–'}")
+    if c["sessions"]:
+        row("bot sessions", f"ended {c['sessions']}, turns {c['turns']}, turn p95 {_ms(st.percentiles('turn').p95)}, "
+                            f"broke their script {c['sessions_failing_expectations']}")
+        row("bot endings", ", ".join(f"{k} {v}" for k, v in sorted(st.endings.items())))
     if thresholds is not None:
         for r in judge(live_observed(st), thresholds):
             row(f"threshold {r.name}", f"{'passing' if r.passed else 'failing'} so far: observed {r.observed}, "
