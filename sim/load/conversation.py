@@ -21,7 +21,7 @@ import orjson
 
 from sim.load.client import Attempt, FlowClient
 from sim.load.identity import Identity
-from sim.load.payload import execution_name
+from sim.load.payload import execution_name, template_value
 from sim.load.scenario import FlowSpec
 from sim.load.script import TurnSpec, prompt_text
 
@@ -36,12 +36,11 @@ _MAX_NOOPS = 10
 
 def render(template: str, identity: Identity, *, seq: int, run_id: str, prefix: str, flow_id: str) -> str:
     """A scripted sentence or input value with its placeholders filled (the launch inputs' fields)."""
-    values = {"run.id": run_id, "run.seq": seq, "run.name": execution_name(prefix, run_id, seq), "flow.id": flow_id}
     out = []
     for literal, name, spec, _conversion in string.Formatter().parse(template):
         out.append(literal)
         if name:
-            value = getattr(identity, name[9:]) if name.startswith("identity.") else values[name]
+            value = template_value(name, identity, seq=seq, run_id=run_id, prefix=prefix, flow_id=flow_id)
             out.append(format(value, spec or ""))
     return "".join(out)
 

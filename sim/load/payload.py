@@ -10,7 +10,7 @@ from typing import Any
 from sim.load.identity import Identity
 from sim.load.scenario import FlowSpec, Scenario
 
-__all__ = ["PayloadBuilder", "execution_name"]
+__all__ = ["PayloadBuilder", "execution_name", "template_value"]
 
 _Getter = Callable[[Identity, int], Any]
 
@@ -18,6 +18,13 @@ _Getter = Callable[[Identity, int], Any]
 def execution_name(prefix: str, run_id: str, seq: int) -> str:
     """``<prefix>-<run_id>-<seq>``: traceable to its run in status look-ups and flow execution data."""
     return f"{prefix}-{run_id}-{seq}"
+
+
+def template_value(name: str, identity: Identity, *, seq: int, run_id: str, prefix: str, flow_id: str) -> Any:
+    """The value of one placeholder (``identity.*``, ``run.id``, ``run.seq``, ``run.name``, ``flow.id``)."""
+    if name.startswith("identity."):
+        return getattr(identity, name[9:])
+    return {"run.id": run_id, "run.seq": seq, "run.name": execution_name(prefix, run_id, seq), "flow.id": flow_id}[name]
 
 
 class PayloadBuilder:
@@ -42,10 +49,7 @@ class PayloadBuilder:
         run_id, prefix = self.run_id, self.scenario.tag_prefix
 
         def lookup(name: str, ident: Identity, seq: int) -> Any:
-            if name.startswith("identity."):
-                return getattr(ident, name[9:])
-            return {"run.id": run_id, "run.seq": seq, "run.name": execution_name(prefix, run_id, seq),
-                    "flow.id": flow.id}[name]
+            return template_value(name, ident, seq=seq, run_id=run_id, prefix=prefix, flow_id=flow.id)
 
         if template == "{" + fields[0] + "}":
             only = fields[0]

@@ -21,7 +21,7 @@ from sim.load.script import CHANNELS, TurnSpec, parse_turns
 from sim.load.thresholds import Thresholds, read_thresholds
 
 __all__ = [
-    "Scenario", "FlowSpec", "Stage", "Thresholds", "load_scenario", "parse_duration", "constant_rate",
+    "Scenario", "FlowSpec", "Stage", "Thresholds", "load_scenario", "parse_duration",
     "REGIONS", "Target", "resolve_target", "TEMPLATE_FIELDS", "scenario_to_dict", "scenario_from_dict",
 ]
 

@@ -40,7 +40,7 @@ def run_text(s: RunSummary) -> str:
     cv = s.conversations
     if cv is not None:
         tl, sd = cv.turn_latency_ms, cv.session_duration_ms
-        lines[2:2] = [f"  (a launch here is a bot session start: POST /api/v2/textbots/botflows/sessions)"]
+        lines[2:2] = ["  (a launch here is a bot session start: POST /api/v2/textbots/botflows/sessions)"]
         lines += [
             f"  sessions  started {cv.sessions}  turns {cv.turns} ({cv.turns_per_session} per session)  "
             f"≈ {cv.billable_sessions} billable (per session of up to 8 turns)",
