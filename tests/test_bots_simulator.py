@@ -3,6 +3,7 @@ and the vendor SDK's TextbotsApi driving a whole conversation unmodified."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from typing import Any
@@ -11,7 +12,7 @@ import httpx
 import pytest
 
 from sim.platform.bots import Dialog, extract, match_intent
-from sim.platform.org import default_org
+from sim.platform.org import Faults, default_org
 from sim.platform.server import SimulatorThread
 from tests.conftest import LOAD_CLIENT, TEST_FLOW, VIEWER_CLIENT, token
 
@@ -207,3 +208,39 @@ def test_vendor_sdk_textbots_api_runs_a_conversation_unmodified(sim: SimulatorTh
     body = bad.value.body
     err = json.loads(body if isinstance(body, str) else body.decode())
     assert bad.value.status == 400 and err["code"] == "bad.request" and err["status"] == 400 and err["contextId"]
+
+
+def test_bot_endpoints_share_the_per_token_rate_limit_and_the_faults() -> None:
+    from tests.conftest import org_with
+
+    with SimulatorThread(org_with(settings={"rate_limit_per_window": 3, "rate_limit_window_s": 60})) as sim, \
+            httpx.Client(base_url=sim.url, timeout=10) as http:
+        auth = token(http)
+        sid = _launch(http, auth).json()["id"]
+        t1 = _turn(http, auth, sid, "NoOp")
+        t2 = _turn(http, auth, sid, "NoOp", prev=t1.json()["id"])
+        assert t2.status_code == 200
+        limited = _turn(http, auth, sid, "NoOp", prev=t2.json()["id"])  # the token's 4th request in the window
+        assert limited.status_code == 429 and limited.json()["code"] == "too.many.requests"
+        assert int(limited.headers["Retry-After"]) > 0
+    with SimulatorThread(org_with(faults=Faults(error_rates={503: 1.0}))) as sim, \
+            httpx.Client(base_url=sim.url, timeout=10) as http:
+        r = _launch(http, token(http))
+        assert r.status_code == 503 and r.json()["code"] == "service.unavailable"
+
+
+def test_a_refused_turn_leaves_the_dialog_where_it_was_and_idle_sessions_expire(clock: Any) -> None:
+    """A 503 on a turn does not advance the dialog (the retry with the same previousTurn is in order); a session
+    idle past session_ttl_s ends with Disconnect SessionExpired."""
+    with SimulatorThread(default_org(), clock=clock) as sim, httpx.Client(base_url=sim.url, timeout=10) as http:
+        auth = token(http)
+        sid = _launch(http, auth).json()["id"]
+        t1 = _turn(http, auth, sid, "NoOp").json()
+        sim.app.state.sim.org = dataclasses.replace(sim.app.state.sim.org, faults=Faults(error_rates={503: 1.0}))
+        assert _turn(http, auth, sid, "NoOp", prev=t1["id"]).status_code == 503
+        sim.app.state.sim.org = default_org()
+        t2 = _turn(http, auth, sid, "NoOp", prev=t1["id"])
+        assert t2.status_code == 200 and t2.json()["nextActionType"] == "WaitForInput"
+        clock.advance(601)  # the test bot's session_ttl_s is 600
+        t3 = _turn(http, auth, sid, "UserInput", "track my order", prev=t2.json()["id"]).json()
+        assert t3["nextActionType"] == "Disconnect" and t3["nextActionDisconnect"]["reason"] == "SessionExpired"

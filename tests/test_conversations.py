@@ -157,8 +157,10 @@ def _sessions(tmp_path: Path, run_id: str) -> list[dict[str, object]]:
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [0, 2])
 def test_conversation_run_one_ledger_record_per_session_single_and_multi_worker(tmp_path: Path, workers: int) -> None:
+    """The shipped scenarios/bot-conversation.toml (its rate and length overridden), 0 and 2 workers."""
     with SimulatorThread(default_org()) as sim:
-        code, s, out = flowsim_run(write(tmp_path, rate=6, duration="5s"), tmp_path, sim.url, "--workers", str(workers))
+        code, s, out = flowsim_run(ROOT / "scenarios" / "bot-conversation.toml", tmp_path, sim.url, "--rate", "6",
+                                   "--duration", "5s", "--workers", str(workers))
         assert code == 0, out[-3000:]
         received = bot_sessions(sim, external_prefix=f"flowsim-{s['run_id']}-")["entities"]
     ledger = _sessions(tmp_path, s["run_id"])
