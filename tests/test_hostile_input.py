@@ -20,6 +20,7 @@ from sim.platform.org import load_org
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = (ROOT / "scenarios" / "smoke.toml").read_text()
+BOT = (ROOT / "scenarios" / "bot-conversation.toml").read_text()
 ORG = (ROOT / "sim" / "platform" / "default_org.toml").read_text()
 
 _toml_scalars = st.one_of(st.integers(), st.floats(), st.booleans(), st.text(max_size=20),
@@ -48,6 +49,18 @@ def test_fuzzed_scenarios_load_or_fail_with_config_error(tmp_path: Path, data: s
     """A mutated smoke.toml either loads or raises ConfigError naming the file — nothing else escapes."""
     p = tmp_path / "fuzz.toml"
     p.write_text(_mutate(SMOKE, data), encoding="utf-8")
+    try:
+        load_scenario(p)
+    except ConfigError as exc:
+        assert str(p) in str(exc)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzzed_conversation_scenarios_load_or_fail_with_config_error(tmp_path: Path, data: st.DataObject) -> None:
+    """The same for the shipped bot conversation (scripts, expectations, channels)."""
+    p = tmp_path / "fuzz-bot.toml"
+    p.write_text(_mutate(BOT, data), encoding="utf-8")
     try:
         load_scenario(p)
     except ConfigError as exc:

@@ -17,7 +17,7 @@ from typing import Any
 from sim._toml import TableReader, read_toml_file
 from sim.errors import ConfigError
 from sim.load.target import REGIONS, Target, resolve_target
-from sim.load.script import CHANNELS, TurnSpec, parse_turns
+from sim.load.script import CHANNELS, USER_AGENTS, TurnSpec, parse_turns
 from sim.load.thresholds import Thresholds, read_thresholds
 
 __all__ = [
@@ -234,7 +234,7 @@ def _parse(data: dict[str, Any], source: str) -> Scenario:
         flows.append(FlowSpec(id=r.table["id"], weight=weight, version=r.get("version", str, None) or None,
                               input=dict(inputs), run_id_input=r.get("run_id_input", str, "Flow.loadTestRunId") or None,
                               turns=turns, channel=r.get("channel", str, "Messaging", choices=CHANNELS),
-                              user_agent=r.get("user_agent", str, "Open"), language=r.get("language", str, None)))
+                              user_agent=r.get("user_agent", str, "Open", choices=USER_AGENTS), language=r.get("language", str, None)))
 
     stages = []
     raw_stages = data.get("stages", [])

@@ -15,12 +15,20 @@ from typing import Any
 
 from sim._toml import TableReader
 
-__all__ = ["TurnSpec", "Expect", "parse_turns", "NEXT_ACTIONS", "TURN_EVENTS", "CHANNELS"]
+__all__ = ["TurnSpec", "Expect", "parse_turns", "NEXT_ACTIONS", "TURN_EVENTS", "CHANNELS", "USER_AGENTS",
+           "END_REASONS"]
 
 NEXT_ACTIONS = ("NoOp", "Disconnect", "WaitForInput", "Exit")
 TURN_EVENTS = ("UserInput", "NoInput", "NoMatch", "UserDisconnect")
 """What a scripted turn may send (NoOp turns are the client's own, never scripted)."""
 CHANNELS = ("Chat", "Call", "Messaging")
+USER_AGENTS = ("Phone", "SMS", "GenesysWebWidget", "FacebookMessenger", "WeChat", "Whatsapp", "AppleBusinessChat",
+               "Apple", "Telegram", "Slack", "Signal", "Line", "Discord", "TwitterDirectMessage", "Open", "Instagram",
+               "Other", "Unknown")
+"""TextBotUserAgent.name (docs/textbots-api.md)."""
+END_REASONS = ("TriggeredByUser", "AgentRequestedByUser", "TriggeredByFlow", "Error", "RecognitionFailure",
+               "SessionExpired")
+"""Reasons of an Exit (all but SessionExpired) or a Disconnect (all but AgentRequestedByUser)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,8 +85,9 @@ def parse_turns(r: TableReader, template_fields: tuple[str, ...]) -> tuple[TurnS
         event = t.get("event", str, "UserInput", choices=TURN_EVENTS)
         say = t.get("say", (list, str), [])
         say = [say] if isinstance(say, str) else say
-        if event == "UserInput" and (not say or not all(isinstance(s, str) and s.strip() for s in say)):
-            raise t.fail("say", "a UserInput turn needs what the customer says: a sentence or a list of alternatives")
+        if not all(isinstance(s, str) and s.strip() for s in say) or (event == "UserInput" and not say):
+            raise t.fail("say", "a UserInput turn needs what the customer says: a sentence or a list of alternatives "
+                                "(non-empty strings)")
         for s in say:
             try:
                 names = [name for _, name, _, _ in string.Formatter().parse(s) if name]
@@ -95,6 +104,6 @@ def parse_turns(r: TableReader, template_fields: tuple[str, ...]) -> tuple[TurnS
             out = e.get("output", dict, {})
             expect = Expect(next_action=e.get("next_action", str, None, choices=NEXT_ACTIONS),
                             prompt_contains=e.get("prompt_contains", str, None),
-                            exit_reason=e.get("exit_reason", str, None), output={k: str(v) for k, v in out.items()})
+                            exit_reason=e.get("exit_reason", str, None, choices=END_REASONS), output={k: str(v) for k, v in out.items()})
         turns.append(TurnSpec(say=tuple(say), event=event, expect=expect))
     return tuple(turns)
