@@ -88,7 +88,8 @@ def _scenario(args: argparse.Namespace) -> Scenario:
 
 def _prepare(sc: Scenario, args: argparse.Namespace, *, capacity_max_rate: float | None = None) -> Any:
     from sim.run.live import LiveRules
-    from sim.run.prepare import Prepared
+    from sim.load.schedule import Schedule
+    from sim.run.prepare import Prepared, billing_note
     from sim.run.preflight import describe
 
     rules = LiveRules(approval=args.approval, outside_window=args.outside_window)
@@ -110,7 +111,8 @@ def _write_html(path: str | None, text: str) -> None:
 
 
 def validate(args: argparse.Namespace) -> int:
-    from sim.run.prepare import Prepared
+    from sim.load.schedule import Schedule
+    from sim.run.prepare import Prepared, billing_note
     from sim.run.preflight import describe
 
     sc = _scenario(args)
@@ -121,6 +123,8 @@ def validate(args: argparse.Namespace) -> int:
         sizing = prepared.sizing()
         for line in sizing.explanation + sizing.warnings:
             print(line)
+        if sc.kind == "conversation":
+            print(billing_note(sc, Schedule(sc.stages).total, simulator=prepared.simulator))
         ok = prepared.ok
     print("preflight passed" if ok else "preflight failed: fix the above before sending load")
     return 0 if ok else 1

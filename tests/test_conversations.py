@@ -221,3 +221,16 @@ def test_shipped_bot_scenario_loads() -> None:
     sc = load_scenario(ROOT / "scenarios" / "bot-conversation.toml")
     assert sc.kind == "conversation" and sc.flows[0].id == TEST_BOT and len(sc.flows[0].turns) == 3
     assert ENV["GENESYS_CLIENT_ID"] == LOAD_CLIENT[0]
+
+
+@pytest.mark.slow
+def test_validate_prints_the_sample_session_and_the_billing_estimate(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    with SimulatorThread(default_org()) as sim:
+        r = subprocess.run([sys.executable, "-m", "sim.cli", "validate", str(ROOT / "scenarios" / "bot-conversation.toml"),
+                            "--target", sim.url], capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "type=digitalbot division='Load Testing'" in r.stdout and '"externalSessionId": "flowsim-preflight-0"' in r.stdout
+    assert "billing: 110 bot sessions of ≈5 turns each ≈ 110 billable sessions" in r.stdout
