@@ -30,6 +30,12 @@ bot session start counts as the launch): turn: each turn, first send → final a
 _MAX_US = 3_600_000_000
 
 
+def _second(at: float, t0: float) -> int:
+    """The whole second since launch 0 in which ``at`` falls. The ledger rounds times to 1 µs, so a launch due
+    exactly on a second boundary can read a hair early (4.999999): it still belongs to its second."""
+    return int(at - t0 + 2e-6)
+
+
 def _hist() -> HdrHistogram:
     return HdrHistogram(1, _MAX_US, 3)
 
@@ -65,7 +71,7 @@ class RunStats:
         if ev == "session":
             self._session(rec)
         if ev in ("launch", "session"):
-            sec = int(rec["intended_at"] - t0)
+            sec = _second(rec["intended_at"], t0)
             status = int(rec["http_status"])
             statuses = rec.get("attempt_statuses") or [status]
             c["launched"] += 1
@@ -92,7 +98,7 @@ class RunStats:
                 self.record_ms("launch", rec["latency_ms"])
                 self.record_ms("launch_from_intended", (rec["answered_at"] - rec["intended_at"]) * 1000)
         elif ev == "outcome":
-            sec = int(rec["intended_at"] - t0)
+            sec = _second(rec["intended_at"], t0)
             self.outcomes[rec["flow_status"]] += 1
             if rec["flow_status"] != "COMPLETED":
                 self.series.count(sec, "outcome_failed")
@@ -104,7 +110,7 @@ class RunStats:
         elif ev in ("missed", "late"):  # one launch, or ``count`` of them in one second (an aggregate record)
             n = int(rec.get("count", 1))
             c["missed_starts" if ev == "missed" else "late"] += n
-            self.series.count(int(rec["intended_at"] - t0), ev, n)
+            self.series.count(_second(rec["intended_at"], t0), ev, n)
 
     def _session(self, rec: dict[str, Any]) -> None:
         c = self.counters

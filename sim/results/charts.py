@@ -16,7 +16,7 @@ from matplotlib import rc_context
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, LogFormatter
 
 __all__ = ["Line", "Rule", "line_chart", "histogram", "bar_chart", "PASS_COLOR", "FAIL_COLOR"]
 
@@ -77,6 +77,9 @@ def _figure(c: _Chart) -> tuple[Figure, Axes]:
     if c.log_x:
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+        # A narrow range shows only minor ticks: label them 2, 3, 4 (not 2×10⁰), and only when few (as matplotlib's
+        # own log formatter decides).
+        ax.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
     for r in c.rules:
         (ax.axvline if r.vertical else ax.axhline)(r.at, color=r.color, linestyle=r.style, linewidth=1.2,
                                                    label=r.label)
