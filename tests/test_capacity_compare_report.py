@@ -269,5 +269,6 @@ def test_conversation_steps_are_judged_on_turns_and_scripts_and_compared() -> No
     assert rows["sessions_not_exited_rate"]["b"] == pytest.approx(0.05)
     page = run_report(conv(80, broke=5))
     assert "Conversations" in page and "How sessions ended" in page and "script_ended" in page
-    assert "/api/v2/textbots/botflows/sessions/{id}/turns" in page
+    assert "/api/v2/textbots/botflows/sessions/{id}/turns" in page and "flow run:" not in page
+    assert "bot session: sessions that broke a scripted expectation" in page
     assert load_summary(json.loads(json.dumps(conv(80).to_dict()))) == conv(80)

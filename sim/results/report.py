@@ -88,8 +88,9 @@ def _requests(s: RunSummary) -> str:
                    f"{_cell(p.p50)}{_cell(p.p95)}{_cell(p.p99)}{_cell(p.max)}</tr>" for name, n, failed, r429, p in rows)
     return ("<table><tr><th>request</th><th>count</th><th>failed</th><th>429s</th><th>p50 ms</th><th>p95 ms</th>"
             f"<th>p99 ms</th><th>max ms</th></tr>{body}</table><p class=sub>Failed per attempt: attempts not "
-            "answered 200 (each retry follows one); end to end: launches without a 200 after retries; flow run: "
-            "followed executions that ended other than COMPLETED.</p>")
+            "answered 200 (each retry follows one); end to end: launches without a 200 after retries; "
+            + ("turns: without a 200 after retries; bot session: sessions that broke a scripted expectation.</p>"
+               if cv is not None else "flow run: followed executions that ended other than COMPLETED.</p>"))
 
 
 def _latency_rules(s: RunSummary, basis: str | None) -> list[Rule]:
