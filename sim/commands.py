@@ -88,8 +88,7 @@ def _scenario(args: argparse.Namespace) -> Scenario:
 
 def _prepare(sc: Scenario, args: argparse.Namespace, *, capacity_max_rate: float | None = None) -> Any:
     from sim.run.live import LiveRules
-    from sim.load.schedule import Schedule
-    from sim.run.prepare import Prepared, billing_note
+    from sim.run.prepare import Prepared
     from sim.run.preflight import describe
 
     rules = LiveRules(approval=args.approval, outside_window=args.outside_window)

@@ -6,7 +6,6 @@ Admin endpoints live under ``/_sim``, outside ``/api/v2``.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from collections.abc import Callable
@@ -23,8 +22,10 @@ from sim.platform import bot_api, models
 from sim.platform.analytics import AnalyticsQueryError, iso_ms, run_query
 from sim.platform.auth import RateLimiter, Token, TokenStore, parse_basic_auth
 from sim.platform.executions import Execution, ExecutionStore, draw_latency_s
-from sim.platform.faults import PASS, Decision, FaultInjector, LoadMeter
-from sim.platform.http import JSON, ConnectionDropped, SimState, apply_fault, error, ok, requires
+from sim.platform.faults import FaultInjector
+from sim.platform.http import (
+    JSON, ConnectionDropped, SimState, apply_fault, error, flow_faults, ok, read_json, requires,
+)
 from sim.platform.org import Flow, Org
 from sim.platform.schema import FlowValidator, Problem, unknown_field_problems
 
@@ -72,51 +73,13 @@ def _depth(value: Any) -> int:
     return depth
 
 
-async def _read_body(state: SimState, request: Request, cid: str, rl: dict[str, str]) -> bytes | JSON:
-    """The body, refused past ``request_bytes_max`` (declared or sent) or when it trickles in too slowly."""
-    limit = state.org.settings.request_bytes_max
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return error(state, 413, "request.entity.too.large",
-                      f"The request body of {int(declared):,} bytes exceeds request.bytes.max ({limit:,}).",
-                      cid=cid, headers=rl, limit={"key": "request.bytes.max", "namespace": "platform.api", "value": limit})
-
-    async def read() -> bytes | None:
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                return None
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    try:
-        raw = await asyncio.wait_for(read(), state.org.settings.body_timeout_s)
-    except asyncio.TimeoutError:
-        return error(state, 408, "request.timeout", "The request body did not arrive in time.", cid=cid, headers=rl)
-    if raw is None:
-        return error(state, 413, "request.entity.too.large", f"The request body exceeds request.bytes.max ({limit:,}).",
-                      cid=cid, headers=rl, limit={"key": "request.bytes.max", "namespace": "platform.api", "value": limit})
-    return raw
-
-
 @requires(PERM_LAUNCH)
 async def launch(state: SimState, request: Request, token: Token, cid: str,
                 rl: dict[str, str]) -> Response:
-    if "json" not in request.headers.get("content-type", ""):
-        return error(state, 415, "unsupported.media.type",
-                      "Content-Type must be application/json.", cid=cid, headers=rl)
-    raw = await _read_body(state, request, cid, rl)
-    if isinstance(raw, JSON):
-        return raw
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return error(state, 400, "bad.request",
-                      "The request could not be understood by the server due to malformed syntax.", cid=cid, headers=rl)
-    if not isinstance(body, dict):
-        return error(state, 400, "bad.request", "The body must be a FlowExecutionLaunchRequest object.",
-                      cid=cid, headers=rl)
+    got = await read_json(state, request, cid, rl, "FlowExecutionLaunchRequest")
+    if isinstance(got, JSON):
+        return got
+    raw, body = got
     for key, kinds, what in (("flowVersion", (str, type(None)), "a string"), ("name", (str, type(None)), "a string"),
                              ("inputData", (dict, type(None)), "an object")):
         if key in body and not isinstance(body[key], kinds):
@@ -160,14 +123,7 @@ async def launch(state: SimState, request: Request, token: Token, cid: str,
                       details=[{"fieldName": p.field, "errorCode": "invalid.value"} for p in problems])
     if flow is None:  # unreachable: no problems implies a known workflow; keeps the type checker honest
         return error(state, 500, "internal.server.error", "flow lookup failed", cid=cid)
-    decision = state.faults.decide(state.org.faults, flow.faults)
-    if flow.capacity is not None:
-        rate = state.meters.setdefault(flow.id, LoadMeter(state.clock)).hit()
-        over = state.faults.overload(flow.capacity, rate)
-        if over is not PASS:
-            decision = Decision(delay_s=decision.delay_s + over.delay_s, drop=decision.drop,
-                                status=decision.status or over.status, overloaded=True)
-    failed = await apply_fault(state, decision, cid)
+    failed = await flow_faults(state, flow, cid)
     if failed is not None:
         return failed
     r = state.rng.random()

@@ -27,8 +27,7 @@ from sim.platform.analytics import AnalyticsQueryError, check_filter, iso_ms, ma
 from sim.platform.auth import Token
 from sim.platform.bots import INPUT_EVENTS, Dialog, TurnRefused
 from sim.platform.executions import draw_latency_s
-from sim.platform.faults import PASS, Decision, LoadMeter
-from sim.platform.http import JSON, SimState, apply_fault, error, ok, requires
+from sim.platform.http import JSON, SimState, error, flow_faults, ok, read_json, requires
 from sim.platform.org import Flow, Latency, Org
 
 __all__ = ["BotSessions", "BotSession", "ROUTES", "PERM_BOT_SESSION", "PERM_BOT_ANALYTICS", "BOT_DIMENSIONS",
@@ -119,39 +118,12 @@ def _bad(state: SimState, cid: str, rl: dict[str, str], message: str, field_name
                  details=[{"fieldName": field_name, "errorCode": "invalid.value"}])
 
 
-async def _json_body(state: SimState, request: Request, cid: str, rl: dict[str, str]) -> dict[str, Any] | JSON:
-    if "json" not in request.headers.get("content-type", ""):
-        return error(state, 415, "unsupported.media.type", "Content-Type must be application/json.", cid=cid,
-                     headers=rl)
-    raw = await request.body()
-    if len(raw) > state.org.settings.request_bytes_max:
-        return error(state, 413, "request.entity.too.large",
-                     f"The request is larger than {state.org.settings.request_bytes_max} bytes.", cid=cid, headers=rl)
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return error(state, 400, "bad.request",
-                     "The request could not be understood by the server due to malformed syntax.", cid=cid, headers=rl)
-    if not isinstance(body, dict):
-        return error(state, 400, "bad.request", "The body must be a JSON object.", cid=cid, headers=rl)
-    return body
-
-
-async def _faults(state: SimState, flow: Flow, cid: str) -> Response | None:
-    decision = state.faults.decide(state.org.faults, flow.faults)
-    if flow.capacity is not None:
-        over = state.faults.overload(flow.capacity, state.meters.setdefault(flow.id, LoadMeter(state.clock)).hit())
-        if over is not PASS:
-            decision = Decision(delay_s=decision.delay_s + over.delay_s, drop=decision.drop,
-                                status=decision.status or over.status, overloaded=True)
-    return await apply_fault(state, decision, cid)
-
-
 @requires(PERM_BOT_SESSION)
 async def launch_session(state: SimState, request: Request, token: Token, cid: str, rl: dict[str, str]) -> Response:
-    body = await _json_body(state, request, cid, rl)
-    if isinstance(body, JSON):
-        return body
+    got = await read_json(state, request, cid, rl, "TextBotFlowLaunchRequest")
+    if isinstance(got, JSON):
+        return got
+    body = got[1]
     unknown = sorted(set(body) - _LAUNCH_FIELDS)
     if unknown and state.org.settings.strict_unknown_fields:
         return _bad(state, cid, rl, f"Unrecognized field '{unknown[0]}' in TextBotFlowLaunchRequest", unknown[0])
@@ -185,7 +157,7 @@ async def launch_session(state: SimState, request: Request, token: Token, cid: s
     if flow.type != "digitalbot" or flow.bot is None:
         return _bad(state, cid, rl, f"Flow '{flow.name}' is of type {flow.type}; only digital bot flows can start "
                                     "a bot flow session.", "flow.id")
-    failed = await _faults(state, flow, cid)
+    failed = await flow_faults(state, flow, cid)
     if failed is not None:
         return failed
     now = state.clock()
@@ -263,10 +235,11 @@ async def post_turn(state: SimState, request: Request, _token: Token, cid: str, 
     if session is None:
         return error(state, 404, "not.found", "The requested bot flow session could not be found.", cid=cid,
                      headers=rl)
-    body = await _json_body(state, request, cid, rl)
-    if isinstance(body, JSON):
-        return body
-    failed = await _faults(state, session.flow, cid)
+    got = await read_json(state, request, cid, rl, "TextBotFlowTurnRequest")
+    if isinstance(got, JSON):
+        return got
+    body = got[1]
+    failed = await flow_faults(state, session.flow, cid)
     if failed is not None:
         return failed
     try:

@@ -20,10 +20,11 @@ from sim.platform import models
 from sim.platform.auth import RateLimiter, Token, TokenStore
 from sim.platform.executions import ExecutionStore
 from sim.platform.faults import PASS, Decision, FaultInjector, LoadMeter
-from sim.platform.org import Org
+from sim.platform.org import Flow, Org
 from sim.platform.schema import FlowValidator
 
-__all__ = ["SimState", "JSON", "ConnectionDropped", "error", "ok", "apply_fault", "requires", "Handler"]
+__all__ = ["SimState", "JSON", "ConnectionDropped", "error", "ok", "apply_fault", "requires", "Handler", "read_json",
+           "flow_faults"]
 
 _FAULT_CODES = {500: ("internal.server.error", "The server encountered an unexpected condition."),
                 503: ("service.unavailable", "Service is currently unavailable (simulated)."),
@@ -162,3 +163,63 @@ def requires(permission: str | None) -> Callable[[Handler], Callable[[Request], 
             return await handler(state, request, *auth)
         return endpoint
     return wrap
+
+
+async def _read_body(state: SimState, request: Request, cid: str, rl: dict[str, str]) -> bytes | JSON:
+    """The body, refused past ``request_bytes_max`` (declared or sent) or when it trickles in too slowly."""
+    limit = state.org.settings.request_bytes_max
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return error(state, 413, "request.entity.too.large",
+                      f"The request body of {int(declared):,} bytes exceeds request.bytes.max ({limit:,}).",
+                      cid=cid, headers=rl, limit={"key": "request.bytes.max", "namespace": "platform.api", "value": limit})
+
+    async def read() -> bytes | None:
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    try:
+        raw = await asyncio.wait_for(read(), state.org.settings.body_timeout_s)
+    except asyncio.TimeoutError:
+        return error(state, 408, "request.timeout", "The request body did not arrive in time.", cid=cid, headers=rl)
+    if raw is None:
+        return error(state, 413, "request.entity.too.large", f"The request body exceeds request.bytes.max ({limit:,}).",
+                      cid=cid, headers=rl, limit={"key": "request.bytes.max", "namespace": "platform.api", "value": limit})
+    return raw
+
+
+async def read_json(state: SimState, request: Request, cid: str, rl: dict[str, str],
+                    what: str) -> tuple[bytes, dict[str, Any]] | JSON:
+    """A JSON object body (``what``: its model's name, for the error) and its raw bytes; or the error to answer:
+    415 not JSON, 413 too large, 408 too slow, 400 malformed or not an object."""
+    if "json" not in request.headers.get("content-type", ""):
+        return error(state, 415, "unsupported.media.type",
+                     "Content-Type must be application/json.", cid=cid, headers=rl)
+    raw = await _read_body(state, request, cid, rl)
+    if isinstance(raw, JSON):
+        return raw
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return error(state, 400, "bad.request",
+                     "The request could not be understood by the server due to malformed syntax.", cid=cid, headers=rl)
+    if not isinstance(body, dict):
+        return error(state, 400, "bad.request", f"The body must be a {what} object.", cid=cid, headers=rl)
+    return raw, body
+
+
+async def flow_faults(state: SimState, flow: Flow, cid: str) -> Response | None:
+    """The org's and the flow's injected faults for one request to ``flow``, and its capacity knee's overload
+    (latency and errors past ``knee_per_s``): the answer they impose, or None to go on."""
+    decision = state.faults.decide(state.org.faults, flow.faults)
+    if flow.capacity is not None:
+        over = state.faults.overload(flow.capacity, state.meters.setdefault(flow.id, LoadMeter(state.clock)).hit())
+        if over is not PASS:
+            decision = Decision(delay_s=decision.delay_s + over.delay_s, drop=decision.drop,
+                                status=decision.status or over.status, overloaded=True)
+    return await apply_fault(state, decision, cid)
