@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from _tools import ROOT, get_token, median, require, start_simulator, table, unlimited_org
+from bench_harness import SCENARIO as WORKFLOW  # the same workflow launch bench_harness measures
 
 TEST_BOT = "b07f1e00-0000-4000-8000-000000000010"
 CONVERSATION = """
@@ -45,24 +46,6 @@ expect = {{ next_action = "Exit", exit_reason = "TriggeredByFlow" }}
 duration = "{seconds}s"
 rate = {rate}
 """ % TEST_BOT
-WORKFLOW = """
-[scenario]
-name = "bench-launch"
-max_concurrency = {users}
-follow = false
-tokens_per_client = 1
-[[flows]]
-id = "7e57f1e0-0000-4000-8000-000000000001"
-[flows.input]
-"Flow.customerName" = "{{identity.full_name}}"
-"Flow.customerEmail" = "{{identity.email}}"
-"Flow.customerPhone" = "{{identity.phone}}"
-[[stages]]
-duration = "{seconds}s"
-rate = {rate}
-"""
-
-
 def cpu_s(pid: int) -> float:
     """CPU seconds (user + system) a process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

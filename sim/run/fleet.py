@@ -172,9 +172,10 @@ class ProcessRun:
         last = 0
         while not self.complete and self.plan is not None and self.t0 is not None:
             gevent.sleep(1.0 if live_file else 5.0)
-            stats, snap = self.stats(), self.snapshot()
-            if stats is None or snap is None or self.complete:
+            snap = self.snapshot()
+            if snap is None or self.complete:
                 continue
+            stats = snap.stats
             elapsed = time.time() - self.t0
             if elapsed < 0:
                 continue

@@ -145,7 +145,7 @@ class Prepared:
         follow, poll_s, hold_s, source = sc.follow, sc.poll_interval_s, self.flow_duration_s, self.flow_duration_source
         words = ("launches", "polls", "execution")
         if sc.kind == "conversation":  # a session holds a user for its turns; each turn is one request
-            turns = max(len(f.turns) for f in sc.flows) + 2  # the opening NoOps
+            turns = _turns_per_session(sc)
             follow, poll_s = True, sc.think_time_s + _TURN_ALLOWANCE_S
             hold_s, source = turns * poll_s, f"≈{turns} turns × (think time + {_TURN_ALLOWANCE_S} s)"
             words = ("session starts", "turns", "session")
@@ -177,9 +177,14 @@ _TURN_ALLOWANCE_S = 0.3
 """Time a bot turn's answer is allowed, for sizing (the simulator's test bot answers in ~25 ms)."""
 
 
+def _turns_per_session(sc: Scenario) -> int:
+    """A conversation's turns: the longest script, plus the opening NoOps (the test bot's welcome takes two)."""
+    return max(len(f.turns) for f in sc.flows) + 2
+
+
 def billing_note(sc: Scenario, sessions: int, *, simulator: bool) -> str:
     """What a conversation run costs: the vendor bills bot sessions per session of up to 8 turns."""
-    turns = max(len(f.turns) for f in sc.flows) + 2
+    turns = _turns_per_session(sc)
     billed = sessions * math.ceil(turns / TURNS_PER_BILLED_SESSION)
     return (f"billing: {sessions} bot sessions of ≈{turns} turns each ≈ {billed} billable sessions (billed per "
             f"session of up to {TURNS_PER_BILLED_SESSION} turns)"
