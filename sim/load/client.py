@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import orjson
 
-from sim.errors import PlatformError, TransportError
+from sim.errors import FlowsimError, PlatformError, TransportError
 from sim.load.network import describe, ssl_context
 from sim.load.tokens import Reporter, TokenManager, _no_report
 
@@ -57,6 +57,15 @@ class Attempt:
     """Why the last attempt got no answer, in words (``sim.load.network.describe``)."""
     attempt_ms: tuple[float, ...] = ()
     """Each answered attempt's own latency (send → answer), in order; waits between attempts excluded."""
+    sent_at: float | None = None
+    """Wall-clock (epoch s) when the first attempt was handed to the connection, token in hand."""
+    unsent: str | None = None
+    """Why the request never left (None: it was sent): ``late`` (past ``not_after`` when it could go),
+    ``refused`` (no connection could be made), ``no_token`` (no OAuth token could be had)."""
+
+    @property
+    def sent(self) -> bool:
+        return self.unsent is None
 
 
 @dataclass(slots=True)
@@ -84,6 +93,8 @@ class FlowClient:
     max_retry_wait_s: float = 30.0
     timeout_s: float = 30.0
     sleep: Callable[[float], None] = time.sleep
+    wall: Callable[[], float] = time.time
+    """Wall clock for ``sent_at`` and the ``not_after`` check (injected in tests)."""
     rng: random.Random = field(default_factory=random.Random)
     transport: httpx.BaseTransport | None = None
     """None: httpx's default transport. Inside Locust: sim.load.transport.GeventTransport (faster)."""
@@ -110,8 +121,12 @@ class FlowClient:
         return base * self.rng.uniform(1.0, 1.25)  # jitter after the server's minimum, never before
 
     def request(self, method: str, path: str, name: str, *, body: bytes | None = None,
-                retry_transport: bool) -> Attempt:
+                retry_transport: bool, not_after: float | None = None) -> Attempt:
+        """Send with retries. ``not_after`` (epoch s): the first attempt is not sent later than this; a request
+        that could only go later comes back ``unsent="late"``. The check is made with the token in hand, right
+        before the request is written, and ``sent_at`` is stamped at that moment."""
         first_status: int | None = None
+        sent_at: float | None = None
         statuses: list[int] = []
         attempt_ms: list[float] = []
         attempts = retries = 0
@@ -120,7 +135,22 @@ class FlowClient:
         token: str | None = None
         while True:
             attempts += 1
-            token = token or self.tokens.token()
+            try:
+                token = token or self.tokens.token()
+            except FlowsimError as e:
+                if sent_at is None:  # never sent: nothing can have run
+                    return Attempt(status=0, body=None, attempts=0, retries=0, first_status=0, elapsed_ms=0.0,
+                                   error="no_token", cause=str(e), unsent="no_token")
+                return Attempt(status=statuses[-1], body=None, attempts=attempts - 1, retries=retries,
+                               first_status=first_status or 0, elapsed_ms=(time.perf_counter() - start_all) * 1000,
+                               error="no_token", statuses=tuple(statuses), cause=str(e),
+                               attempt_ms=tuple(attempt_ms), sent_at=sent_at)
+            if sent_at is None:
+                sent_at = self.wall()
+                if not_after is not None and sent_at > not_after:
+                    return Attempt(status=0, body=None, attempts=0, retries=0, first_status=0, elapsed_ms=0.0,
+                                   error="late", unsent="late", sent_at=None)
+                start_all = time.perf_counter()
             label = name if attempts == 1 else f"{name} (retry)"
             start = time.perf_counter()
             try:
@@ -128,6 +158,13 @@ class FlowClient:
             except httpx.HTTPError as e:
                 ms = (time.perf_counter() - start) * 1000
                 cause = describe(e, url=self.api_url, ca_bundle=self.ca_bundle)
+                if isinstance(e, httpx.ConnectError) and not statuses:
+                    # No connection was made on the first attempt: the request certainly never reached the
+                    # platform. Said as "not sent", never as "unanswered, may have run".
+                    self.report(request_type=method, name=label, response_time=ms, response_length=0,
+                                exception=TransportError(f"ConnectError on {method} {name}: {cause}"), context={})
+                    return Attempt(status=0, body=None, attempts=0, retries=0, first_status=0, elapsed_ms=0.0,
+                                   error="ConnectError", cause=cause, unsent="refused")
                 self.report(request_type=method, name=label, response_time=ms, response_length=0,
                             exception=TransportError(f"{type(e).__name__} on {method} {name}: {cause}"), context={})
                 if first_status is None:
@@ -139,7 +176,7 @@ class FlowClient:
                     continue
                 return Attempt(status=0, body=None, attempts=attempts, retries=retries, first_status=first_status,
                                elapsed_ms=(time.perf_counter() - start_all) * 1000, error=type(e).__name__,
-                               statuses=tuple(statuses), cause=cause, attempt_ms=tuple(attempt_ms))
+                               statuses=tuple(statuses), cause=cause, attempt_ms=tuple(attempt_ms), sent_at=sent_at)
             ms = (time.perf_counter() - start) * 1000
             attempt_ms.append(round(ms, 3))
             status = r.status_code
@@ -174,15 +211,16 @@ class FlowClient:
                            elapsed_ms=(time.perf_counter() - start_all) * 1000,
                            error=exc.code if isinstance(exc, PlatformError) else None,
                            context_id=r.headers.get("ININ-Correlation-Id"), statuses=tuple(statuses),
-                           attempt_ms=tuple(attempt_ms))
+                           attempt_ms=tuple(attempt_ms), sent_at=sent_at)
 
-    def launch(self, body: dict[str, Any]) -> LaunchResult:
-        a = self.request("POST", "/api/v2/flows/executions", "launch", body=orjson.dumps(body), retry_transport=False)
+    def launch(self, body: dict[str, Any], *, not_after: float | None = None) -> LaunchResult:
+        a = self.request("POST", "/api/v2/flows/executions", "launch", body=orjson.dumps(body), retry_transport=False,
+                         not_after=not_after)
         eid = a.body.get("id") if a.status == 200 and isinstance(a.body, dict) else None
         return LaunchResult(status=a.status, body=a.body, attempts=a.attempts, retries=a.retries,
                             first_status=a.first_status, elapsed_ms=a.elapsed_ms, error=a.error,
                             context_id=a.context_id, statuses=a.statuses, cause=a.cause, attempt_ms=a.attempt_ms,
-                            execution_id=eid)
+                            sent_at=a.sent_at, unsent=a.unsent, execution_id=eid)
 
     def status(self, execution_id: str) -> Attempt:
         return self.request("GET", f"/api/v2/flows/executions/{execution_id}", "execution status",

@@ -93,14 +93,23 @@ def _turn_body(event: str, prev: str | None, text: str | None) -> bytes:
 
 def converse(client: FlowClient, body: dict[str, Any], script: tuple[TurnSpec, ...], *, identity: Identity,
              seq: int, run_id: str, prefix: str, rng: random.Random, think_time_s: float, max_turns: int,
-             stopping: Callable[[], bool] = lambda: False, sleep: Callable[[float], None] = time.sleep) -> Conversation:
-    """Run one session to its end (or the harness's limit); never raises for what the platform answers."""
-    start = client.request("POST", SESSIONS_PATH, "bot session start", body=orjson.dumps(body), retry_transport=False)
+             stopping: Callable[[], bool] = lambda: False, sleep: Callable[[float], None] = time.sleep,
+             not_after: float | None = None,
+             on_started: Callable[[Conversation], None] = lambda _conv: None) -> Conversation:
+    """Run one session to its end (or the harness's limit); never raises for what the platform answers.
+    ``not_after``: the session start is not sent later than this (epoch s). ``on_started`` is called once the
+    start is answered (the conversation object then grows turn by turn). After a failed turn the session is
+    closed with ``UserDisconnect`` (best effort): a session left open would linger, billable, on the platform."""
+    start = client.request("POST", SESSIONS_PATH, "bot session start", body=orjson.dumps(body), retry_transport=False,
+                           not_after=not_after)
     conv = Conversation(start=start)
-    if start.status != 200 or not isinstance(start.body, dict) or not start.body.get("id"):
+    if start.status == 200 and isinstance(start.body, dict) and start.body.get("id"):
+        conv.session_id = str(start.body["id"])
+    on_started(conv)
+    if conv.session_id is None:
         conv.ended_at = time.time()
         return conv
-    conv.session_id = sid = str(start.body["id"])
+    sid = conv.session_id
     path = f"{SESSIONS_PATH}/{sid}/turns"
     flow_id = body["flow"]["id"]
     script_left = list(script)
@@ -122,6 +131,13 @@ def converse(client: FlowClient, body: dict[str, Any], script: tuple[TurnSpec, .
             break
         if a.status != 200 or not answer.get("id"):
             conv.end, conv.end_reason = "turn_failed", f"HTTP {a.status} {a.error or ''}".strip()
+            if event != "UserDisconnect":  # say goodbye so the session does not linger (no retry: best effort)
+                bye = client.request("POST", path, "bot turn", body=_turn_body("UserDisconnect", prev, None),
+                                     retry_transport=False)
+                conv.turns.append({"n": n + 1, "event": "UserDisconnect", "text": None, "status": bye.status,
+                                   "attempts": bye.attempts, "attempt_statuses": list(bye.statuses),
+                                   "latency_ms": round(bye.elapsed_ms, 3), "error": bye.error,
+                                   "next_action": None, "prompt": None, "failed": []})
             break
         prev = str(answer["id"])
         if nat in ("Exit", "Disconnect"):

@@ -12,7 +12,14 @@ never contend; a crash or Ctrl-C loses at most the requests in flight. Records:
 - ``{"event": "missed", ...}``  a launch that could not start on time (no free user); past 50 in one
   second, one record per second carries ``count`` (and ``seq``..``seq_last``) instead;
 - ``{"event": "late", ...}``    a launch this process owned but was too late to send (it was paused or
-  starved past its due time): never sent, so never sent twice.
+  starved past its due time, or its token came late): never sent, so never sent twice;
+- ``{"event": "not_sent", ...}`` a launch that never left: no connection could be made (``reason`` ``refused``)
+  or no OAuth token could be had (``no_token``), with the ``cause`` in words;
+- ``{"event": "session_open", ...}`` a bot session as soon as it exists (its start's fields): a crash leaves a
+  record of every open session; the ``session`` record that closes it follows.
+
+A launch still in flight when a stop's grace ran out is written as ``launch`` with ``http_status`` 0 and
+``error`` ``unanswered_at_stop`` (it may have run); a followed execution as ``outcome`` ``INTERRUPTED``.
 
 No secrets are ever written: records carry ids, statuses and times (and a conversation's test text) only.
 """
@@ -30,7 +37,7 @@ import orjson
 
 from sim.load.stats import RunStats
 
-__all__ = ["Ledger", "read_records", "summarize", "ledger_files", "run_dir", "replay"]
+__all__ = ["Ledger", "read_records", "summarize", "ledger_files", "run_dir", "replay", "LOST_SESSION"]
 
 
 def run_dir(ledger_dir: str | Path, run_id: str) -> Path:
@@ -79,13 +86,25 @@ def read_records(files: list[Path]) -> Iterator[dict[str, Any]]:
                     continue
 
 
+LOST_SESSION = {"event": "session", "turns": [], "end": "lost", "output": {}, "expectation_failures": [],
+                "end_reason": "no closing record: the process that ran it ended first", "billable_sessions": 1}
+"""What a ``session_open`` without its ``session`` counts as: a session started and never seen to end."""
+
+
 def replay(files: list[Path], t0: float) -> tuple[RunStats, int]:
     """Statistics of a run counted from its ledger files, and how many seqs were launched more than once."""
     stats = RunStats()
     seen = bytearray()
     duplicates = 0
+    opened: dict[str, dict[str, Any]] = {}
     for rec in read_records(files):
-        if rec.get("event") in ("launch", "session"):
+        ev = rec.get("event")
+        if ev == "session_open":
+            opened[str(rec["name"])] = rec
+            continue
+        if ev == "session":
+            opened.pop(str(rec["name"]), None)
+        if ev in ("launch", "session"):
             seq = int(rec["seq"])
             byte, bit = divmod(seq, 8)
             if byte >= len(seen):
@@ -94,6 +113,8 @@ def replay(files: list[Path], t0: float) -> tuple[RunStats, int]:
                 duplicates += 1
             seen[byte] |= 1 << bit
         stats.add(rec, t0)
+    for rec in opened.values():
+        stats.add({**rec, **LOST_SESSION, "ended_at": rec.get("answered_at")}, t0)
     return stats, duplicates
 
 

@@ -64,7 +64,8 @@ class RunStats:
         self.last_send: float = 0.0
 
     def add(self, rec: dict[str, Any], t0: float) -> None:
-        """Count one ledger record (``launch``, ``session``, ``outcome``, ``missed``, ``late``); ``t0`` is launch 0's
+        """Count one ledger record (``launch``, ``session``, ``outcome``, ``missed``, ``late``, ``not_sent``; a
+        ``session_open`` counts only through :func:`sim.load.ledger.replay`, when no ``session`` closed it); ``t0`` is launch 0's
         due time. A ``session`` (a bot conversation) counts as a launch (its start), then its turns."""
         ev = rec.get("event")
         c = self.counters
@@ -93,7 +94,7 @@ class RunStats:
                     c["transport_errors"] += 1
             for ms in rec.get("attempt_ms", ()):
                 self.record_ms("launch_attempt", ms)
-            if status:
+            if status and rec.get("latency_ms") is not None:
                 self.series.latency(sec, rec["latency_ms"])
                 self.record_ms("launch", rec["latency_ms"])
                 self.record_ms("launch_from_intended", (rec["answered_at"] - rec["intended_at"]) * 1000)
@@ -111,6 +112,8 @@ class RunStats:
             n = int(rec.get("count", 1))
             c["missed_starts" if ev == "missed" else "late"] += n
             self.series.count(_second(rec["intended_at"], t0), ev, n)
+        elif ev == "not_sent":  # never left: no connection could be made, or no token (``reason``)
+            c["refused"] += int(rec.get("count", 1))
 
     def _session(self, rec: dict[str, Any]) -> None:
         c = self.counters

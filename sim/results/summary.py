@@ -101,7 +101,12 @@ class RunSummary:
     late: int = 0
     """Owned by a process that was paused or starved past the due time: never sent."""
     not_sent: int
-    """Scheduled − launched − missed starts: late ones, a dead worker's share, an interrupted run's rest."""
+    """Scheduled − launched − missed starts: late ones, refused ones, a dead worker's share, an interrupted run's
+    rest (and, if the ledger failed, the ``unrecorded`` ones: see there)."""
+    refused: int = 0
+    """Never left: no connection could be made to the target, or no OAuth token could be had (part of not_sent)."""
+    unrecorded: int = 0
+    """Sent, but the ledger could not be written: the run stopped at once and every count here is partial."""
     duplicate_launches: int = 0
     """Sequence numbers launched more than once (must be 0)."""
     retries: int
@@ -214,7 +219,8 @@ def build_summary(stats: RunStats, *, run_id: str, scenario: str, target: str, t
                   scheduled: int, duration_s: float, rate_at: Any, workers: int, workers_lost: tuple[str, ...],
                   ledger_path: str, ledger: dict[str, Any], duplicates: int, aborted: str | None,
                   interrupted: bool, analytics: dict[str, Any], fatal: bool = False,
-                  live: str | None = None, poll_interval_s: float | None = None, load: str = "workflow") -> RunSummary:
+                  live: str | None = None, poll_interval_s: float | None = None, load: str = "workflow",
+                  unrecorded: int = 0) -> RunSummary:
     """The one place a RunSummary is made."""
     c = stats.counters
     launched = c["launched"]
@@ -224,7 +230,7 @@ def build_summary(stats: RunStats, *, run_id: str, scenario: str, target: str, t
         target_rate_per_s=round(scheduled / duration_s if duration_s else 0.0, 3),
         achieved_rate_per_s=round(stats.achieved_rate_per_s(), 3),
         scheduled=scheduled, launched=launched, succeeded=c["accepted"], failed=launched - c["accepted"],
-        missed_starts=c["missed_starts"], late=c["late"],
+        missed_starts=c["missed_starts"], late=c["late"], refused=c["refused"], unrecorded=unrecorded,
         not_sent=max(0, scheduled - launched - c["missed_starts"]), duplicate_launches=duplicates,
         retries=c["retries"], first_attempt_failed=c["first_attempt_failed"], transport_errors=c["transport_errors"],
         http_status=dict(sorted(stats.http_status.items())),
@@ -252,7 +258,7 @@ def build_summary(stats: RunStats, *, run_id: str, scenario: str, target: str, t
     verdicts = evaluate_thresholds(s, thresholds)
     return dataclasses.replace(s, thresholds=verdicts,
                                passed=all(t.passed for t in verdicts) and not interrupted and not fatal
-                               and not aborted)
+                               and not aborted and not unrecorded)
 
 
 @dataclass(frozen=True, kw_only=True)

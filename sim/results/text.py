@@ -20,7 +20,7 @@ def run_text(s: RunSummary) -> str:
         f"run {s.run_id}  ({s.scenario}, target {s.target}, {s.workers} worker(s))",
         f"  rate      target {s.target_rate_per_s}/s  achieved {s.achieved_rate_per_s}/s",
         f"  launches  scheduled {s.scheduled}  launched {s.launched}  succeeded {s.succeeded}  failed {s.failed}  "
-        f"missed starts {s.missed_starts}  not sent {s.not_sent} (late {s.late})  retries {s.retries}",
+        f"missed starts {s.missed_starts}  not sent {s.not_sent} (late {s.late}, refused {s.refused})  retries {s.retries}",
         f"  unanswered {s.transport_errors} launches got no HTTP answer (timed out or dropped): they may have run",
         f"  429s      {s.rate_limited_responses} responses (launch attempts {s.rate_limited.get('launch', 0)}, "
         f"status polls {s.rate_limited.get('status_poll', 0)}"
@@ -56,6 +56,9 @@ def run_text(s: RunSummary) -> str:
         lines.append(f"  live      {s.live}")
     if s.duplicate_launches:
         lines.append(f"  DUPLICATES {s.duplicate_launches} sequence numbers were launched more than once")
+    if s.unrecorded:
+        lines.append(f"  UNRECORDED {s.unrecorded} launches were sent but could not be written to the ledger: "
+                     "the run stopped there, and every count above is partial")
     if s.workers_lost:
         lines.append(f"  workers   lost mid-run: {', '.join(s.workers_lost)} (their share moved to the others)")
     if s.aborted:

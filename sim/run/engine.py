@@ -21,59 +21,25 @@ import gevent
 import gevent.event
 import gevent.queue
 
-from sim.load.client import FlowClient, Reporter, TokenManager
-from sim.load.conversation import converse, session_body
+from sim.load.client import Attempt, FlowClient, Reporter, TokenManager
+from sim.load.conversation import Conversation, converse, session_body
 from sim.load.identity import Identity, IdentityFactory
 from sim.load.ledger import Ledger, run_dir
-from sim.load.payload import PayloadBuilder, execution_name
+from sim.load.payload import PayloadBuilder
 from sim.load.stats import RunStats
 from sim.load.transport import GeventTransport
 from sim.logs import get_logger
 from sim.run.coordination import Grant, Pacer, WorkerLease
 from sim.run.plan import RunPlan, credentials
+from sim.run.records import InFlight, Unsent
 
 __all__ = ["Engine", "Ticket"]
 
 _PERMISSION_CODES = frozenset({"missing.permissions", "missing.any.permissions", "not.authorized"})
 
 
-class _Unsent:
-    """Ledger records for launches never sent (``missed``, ``late``): one each, until more than
-    ``detail_per_s`` in one second — then one record per second with a ``count`` (an overload or a stall
-    must not turn the ledger into megabytes of identical lines)."""
-
-    def __init__(self, write: Callable[[dict[str, Any]], None], *, run_id: str, prefix: str, worker: str,
-                 detail_per_s: int = 50) -> None:
-        self._write, self._run_id, self._prefix, self._worker = write, run_id, prefix, worker
-        self._detail = detail_per_s
-        self._second: dict[str, int] = {}
-        self._seen: dict[str, int] = {}
-        self._pending: dict[str, dict[str, Any]] = {}
-
-    def add(self, event: str, seq: int, due: float) -> None:
-        sec = int(due)
-        if self._second.get(event) != sec:
-            self._flush(event)
-            self._second[event], self._seen[event] = sec, 0
-        self._seen[event] += 1
-        if self._seen[event] <= self._detail:
-            self._write({"event": event, "run_id": self._run_id, "seq": seq,
-                         "name": execution_name(self._prefix, self._run_id, seq), "intended_at": round(due, 6),
-                         "worker": self._worker})
-            return
-        agg = self._pending.setdefault(event, {"event": event, "run_id": self._run_id, "seq": seq, "count": 0,
-                                                "intended_at": round(due, 6), "worker": self._worker})
-        agg["count"] += 1
-        agg["seq_last"] = seq
-
-    def _flush(self, event: str) -> None:
-        agg = self._pending.pop(event, None)
-        if agg is not None:
-            self._write(agg)
-
-    def flush(self) -> None:
-        for event in list(self._pending):
-            self._flush(event)
+def _spawn(fn: Callable[[], None]) -> None:
+    gevent.spawn(fn)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +71,8 @@ class Engine:
         client_id, client_secret = credentials(plan)
         self.tokens = TokenManager(login_url=plan.target.login_url, client_id=client_id,
                                    client_secret=client_secret, pool_size=plan.tokens_per_process,
-                                   timeout_s=scenario.request_timeout_s, report=report, ca_bundle=scenario.ca_bundle)
+                                   timeout_s=scenario.request_timeout_s, report=report, ca_bundle=scenario.ca_bundle,
+                                   spawn=_spawn, sleep=gevent.sleep)
         self._queue: gevent.queue.Queue[Ticket | None] = gevent.queue.Queue()
         self._waiting = 0
         self.busy = 0
@@ -117,17 +84,36 @@ class Engine:
         """A failure that is no request (a missed start): listed by Locust, never timed as a request."""
         self._done_fired = False
         self._topology = gevent.event.Event()
-        self._unsent = _Unsent(self._write, run_id=plan.run_id, prefix=scenario.tag_prefix, worker=worker)
+        self._unsent = Unsent(self._write, run_id=plan.run_id, prefix=scenario.tag_prefix, worker=worker)
+        self._inflight = InFlight()
+        self._give_up: gevent.Greenlet | None = None
+        self.ledger_error: str | None = None
+        """Why the ledger could not be written: the run stopped sending at that moment."""
         self.stopping = False
         self.log = get_logger(component="engine", worker=worker)
 
     def _write(self, record: dict[str, Any]) -> None:
-        """The ledger line first, then the count from that very line."""
-        self.ledger.write(record)
-        self.stats.add(record, self.t0)
+        """The ledger line first, then the count from that very line. A line that cannot be written stops
+        the run at once: flowsim never sends what it cannot record. What was sent and not recorded is
+        counted (``unrecorded``) and shipped with the live stats, so the summary can say so."""
+        if self.ledger_error is None:
+            try:
+                self.ledger.write(record)
+            except OSError as exc:
+                self.ledger_error = (f"the ledger {self.ledger.path} could not be written ({exc.strerror or exc}): "
+                                     "flowsim stopped sending; every count of this run is partial")
+                self.stop()
+                self._on_fatal(self.ledger_error)
+            else:
+                self.stats.add(record, self.t0)
+                return
+        if record.get("event") in ("launch", "session"):
+            self.stats.counters["unrecorded"] += 1
 
     # -- pacing ------------------------------------------------------------------------------------
     def start(self) -> None:
+        """Fetch the token pool now (before launch 0 is due, in the background) and start pacing."""
+        self.tokens.prefetch()
         self._pacer = gevent.spawn(self._pace)
 
     def grant(self, grant: Grant) -> None:
@@ -135,14 +121,23 @@ class Engine:
         if self.lease.apply(grant):
             self._topology.set()
 
-    def stop(self) -> None:
-        """Stop sending now: no launch starts after this; followed executions end at their next poll."""
-        if self.stopping:
-            return
-        self.stopping = True
-        while not self._queue.empty():  # handed over, not yet taken: never sent
-            self._queue.get_nowait()
-        self._topology.set()
+    def stop(self, grace_s: float | None = None) -> None:
+        """Stop sending now: no launch starts after this; followed executions end at their next poll.
+        ``grace_s``: after that long, work still in flight is written to the ledger as unanswered at the stop
+        (it may have run) and the engine is done; an answer that comes later is not written again."""
+        if not self.stopping:
+            self.stopping = True
+            while not self._queue.empty():  # handed over, not yet taken: never sent
+                self._queue.get_nowait()
+            self._topology.set()
+        if grace_s is not None and self._give_up is None:
+            self._give_up = gevent.spawn_later(grace_s, self.give_up)
+
+    def give_up(self) -> None:
+        """Write what is still in flight as unanswered at the stop, and be done."""
+        for record in self._inflight.give_up(time.time()):
+            self._write(record)
+        self._check_done()
 
     def wait_finished(self, timeout_s: float) -> bool:
         """After :meth:`stop`: wait (cooperatively) up to ``timeout_s`` for in-flight work to end."""
@@ -199,7 +194,8 @@ class Engine:
             self._waiting -= 1
 
     def _check_done(self) -> None:
-        if self._pacer_done and not self._done_fired and self.busy == 0 and self._queue.qsize() == 0:
+        running = self.busy - len(self._inflight.given_up)  # given-up requests are written already
+        if self._pacer_done and not self._done_fired and running <= 0 and self._queue.qsize() == 0:
             self._done_fired = True
             for _ in range(self._waiting):
                 self._queue.put(None)  # release idle users so Locust can stop them at once
@@ -236,62 +232,111 @@ class Engine:
         if self.scenario.kind == "conversation":
             self._converse(client, ticket, identity)
             return
-        run_id = self.plan.run_id
-        body = self.builder.build(ticket.seq, identity)
-        sent = time.time()
-        if sent - ticket.due > self.pacer.max_late_s:  # stalled between hand-over and send: never send late
-            self._unsent.add("late", ticket.seq, ticket.due)
+        run_id, seq, due = self.plan.run_id, ticket.seq, ticket.due
+        body = self.builder.build(seq, identity)
+        base = {"event": "launch", "run_id": run_id, "seq": seq, "name": body["name"], "flow_id": body["flowId"],
+                "identity_id": identity.id, "intended_at": round(due, 6), "worker": self.worker}
+        handed = time.time()
+        self._inflight.open(seq, lambda now: {
+            **base, "execution_id": None, "http_status": 0, "error": "unanswered_at_stop",
+            "cause": "still in flight when the stop's grace ran out: it may have run", "context_id": None,
+            "attempts": 1, "attempt_statuses": [0], "attempt_ms": [], "sent_at": round(handed, 6),
+            "answered_at": None, "latency_ms": None, "given_up_at": round(now, 6)})
+        try:
+            # The 1 s rule is applied with the token in hand, right before the request is written.
+            res = client.launch(body, not_after=due + self.pacer.max_late_s)
+        finally:
+            mine = self._inflight.close(seq)
+        if not mine:  # written at the stop as unanswered; this late answer is not written twice
             return
-        res = client.launch(body)
+        if not res.sent:
+            self._not_sent(res, seq, due)
+            return
         answered = time.time()
         self._write({
-            "event": "launch", "run_id": run_id, "seq": ticket.seq, "name": body["name"], "flow_id": body["flowId"],
-            "identity_id": identity.id, "execution_id": res.execution_id, "http_status": res.status,
+            **base, "execution_id": res.execution_id, "http_status": res.status,
             "error": res.error, "context_id": res.context_id, "attempts": res.attempts,
             "attempt_statuses": list(res.statuses), "attempt_ms": list(res.attempt_ms),
-            "intended_at": round(ticket.due, 6), "sent_at": round(sent, 6), "answered_at": round(answered, 6),
-            "latency_ms": round(res.elapsed_ms, 3), "worker": self.worker,
+            "sent_at": round(res.sent_at or handed, 6), "answered_at": round(answered, 6),
+            "latency_ms": round(res.elapsed_ms, 3),
         })
         if res.status == 403 and res.error in _PERMISSION_CODES and not self.stopping:
             # Every later launch would be refused too: stop the run now, with the reason.
             self.stop()
             self._on_fatal(f"launch refused: 403 {res.error} — the OAuth client's role needs architect:flow:launch")
         # Filtered out below debug level at ~1 µs; per-request lines would otherwise cost more than a launch.
-        self.log.debug("flow_execution.launched", run_id=run_id, seq=ticket.seq, execution_id=res.execution_id,
+        self.log.debug("flow_execution.launched", run_id=run_id, seq=seq, execution_id=res.execution_id,
                        status=res.status, latency_ms=round(res.elapsed_ms, 3), attempts=res.attempts)
         if res.execution_id and self.scenario.follow:
-            f = client.follow(res.execution_id, poll_interval_s=self.scenario.poll_interval_s,
-                              timeout_s=self.scenario.follow_timeout_s, stopping=lambda: self.stopping)
-            self._write({"event": "outcome", "run_id": run_id, "seq": ticket.seq, "name": body["name"],
-                         "execution_id": res.execution_id, "flow_status": f.status, "polls": f.polls,
-                         "poll_429": f.rate_limited, "intended_at": round(ticket.due, 6),
-                         "answered_at": round(answered, 6), "observed_at": round(time.time(), 6),
-                         "worker": self.worker})
+            outcome = {"event": "outcome", "run_id": run_id, "seq": seq, "name": body["name"],
+                       "execution_id": res.execution_id, "intended_at": round(due, 6),
+                       "answered_at": round(answered, 6), "worker": self.worker}
+            self._inflight.open(seq, lambda now: {**outcome, "flow_status": "INTERRUPTED", "polls": 0, "poll_429": 0,
+                                                  "observed_at": round(now, 6)})
+            try:
+                f = client.follow(res.execution_id, poll_interval_s=self.scenario.poll_interval_s,
+                                  timeout_s=self.scenario.follow_timeout_s, stopping=lambda: self.stopping)
+            finally:
+                mine = self._inflight.close(seq)
+            if mine:
+                self._write({**outcome, "flow_status": f.status, "polls": f.polls, "poll_429": f.rate_limited,
+                             "observed_at": round(time.time(), 6)})
+
+    def _not_sent(self, res: Attempt, seq: int, due: float) -> None:
+        """A request that never left: too late to go (the 1 s rule), no connection, or no token."""
+        if res.unsent == "late":
+            self._unsent.add("late", seq, due)
+        else:
+            self._unsent.add("not_sent", seq, due, reason=res.unsent, cause=res.cause)
 
     def _converse(self, client: FlowClient, ticket: Ticket, identity: Identity) -> None:
-        """A bot conversation instead of a launch: one ``session`` ledger record with all its turns."""
-        run_id, sc = self.plan.run_id, self.scenario
-        flow = self.builder.flow_for(ticket.seq)
-        body = session_body(flow, identity, seq=ticket.seq, run_id=run_id, prefix=sc.tag_prefix)
-        sent = time.time()
-        if sent - ticket.due > self.pacer.max_late_s:
-            self._unsent.add("late", ticket.seq, ticket.due)
-            return
+        """A bot conversation instead of a launch: a ``session_open`` record as soon as the session exists (a
+        crash leaves a record of every open session), then one ``session`` record with all its turns."""
+        run_id, sc, seq, due = self.plan.run_id, self.scenario, ticket.seq, ticket.due
+        flow = self.builder.flow_for(seq)
+        body = session_body(flow, identity, seq=seq, run_id=run_id, prefix=sc.tag_prefix)
+        base = {"run_id": run_id, "seq": seq, "name": body["externalSessionId"], "flow_id": flow.id,
+                "identity_id": identity.id, "intended_at": round(due, 6), "worker": self.worker}
+
+        def record(conv: Conversation) -> dict[str, Any]:
+            a = conv.start
+            return {**base, "session_id": conv.session_id, "http_status": a.status, "error": a.error,
+                    "context_id": a.context_id, "attempts": a.attempts, "attempt_statuses": list(a.statuses),
+                    "attempt_ms": list(a.attempt_ms), "sent_at": round(a.sent_at or time.time(), 6),
+                    "answered_at": round((a.sent_at or time.time()) + a.elapsed_ms / 1000, 6),
+                    "latency_ms": round(a.elapsed_ms, 3)}
+
+        def started(conv: Conversation) -> None:
+            if not conv.start.sent:
+                return
+            opened = {**record(conv), "event": "session_open"}
+            if conv.session_id:
+                self._write(opened)
+            self._inflight.open(seq, lambda now: {
+                **opened, "event": "session", "turns": list(conv.turns), "end": "interrupted",
+                "end_reason": "in flight when the stop's grace ran out", "output": {},
+                "expectation_failures": list(conv.failures), "ended_at": round(now, 6),
+                "billable_sessions": conv.billable_sessions})
+
         # Seeded per session: the same seed and seq say the same alternatives.
-        rng = random.Random(f"{sc.seed}-{ticket.seq}") if sc.seed is not None else random.Random()
-        conv = converse(client, body, flow.turns, identity=identity, seq=ticket.seq, run_id=run_id,
-                        prefix=sc.tag_prefix, rng=rng, think_time_s=sc.think_time_s, max_turns=sc.max_turns,
-                        stopping=lambda: self.stopping, sleep=gevent.sleep)
+        rng = random.Random(f"{sc.seed}-{seq}") if sc.seed is not None else random.Random()
+        try:
+            conv = converse(client, body, flow.turns, identity=identity, seq=seq, run_id=run_id,
+                            prefix=sc.tag_prefix, rng=rng, think_time_s=sc.think_time_s, max_turns=sc.max_turns,
+                            stopping=lambda: self.stopping, sleep=gevent.sleep, not_after=due + self.pacer.max_late_s,
+                            on_started=started)
+        finally:
+            mine = self._inflight.close(seq)
+        if not mine:
+            return
         a = conv.start
+        if not a.sent:
+            self._not_sent(a, seq, due)
+            return
         self._write({
-            "event": "session", "run_id": run_id, "seq": ticket.seq, "name": body["externalSessionId"],
-            "flow_id": flow.id, "identity_id": identity.id, "session_id": conv.session_id, "http_status": a.status,
-            "error": a.error, "context_id": a.context_id, "attempts": a.attempts, "attempt_statuses": list(a.statuses),
-            "attempt_ms": list(a.attempt_ms), "intended_at": round(ticket.due, 6), "sent_at": round(sent, 6),
-            "answered_at": round(sent + a.elapsed_ms / 1000, 6), "latency_ms": round(a.elapsed_ms, 3),
-            "turns": conv.turns, "end": conv.end, "end_reason": conv.end_reason, "output": conv.output,
-            "expectation_failures": conv.failures, "ended_at": round(conv.ended_at or time.time(), 6),
-            "billable_sessions": conv.billable_sessions, "worker": self.worker,
+            **record(conv), "event": "session", "turns": conv.turns, "end": conv.end, "end_reason": conv.end_reason,
+            "output": conv.output, "expectation_failures": conv.failures,
+            "ended_at": round(conv.ended_at or time.time(), 6), "billable_sessions": conv.billable_sessions,
         })
         if a.status == 403 and a.error in _PERMISSION_CODES and not self.stopping:
             self.stop()
@@ -302,8 +347,10 @@ class Engine:
         if self._pacer is not None:
             self._pacer.kill(block=False)
         self._unsent.flush()  # a late launch noticed by a user after the pacer ended may be pending
+        self.give_up()  # anything still in flight at the close is written as unanswered, not lost
         self.ledger.close()
-        if self.ledger.dropped:
-            self.log.warning("ledger.lines_dropped", lines=self.ledger.dropped,
-                             reason="requests still in flight after the stop grace")
+        if self.ledger.dropped or self._inflight.answered_after_stop:
+            self.log.warning("ledger.answers_after_stop", dropped=self.ledger.dropped,
+                             answered_after_stop=self._inflight.answered_after_stop,
+                             reason="answers that came after the stop's grace (written as unanswered at the stop)")
         self.tokens.close()

@@ -236,6 +236,8 @@ class ProcessRun:
         else:
             expected = {self.engine.ledger.path.name} if self.engine else set()
             took_part = 1
+        stats = self.stats()
         return tally(self.plan, self.t0, expected_ledgers=expected, live=self.live, workers=took_part,
                      workers_lost=tuple(self.coord.lost if self.coord else ()), aborted=self.aborted,
-                     fatal=self.fatal, interrupted=interrupted)
+                     fatal=self.fatal, interrupted=interrupted,
+                     unrecorded=stats.counters["unrecorded"] if stats is not None else 0)

@@ -44,6 +44,9 @@ START_DELAY_S = 2.0
 """Between test start and launch 0: time for (workers and) users to set up."""
 STOP_GRACE_S = 5.0
 """A run cut short: how long in-flight launches get to finish (and be written to the ledger)."""
+GIVE_UP_S = STOP_GRACE_S - 1.5
+"""After a stop, each process writes what is still in flight as unanswered (may have run) this much later: a
+worker's records and final stats then reach the master within its grace."""
 
 
 @events.init_command_line_parser.add_listener
@@ -196,7 +199,8 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
         def on_stop(environment: Environment, msg: Any, **_: Any) -> None:
             run = _run(environment)
             if run is not None and run.engine is not None:
-                run.engine.stop()  # done (with final stats) follows once in-flight launches have ended
+                # done (with final stats) follows once in-flight work has ended or was written as unanswered
+                run.engine.stop(grace_s=GIVE_UP_S)
 
         def on_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
             run = _run(environment)
@@ -348,7 +352,7 @@ def _halt(run: ProcessRun) -> None:
             gevent.sleep(0.1)
     run.complete = True  # ends the coordination, progress and guard loops
     if run.engine is not None:
-        run.engine.stop()
+        run.engine.stop(grace_s=GIVE_UP_S)
         run.engine.wait_finished(STOP_GRACE_S)
 
 

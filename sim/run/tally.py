@@ -17,7 +17,9 @@ __all__ = ["tally"]
 
 
 def tally(plan: RunPlan, t0: float, *, expected_ledgers: set[str], live: RunStats, workers: int,
-          workers_lost: tuple[str, ...], aborted: str | None, fatal: bool, interrupted: bool) -> RunSummary:
+          workers_lost: tuple[str, ...], aborted: str | None, fatal: bool, interrupted: bool,
+          unrecorded: int = 0) -> RunSummary:
+    """``unrecorded``: launches sent and never written (the ledger failed), from the processes' live counts."""
     rdir = run_dir(plan.ledger_dir, plan.run_id)
     files = ledger_files(rdir) if rdir.exists() else []
     if expected_ledgers <= {f.name for f in files}:
@@ -33,4 +35,4 @@ def tally(plan: RunPlan, t0: float, *, expected_ledgers: set[str], live: RunStat
         workers=max(1, workers), workers_lost=workers_lost, ledger_path=str(rdir),
         ledger={"counts_source": source, "files": [str(f) for f in files]}, duplicates=duplicates,
         aborted=aborted, fatal=fatal, interrupted=interrupted, analytics=analytics_note(plan), live=plan.live,
-        poll_interval_s=sc.poll_interval_s if sc.follow else None, load=sc.kind)
+        poll_interval_s=sc.poll_interval_s if sc.follow else None, load=sc.kind, unrecorded=unrecorded)
