@@ -59,6 +59,17 @@ def _live_options(p: argparse.ArgumentParser) -> None:
                    help="run outside 23:00-05:00 region time: another window was agreed with the vendor")
 
 
+def _latency_ms(text: str) -> tuple[float, float]:
+    try:
+        parts = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give MEDIAN or MEDIAN,P99 in ms, e.g. 100 or 100,150") from None
+    median, p99 = parts[0], parts[-1]
+    if len(parts) > 2 or not 0 <= median <= p99 <= 60_000:
+        raise argparse.ArgumentTypeError(f"{text!r}: give MEDIAN or MEDIAN,P99 in ms, 0 <= MEDIAN <= P99 <= 60000")
+    return median, p99
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="flowsim", description="Load and simulation tests for Genesys Cloud flow executions.")
     p.add_argument("--version", action="version", version=f"flowsim {__version__}")
@@ -74,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tls-key", help="the certificate's private key (PEM)")
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="the simulator's log level (default info)")
+    s.add_argument("--latency-ms", type=_latency_ms, metavar="MEDIAN[,P99]",
+                   help="answer every request (OAuth and admin included) after a round trip drawn from this "
+                        "log-normal, like a region far away; replaces the org file's [network] latency_ms")
     s.set_defaults(func=commands.serve)
 
     _add_load_commands(sub)

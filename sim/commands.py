@@ -45,6 +45,8 @@ def _describe(org: Any) -> dict[str, Any]:
         "settings": {"rate_limit_per_window": org.settings.rate_limit_per_window,
                      "rate_limit_window_s": org.settings.rate_limit_window_s,
                      "strict_unknown_fields": org.settings.strict_unknown_fields},
+        "network": ({"latency_ms": {"median": org.network.median_ms, "p99": org.network.p99_ms}}
+                    if org.network is not None else None),
     }
 
 
@@ -53,6 +55,13 @@ def serve(args: argparse.Namespace) -> int:
     from sim.platform.org import default_org, load_org
 
     org = load_org(args.org) if args.org else default_org()
+    if getattr(args, "latency_ms", None):
+        import dataclasses
+
+        from sim.platform.org import Latency
+
+        median, p99 = args.latency_ms
+        org = dataclasses.replace(org, network=Latency(median_ms=median, p99_ms=p99))
     if args.describe:
         print(json.dumps(_describe(org), indent=2))
         return EXIT_OK

@@ -6,6 +6,7 @@ Admin endpoints live under ``/_sim``, outside ``/api/v2``.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from sim.platform.faults import FaultInjector
 from sim.platform.http import (
     JSON, ConnectionDropped, SimState, apply_fault, error, flow_faults, ok, read_json, requires,
 )
-from sim.platform.org import Flow, Org
+from sim.platform.org import Flow, Latency, Org
 from sim.platform.schema import FlowValidator, Problem, unknown_field_problems
 
 __all__ = ["create_app", "SimState", "ConnectionDropped"]
@@ -297,4 +298,19 @@ def create_app(org: Org, *, seed: int = 0, clock: Callable[[], float] = time.tim
         *bot_api.ROUTES,
     ])
     app.state.sim = state
+    if org.network is not None:
+        app.add_middleware(NetworkDelay, latency=org.network, rng=random.Random(seed + 1))
     return app
+
+
+class NetworkDelay:
+    """ASGI middleware: every request waits a round trip drawn from the org's ``[network]`` latency before it is
+    handled (each request on its own: a slow answer never holds up another)."""
+
+    def __init__(self, app: Any, *, latency: Latency, rng: random.Random) -> None:
+        self.app, self.latency, self.rng = app, latency, rng
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await asyncio.sleep(draw_latency_s(self.latency, self.rng))
+        await self.app(scope, receive, send)

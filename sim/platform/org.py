@@ -169,6 +169,9 @@ class Org:
     flows: tuple[Flow, ...]
     faults: Faults = Faults()
     """Faults applied to every /api/v2 request (flow faults add to these)."""
+    network: Latency | None = None
+    """``[network] latency_ms = { median = 100, p99 = 150 }``: a round trip's delay before *every* answer,
+    OAuth and admin endpoints included: the simulator then answers like a region far away."""
     source: str = "<built-in>"
 
     def flow(self, flow_id: str) -> Flow | None:
@@ -190,6 +193,13 @@ def _latency(r: TableReader | None) -> Latency | None:
     if p99 < median:
         raise r.fail("p99", f"must be >= median ({median})")
     return Latency(median_ms=median, p99_ms=p99)
+
+
+def _network(r: TableReader | None) -> Latency | None:
+    if r is None:
+        return None
+    r.check_keys({"latency_ms"})
+    return _latency(r.sub("latency_ms"))
 
 
 def _rate(r: TableReader, key: str) -> float:
@@ -232,7 +242,7 @@ def _variables(r: TableReader | None) -> tuple[Variable, ...]:
 
 def _parse(data: dict[str, Any], source: str) -> Org:
     root = TableReader(data, source, "")
-    root.check_keys({"org", "settings", "clients", "divisions", "flows", "faults"})
+    root.check_keys({"org", "settings", "clients", "divisions", "flows", "faults", "network"})
     org_r = root.sub("org") or TableReader({}, source, "org")
     org_r.check_keys({"id", "name"})
     settings_r = root.sub("settings")
@@ -334,6 +344,7 @@ def _parse(data: dict[str, Any], source: str) -> Org:
         divisions=tuple(divisions),
         flows=tuple(flows),
         faults=_faults(root.sub("faults")),
+        network=_network(root.sub("network")),
         source=source,
     )
 
