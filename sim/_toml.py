@@ -10,6 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from sim._files import read_bounded
 from sim.errors import ConfigError
 
 __all__ = ["TableReader", "read_toml_file", "MAX_FILE_BYTES"]
@@ -21,20 +22,7 @@ MAX_FILE_BYTES = 1 << 20
 def read_toml_file(path: str | Path, *, what: str) -> dict[str, Any]:
     """The TOML table in ``path``; every way it can be wrong is one ConfigError naming the file."""
     source = str(path)
-    p = Path(path)
-    try:
-        if p.is_dir():
-            raise ConfigError(f"is a directory, not {what}", source=source)
-        size = p.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise ConfigError(f"{size:,} bytes: too large for {what} (at most {MAX_FILE_BYTES:,})", source=source)
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{what} not found", source=source) from None
-    except PermissionError:
-        raise ConfigError("cannot be read (permission denied)", source=source) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot be read: {exc.strerror}", source=source) from None
+    raw = read_bounded(path, what=what, max_bytes=MAX_FILE_BYTES)
     if b"\0" in raw:
         raise ConfigError(f"is a binary file, not {what} (TOML text)", source=source)
     try:

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from sim._files import read_bounded
 from sim.errors import ConfigError, FlowsimError
 from sim.load.overrides import check_load, constant_rate, scenario_for_run
 from sim.load.scenario import Scenario, load_scenario, parse_duration
@@ -24,6 +25,8 @@ from sim.load.scenario import Scenario, load_scenario, parse_duration
 __all__ = ["serve", "validate", "run", "capacity", "compare", "report", "ledger_summary", "analytics"]
 
 EXIT_OK, EXIT_USAGE = 0, 2
+MAX_SUMMARY_BYTES = 64 << 20
+"""A summary holds one row per second of the run: 64 MiB is days of rows; anything larger is not a summary."""
 
 
 def _describe(org: Any) -> dict[str, Any]:
@@ -232,9 +235,7 @@ def _load_json(path: str) -> Any:
     from sim.results.summary import load_summary
 
     try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError("file not found", source=path) from None
+        data = json.loads(read_bounded(path, what="a summary JSON file", max_bytes=MAX_SUMMARY_BYTES))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"not JSON: {exc}", source=path) from None
     if not isinstance(data, dict):
@@ -334,6 +335,7 @@ def _analytics_of(plan: Any, rdir: Path, target: Any, *, wait_s: float) -> int:
     from sim.load.ledger import ledger_files, read_records
     from sim.results.analytics import check_analytics, check_bot_analytics
     from sim.run.plan import credentials
+    from sim.load.target import check_credential_destination
     from sim.run.prepare import is_flowsim_simulator
     from sim.run.preflight import preflight_client
 
@@ -344,7 +346,10 @@ def _analytics_of(plan: Any, rdir: Path, target: Any, *, wait_s: float) -> int:
     accepted = sum(1 for r in launches if r.get("http_status") == 200)
     simulator = is_flowsim_simulator(target.api_url, plan.scenario.ca_bundle)
     env_set = bool(os.environ.get(plan.scenario.client_id_env) and os.environ.get(plan.scenario.client_secret_env))
-    cid, sec = credentials(plan.scenario, "builtin" if simulator and not env_set else "env")
+    mode = "builtin" if simulator and not env_set else "env"
+    if mode == "env":
+        check_credential_destination(target, simulator=simulator)
+    cid, sec = credentials(plan.scenario, mode)
     client = preflight_client(plan.scenario, target, client_id=cid, client_secret=sec)
     span = {"first_s": min(r["sent_at"] for r in launches), "last_s": max(r.get("ended_at") or r["answered_at"]
                                                                             for r in launches)}
@@ -398,10 +403,13 @@ def analytics(args: argparse.Namespace) -> int:
     from sim.run.plan import RunPlan
 
     rdir = _run_dir(args.run, args.ledger_dir)
+    if not (rdir / "plan.json").exists():
+        raise ConfigError("no plan.json: not a run directory written by this flowsim version", source=str(rdir))
     try:
-        plan = RunPlan.from_dict(json.loads((rdir / "plan.json").read_text()))
-    except FileNotFoundError:
-        raise ConfigError("no plan.json: not a run directory written by this flowsim version", source=str(rdir)) from None
+        plan = RunPlan.from_dict(json.loads(read_bounded(rdir / "plan.json", what="a run plan", max_bytes=1 << 22)))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"plan.json cannot be read ({type(exc).__name__}: {str(exc)[:200]})",
+                          source=str(rdir)) from None
     if plan.target.embedded and not args.target:
         raise ConfigError("the run's embedded simulator stopped with the run: run against `flowsim serve` and "
                           "pass its URL with --target", field="--target")

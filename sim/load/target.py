@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import ipaddress
+from urllib.parse import urlsplit
+
 from sim.errors import ConfigError
 
-__all__ = ["REGIONS", "REGION_TIME_ZONES", "Target", "resolve_target"]
+__all__ = ["REGIONS", "REGION_TIME_ZONES", "Target", "resolve_target", "check_credential_destination",
+           "is_loopback"]
 
 _REGIONS: dict[str, tuple[str, str]] = {
     # region: (environment domain, time zone of its data centre's city)
@@ -50,3 +54,29 @@ def resolve_target(target: str, *, embedded_url: str | None = None) -> Target:
         return Target(api_url=url, login_url=url.replace("://api.", "://login.", 1))
     raise ConfigError(f"{target!r} is not 'embedded', a region ({', '.join(sorted(REGIONS))}) or an http(s) URL",
                       field="target")
+
+
+def is_loopback(host: str) -> bool:
+    """``host`` (a name or an address) is this machine's loopback."""
+    if host in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_credential_destination(target: Target, *, simulator: bool) -> None:
+    """Raise unless the OAuth client's real credentials (from the environment) may go to ``target``'s login URL:
+    over HTTPS to a Genesys Cloud region's login host, or to a flowsim simulator over HTTPS or on loopback.
+    Never in clear text over a network, never to a host that is neither."""
+    url = urlsplit(target.login_url)
+    host = url.hostname or ""
+    if url.scheme == "https" and host in {f"login.{d}" for d in REGIONS.values()}:
+        return
+    if simulator and (url.scheme == "https" or is_loopback(host)):
+        return
+    why = ("in clear text (http) over a network" if url.scheme != "https" and simulator
+           else "to a host that is neither a Genesys Cloud region's login host nor a flowsim simulator")
+    raise ConfigError(f"refusing to send the OAuth client's credentials {why}: {target.login_url}. Use a region "
+                      "name, https://api.<region domain>, or a flowsim simulator", field="target")

@@ -11,7 +11,7 @@ import dataclasses
 import datetime as dt
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sim.errors import ConfigError
 from sim.load.thresholds import ThresholdResult, Thresholds, judge
@@ -317,13 +317,34 @@ class CapacityResult:
 
 
 def load_summary(data: dict[str, Any], *, source: str = "summary") -> RunSummary | CapacityResult:
-    """A run summary or capacity result from its JSON; ConfigError when it is neither."""
+    """A run summary or capacity result from its JSON; ConfigError when it is neither, when it comes from a newer
+    flowsim, or when a number in it is not a number."""
+    version = data.get("schema_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool) or version > SUMMARY_SCHEMA:
+        raise ConfigError(f"schema_version {str(version)[:20]!r}: written by a newer flowsim (this one reads up to "
+                          f"{SUMMARY_SCHEMA}); compare and report summaries with the flowsim that wrote them",
+                          source=source)
     try:
         if data.get("kind") == "capacity" or "sustainable_rate_per_s" in data:
-            return CapacityResult.from_dict(data)
+            return _typed(CapacityResult.from_dict(data), source)
         if data.get("kind", "run") == "run" and "launched" in data:
-            return RunSummary.from_dict(data)
-    except (KeyError, TypeError) as exc:
-        raise ConfigError(f"not a flowsim summary this version can read ({type(exc).__name__}: {exc})",
+            return _typed(RunSummary.from_dict(data), source)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"not a flowsim summary this version can read ({type(exc).__name__}: {str(exc)[:200]})",
                           source=source) from None
     raise ConfigError("not a flowsim run or capacity summary (--summary-json)", source=source)
+
+
+_T = TypeVar("_T", RunSummary, CapacityResult)
+
+
+def _typed(summary: _T, source: str) -> _T:
+    """Every field declared a number holds one (a string ``launched`` would surface later as a traceback)."""
+    for f in dataclasses.fields(summary):
+        value = getattr(summary, f.name)
+        kind = {"int": (int,), "float": (int, float), "float | None": (int, float, type(None)),
+                "int | None": (int, type(None))}.get(str(f.type))
+        if kind is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise ConfigError(f"field {f.name!r} is {type(value).__name__} {str(value)[:40]!r}, not a number",
+                              source=source)
+    return summary

@@ -36,7 +36,8 @@ from sim.run.live import LiveRules
 from sim.run.metrics import Snapshot
 from sim.run.plan import PlanMismatch, RunPlan
 from sim.run.prepare import Prepared, prepare_from_options
-from sim.run.webui import install_tab, serve_metrics
+from sim.run import webform
+from sim.run.webui import install_login, install_tab, serve_metrics
 
 __all__ = ["FlowUser", "FlowsimShape"]
 
@@ -56,6 +57,9 @@ def _add_arguments(parser: Any) -> None:
     def a(*args: Any, ui: bool = False, **kw: Any) -> None:
         parser.add_argument(*args, include_in_web_ui=ui, **kw)
 
+    # Loopback unless told: Locust's own defaults are every interface, with no login (sim.run.webform).
+    parser.set_defaults(web_host="127.0.0.1", master_bind_host="127.0.0.1")
+
     a("--flowsim-plan", default="", help="a resolved run plan (JSON) from `flowsim run`; replaces the options below")
     a("--flowsim-scenario", default=os.environ.get("FLOWSIM_SCENARIO", "scenarios/smoke.toml"), ui=True,
       help="scenario TOML file")
@@ -65,9 +69,9 @@ def _add_arguments(parser: Any) -> None:
     a("--flowsim-duration", default="", ui=True, help="duration with --flowsim-rate, e.g. 20s, 5m")
     a("--flowsim-ledger-dir", default="runs", help="where ledgers go (<dir>/<run_id>/)")
     a("--flowsim-summary-json", default="", help="write the run summary JSON here")
-    a("--flowsim-approval", default="", ui=True,
-      help="the vendor's approval reference, for load tests against a real org")
-    a("--flowsim-outside-window", action="store_true", ui=True, help="another test window was agreed with the vendor")
+    # Never from the form (sim.run.webform.pin): the vendor's rules are agreed on the command line.
+    a("--flowsim-approval", default="", help="the vendor's approval reference, for load tests against a real org")
+    a("--flowsim-outside-window", action="store_true", help="another test window was agreed with the vendor")
     a("--flowsim-prometheus", default="", help="HOST:PORT: serve live metrics for Prometheus at /metrics")
     a("--flowsim-live-file", default="", help="write the live view's figures here every second (from `flowsim run`)")
     a("--flowsim-abort-error-rate", type=float, default=0.0, ui=True,
@@ -121,7 +125,10 @@ def _next_run(environment: Environment) -> ProcessRun | None:
     if opts.flowsim_plan:
         return None  # flowsim run's plan runs once
     processes = max(1, environment.runner.worker_count) if isinstance(environment.runner, MasterRunner) else 1
+    startup: dict[str, Any] = getattr(environment, "flowsim_startup", {})
     try:
+        webform.pin(opts, startup)  # only the form's own fields change a run; the rest is the command line's
+        webform.check_form(opts, startup)
         plan, prepared = _prepare(opts, run_id="", processes=processes)
     except FlowsimError as exc:
         if prev is not None:
@@ -214,8 +221,22 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
         runner.register_message(STOP, on_stop)
         return
 
+    opts = environment.parsed_options
+    problems = webform.check_exposure(web_host=getattr(opts, "web_host", None), web_ui=environment.web_ui is not None,
+                                      web_login=bool(getattr(opts, "web_login", False)),
+                                      password_set=bool(os.environ.get("FLOWSIM_WEB_PASSWORD")))
+    if problems:
+        print(f"flowsim: {problems[0]}", file=sys.stderr)
+        sys.exit(2)
+    if environment.web_ui is not None and getattr(opts, "web_login", False):
+        install_login(environment.web_ui, os.environ["FLOWSIM_WEB_PASSWORD"])
+    if isinstance(runner, MasterRunner) and not webform.is_loopback(getattr(opts, "master_bind_host", "*") or "*"):
+        logs.get_logger(component="locust").warning(
+            "master.exposed", bind=getattr(opts, "master_bind_host", "*"),
+            note="whoever reaches this port can join the run as a worker: keep it on a private network")
+    environment.flowsim_startup = dict(vars(opts))  # type: ignore[attr-defined]
     try:
-        plan, prepared = _resolve_plan(environment.parsed_options)
+        plan, prepared = _resolve_plan(opts)
     except FlowsimError as exc:
         print(f"flowsim: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -264,7 +285,7 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
         run = _run(environment)
         return run.snapshot() if run is not None else None
 
-    serve_metrics(app, getattr(environment.parsed_options, "flowsim_prometheus", ""), snapshot, first.log)
+    serve_metrics(environment.web_ui, getattr(environment.parsed_options, "flowsim_prometheus", ""), snapshot, first.log)
     if isinstance(runner, MasterRunner):
         def on_ack(environment: Environment, msg: Any, **_: Any) -> None:
             run = _run(environment)

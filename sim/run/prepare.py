@@ -21,7 +21,7 @@ from sim.load.conversation import TURNS_PER_BILLED_SESSION
 from sim.load.overrides import scenario_for_run
 from sim.load.scenario import Scenario, Target, resolve_target
 from sim.load.schedule import Schedule
-from sim.load.target import REGIONS
+from sim.load.target import REGIONS, check_credential_destination
 from sim.run import live
 from sim.run.live import LiveRules
 from sim.run.plan import FlowPlan, RunPlan, credentials, new_run_id
@@ -97,6 +97,8 @@ class Prepared:
                     api_url=self.target.api_url, capacity=capacity_max_rate is not None,
                     peak_rate_per_s=capacity_max_rate or max(st.rate_per_s for st in scenario.stages),
                     launches=schedule.total, rules=rules, now=now or dt.datetime.now(dt.timezone.utc))
+            if self.credentials == "env":
+                check_credential_destination(self.target, simulator=self.simulator)
             cid, sec = credentials(scenario, self.credentials)
             client = preflight_client(scenario, self.target, client_id=cid, client_secret=sec)
             try:

@@ -11,6 +11,7 @@ outcomes and durations, each threshold and the verdict.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +23,7 @@ from sim.load.thresholds import judge, live_observed
 from sim.results.summary import RunSummary
 from sim.run.metrics import Snapshot, registry_for
 
-__all__ = ["TAB_KEY", "tab_rows", "install_tab", "serve_metrics"]
+__all__ = ["TAB_KEY", "tab_rows", "install_tab", "install_login", "serve_metrics"]
 
 TAB_KEY = "flowsim"
 
@@ -116,12 +117,42 @@ def install_tab(app: Any, template_args: dict[str, Any], view: View, thresholds:
         return response
 
 
-def serve_metrics(app: Any, address: str, snapshot: Callable[[], Snapshot | None], log: Any) -> None:
-    """Live metrics for Prometheus: ``/flowsim/metrics`` on Locust's web UI (``app``, when up) and
-    ``http://HOST:PORT/metrics`` with ``--flowsim-prometheus HOST:PORT`` (headless runs)."""
+def install_login(web_ui: Any, password: str) -> None:
+    """Locust's ``--web-login`` with flowsim's password (``FLOWSIM_WEB_PASSWORD``): Locust's own login page and
+    login manager, a password compared in constant time, a fresh session key per process."""
+    import hmac
+
+    from flask import Blueprint, redirect, request, session, url_for
+    from flask_login import UserMixin, login_user
+
+    class _User(UserMixin):  # type: ignore[misc]
+        def __init__(self, uid: str) -> None:
+            self.id = uid
+
+    web_ui.app.secret_key = os.urandom(32)
+    web_ui.login_manager.user_loader(lambda uid: _User(uid) if uid == "flowsim" else None)
+    web_ui.auth_args = {"username_password_callback": "/flowsim/login", "title": "flowsim"}
+    bp = Blueprint("flowsim_login", __name__)
+
+    @bp.route("/flowsim/login", methods=["POST"])
+    def submit() -> Any:
+        given = str(request.form.get("password", ""))[:1024]
+        if hmac.compare_digest(given.encode(), password.encode()):
+            login_user(_User("flowsim"))
+            return redirect(url_for("locust.index"))
+        session["auth_error"] = "Wrong password"
+        return redirect(url_for("locust.login"))
+
+    web_ui.app.register_blueprint(bp)
+
+
+def serve_metrics(web_ui: Any, address: str, snapshot: Callable[[], Snapshot | None], log: Any) -> None:
+    """Live metrics for Prometheus: ``/flowsim/metrics`` on Locust's web UI (``web_ui``, when up; behind its login
+    when there is one) and ``http://HOST:PORT/metrics`` with ``--flowsim-prometheus HOST:PORT`` (headless runs)."""
     registry = registry_for(snapshot)
-    if app is not None:
-        @app.route("/flowsim/metrics")  # type: ignore[untyped-decorator]
+    if web_ui is not None:
+        @web_ui.app.route("/flowsim/metrics")  # type: ignore[untyped-decorator]
+        @web_ui.auth_required_if_enabled  # type: ignore[untyped-decorator]
         def flowsim_metrics() -> Any:
             return generate_latest(registry), 200, {"Content-Type": CONTENT_TYPE_LATEST}
     if not address:
