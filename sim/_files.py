@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sim.errors import ConfigError
 
-__all__ = ["read_bounded"]
+__all__ = ["read_bounded", "check_output", "check_writable_dir"]
 
 
 def read_bounded(path: str | Path, *, what: str, max_bytes: int) -> bytes:
@@ -35,3 +35,38 @@ def read_bounded(path: str | Path, *, what: str, max_bytes: int) -> bytes:
     if len(raw) > max_bytes:  # grew while being read
         raise ConfigError(f"too large for {what} (at most {max_bytes:,} bytes)", source=source)
     return raw
+
+
+def check_output(path: str | Path | None, *, what: str) -> None:
+    """Before any load: ``path`` can be written (not a directory, its folder creatable, the file openable for
+    writing). Checked up front so a run never ends in a traceback after its load was spent."""
+    if not path:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"is a directory: {what} needs a file name", source=str(path))
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        existed = p.exists()
+        with open(p, "ab"):
+            pass
+        if not existed:
+            p.unlink()
+    except OSError as exc:
+        raise ConfigError(f"cannot be written ({exc.strerror or exc}): {what}", source=str(path)) from None
+
+
+def check_writable_dir(path: str | Path, *, what: str, need_bytes: int = 0) -> None:
+    """``path`` is (or can be made) a folder flowsim can write ``need_bytes`` into."""
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        probe = p / f".flowsim-probe-{os.getpid()}"
+        probe.write_bytes(b"x")
+        probe.unlink()
+        free = os.statvfs(p).f_bavail * os.statvfs(p).f_frsize
+    except OSError as exc:
+        raise ConfigError(f"cannot be written ({exc.strerror or exc}): {what}", source=str(path)) from None
+    if free < need_bytes:
+        raise ConfigError(f"{free / 1e6:,.1f} MB free: {what} needs about {need_bytes / 1e6:,.1f} MB for this run "
+                          "(flowsim stops sending when it cannot record)", source=str(path))

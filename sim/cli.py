@@ -50,6 +50,8 @@ def _number(kind: type[int] | type[float], *, low: float | None = None, high: fl
 _port = _number(int, low=0, high=65535, what="a port (0 picks a free one)")
 _rate = _number(float, above=0, what="a finite number")
 _count = _number(int, low=0, what="a whole number")
+MAX_WORKERS = 256
+"""Worker processes flowsim will start on one machine, whatever --allow-many-workers says."""
 
 
 def _live_options(p: argparse.ArgumentParser) -> None:
@@ -128,7 +130,10 @@ def _add_load_commands(sub: Any) -> None:
     r.add_argument("--target", help="embedded (default), a region such as us_east_1, or a base URL")
     r.add_argument("--rate", type=_rate, help="one constant arrival rate, launches/s (replaces the stages)")
     r.add_argument("--duration", help="how long, e.g. 20s, 5m (with --rate, or alone: the peak rate that long)")
-    r.add_argument("--workers", type=_count, default=0, help="Locust workers: master + N local worker processes")
+    r.add_argument("--workers", type=_count, default=0, help="Locust workers: master + N local worker processes "
+                   "(at most 2 per core unless --allow-many-workers)")
+    r.add_argument("--allow-many-workers", action="store_true",
+                   help=f"allow more than 2 workers per core (up to {MAX_WORKERS}): they will compete for the cores")
     r.add_argument("--summary-json", help="write the run summary JSON here")
     r.add_argument("--html", help="write flowsim's HTML report here")
     r.add_argument("--junit", help="write JUnit XML here: each threshold and run invariant a test case (CI)")
@@ -156,14 +161,19 @@ def _add_load_commands(sub: Any) -> None:
     c = sub.add_parser("capacity", help="find the highest arrival rate that meets the SLO")
     c.add_argument("scenario", help="scenario TOML (its flows, limits and settings; stages are replaced)")
     c.add_argument("--target", help="embedded (default), a region, or a base URL")
-    c.add_argument("--slo-p95-ms", type=float, default=500.0, help="p95 launch latency limit, ms (default 500)")
-    c.add_argument("--max-error-rate", type=float, default=0.01,
-                   help="share of launches failed at first attempt (default 0.01)")
+    c.add_argument("--slo-p95-ms", type=_number(float, above=0, what="a latency in ms"), default=500.0,
+                   help="p95 launch latency limit, ms (default 500)")
+    c.add_argument("--max-error-rate", type=_number(float, low=0, high=1, what="a share"), default=0.01,
+                   help="share of launches failed at first attempt, 0 to 1 (default 0.01)")
     c.add_argument("--start", type=_rate, default=5.0, help="first step, launches/s (default 5)")
     c.add_argument("--max", type=_rate, default=200.0, help="never go above, launches/s (default 200)")
     c.add_argument("--step-duration", default="20s", help="hold each step this long (default 20s)")
-    c.add_argument("--precision", type=float, default=0.05, help="stop bisecting within this share (default 0.05)")
-    c.add_argument("--workers", type=_count, default=0, help="Locust workers per step (default 0: one process)")
+    c.add_argument("--precision", type=_number(float, above=0, what="a share below 1"), default=0.05,
+                   help="stop bisecting within this share (default 0.05)")
+    c.add_argument("--workers", type=_count, default=0, help="Locust workers per step (default 0: one process; "
+                   "at most 2 per core unless --allow-many-workers)")
+    c.add_argument("--allow-many-workers", action="store_true",
+                   help=f"allow more than 2 workers per core (up to {MAX_WORKERS})")
     c.add_argument("--ledger-dir", default="runs", help="ledgers go to <dir>/<run_id>-s<step>/ (default runs)")
     c.add_argument("--summary-json", help="write the capacity result JSON here")
     c.add_argument("--html", help="write the capacity HTML report here")

@@ -147,13 +147,52 @@ def _live_view(args: argparse.Namespace) -> bool:
             and os.environ.get("TERM", "dumb") not in ("dumb", "unknown"))
 
 
+def _check_workers(args: argparse.Namespace) -> None:
+    """Worker processes on this machine: 2 per core, or up to MAX_WORKERS with --allow-many-workers (loud)."""
+    from sim.cli import MAX_WORKERS
+
+    cores = os.cpu_count() or 1
+    cap = MAX_WORKERS if args.allow_many_workers else max(2, 2 * cores)
+    if args.workers > cap:
+        more = "" if args.allow_many_workers else "; --allow-many-workers raises the cap to " + str(MAX_WORKERS)
+        raise ConfigError(f"{args.workers} workers on a {cores}-core machine: at most {cap} here (each worker is a "
+                          f"process that wants a core; more only starve each other and send late){more}",
+                          field="--workers")
+    if args.allow_many_workers and args.workers > 2 * cores:
+        print(f"flowsim: WARNING: {args.workers} workers on {cores} cores (--allow-many-workers): expect late and "
+              "missed starts", file=sys.stderr)
+
+
+def _ledger_bytes(sc: Scenario) -> int:
+    """About how many bytes a run's ledger takes: a launch line ~450 B (+ ~300 B followed), a session ~400 B plus
+    ~250 B a turn. An estimate for the free-space check, not a promise."""
+    from sim.load.schedule import Schedule
+
+    per = (400 + 250 * (max(len(f.turns) for f in sc.flows) + 3) if sc.kind == "conversation"
+           else 450 + (300 if sc.follow else 0))
+    return Schedule(sc.stages).total * per
+
+
+def _check_outputs(args: argparse.Namespace, sc: Scenario) -> None:
+    """Everything a run will write, checked before any load is spent on it."""
+    from sim._files import check_output, check_writable_dir
+
+    check_writable_dir(args.ledger_dir, what="--ledger-dir (the run's ledger)", need_bytes=_ledger_bytes(sc))
+    for name in ("summary_json", "html", "junit", "csv_series", "locust_html"):
+        check_output(getattr(args, name, None), what="--" + name.replace("_", "-"))
+
+
 def run(args: argparse.Namespace) -> int:
     from sim.results.report import run_report
     from sim.results.text import run_text
-    from sim.run.plan import new_run_id
+    from sim.run.plan import check_run_id, new_run_id
     from sim.run.runner import RunOptions, run_locust
 
     sc = _scenario(args)
+    _check_workers(args)
+    _check_outputs(args, sc)
+    if args.run_id:
+        check_run_id(args.run_id, args.ledger_dir)
     with _prepare(sc, args) as prepared:
         plan = prepared.plan(run_id=args.run_id or new_run_id(), ledger_dir=args.ledger_dir,
                              processes=max(1, args.workers))
@@ -203,6 +242,8 @@ def capacity(args: argparse.Namespace) -> int:
     if args.max < args.start:
         raise ConfigError("need --start <= --max", field="--start/--max")
     check_load(constant_rate(sc, rate_per_s=args.max, duration_s=step_s), processes=args.workers)
+    _check_workers(args)
+    _check_outputs(args, constant_rate(sc, rate_per_s=args.max, duration_s=step_s))
     slo = SLO(p95_ms=args.slo_p95_ms, max_error_rate=args.max_error_rate)
     base = new_run_id()
     count = [0]
@@ -273,7 +314,10 @@ def report(args: argparse.Namespace) -> int:
     from sim.results.report import capacity_report, run_report
     from sim.results.summary import CapacityResult
 
+    from sim._files import check_output
+
     data = _load_json(args.summary)
+    check_output(args.out, what="--out (the HTML report)")
     _write_html(args.out, capacity_report(data) if isinstance(data, CapacityResult) else run_report(data))
     return 0
 
@@ -290,8 +334,9 @@ def ledger_summary(args: argparse.Namespace) -> int:
     s = summarize(files)
     ids = set(s.pop("execution_ids"))
     unanswered = set(s.pop("unanswered_names"))
+    names = set(s.pop("names"))
     if args.target:
-        received = _received(args.target, s["run_ids"])
+        received = _received(args.target, s["run_ids"], names, sessions=s["kind"] == "session")
         extra = {i: name for i, name in received.items() if i not in ids}
         ghosts = {i for i, name in extra.items() if name in unanswered}
         s["reconciliation"] = {"target_received": len(received),
@@ -304,18 +349,37 @@ def ledger_summary(args: argparse.Namespace) -> int:
     return 1 if s["duplicate_names"] or (rec and (rec["accepted_not_received"] or rec["received_not_in_ledger"])) else 0
 
 
-def _received(url: str, run_ids: list[str]) -> dict[str, str]:
-    """Execution id → name, for what a flowsim simulator received for these runs (its /_sim admin listing)."""
+def _received(url: str, run_ids: list[str], names: set[str], *, sessions: bool) -> dict[str, str]:
+    """Id → name of what a flowsim simulator received for these runs (its /_sim admin listings): executions, or
+    bot sessions for a conversation run. A name counts when it is exactly ``<prefix>-<run id>-<seq>`` with a
+    prefix the ledger's own names use: run ``x`` never claims run ``x-w2``'s executions."""
+    import re
+
+    tagged = {(m.group(1), rid) for n in names for rid in run_ids
+              if (m := re.fullmatch(rf"(.+)-{re.escape(rid)}-\d+", n)) is not None}
+    exact = re.compile("|".join(rf"{re.escape(p)}-{re.escape(rid)}-\d+" for p, rid in tagged) or "$^")
+    path, key = ("/_sim/botsessions", "externalSessionId") if sessions else ("/_sim/executions", "name")
     ids: dict[str, str] = {}
-    for rid in run_ids:
+    base = url.rstrip("/")
+    for prefix in sorted({f"{p}-{rid}-" for p, rid in tagged}):
         offset = 0
         while True:
-            r = httpx.get(f"{url.rstrip('/')}/_sim/executions", params={"offset": offset, "limit": 10000}, timeout=30)
-            r.raise_for_status()
-            page = r.json()
-            ids.update((e["id"], e["name"]) for e in page["entities"] if f"-{rid}-" in (e["name"] or ""))
+            param = "external_prefix" if sessions else "name_prefix"
+            try:
+                r = httpx.get(f"{base}{path}", params={param: prefix, "offset": offset, "limit": 10000}, timeout=30)
+                page = r.json() if r.status_code == 200 else None
+            except httpx.HTTPError as exc:
+                raise ConfigError(f"{base} cannot be asked what it received ({type(exc).__name__}): --target must be "
+                                  "the URL of a running flowsim simulator", field="--target") from None
+            except ValueError:
+                page = None
+            if not isinstance(page, dict) or not isinstance(page.get("entities"), list):
+                raise ConfigError(f"{base}{path} did not answer like a flowsim simulator (HTTP {r.status_code}, "
+                                  f"{r.headers.get('content-type', 'no content type')}): --target must be the URL of "
+                                  "a running flowsim simulator", field="--target")
+            ids.update((str(e["id"]), str(e[key])) for e in page["entities"] if exact.fullmatch(str(e.get(key) or "")))
             offset += len(page["entities"])
-            if offset >= page["total"] or not page["entities"]:
+            if offset >= int(page.get("total", 0)) or not page["entities"]:
                 break
     return ids
 
@@ -333,7 +397,7 @@ def _analytics_of(plan: Any, rdir: Path, target: Any, *, wait_s: float) -> int:
     """Check and print where analytics counted the run; 0 separated and caught up, 1 not, 2 not checkable."""
     from sim.errors import PlatformError
     from sim.load.ledger import ledger_files, read_records
-    from sim.results.analytics import check_analytics, check_bot_analytics
+    from sim.results.analytics import check_analytics, check_bot_analytics, span_of
     from sim.run.plan import credentials
     from sim.load.target import check_credential_destination
     from sim.run.prepare import is_flowsim_simulator
@@ -351,17 +415,18 @@ def _analytics_of(plan: Any, rdir: Path, target: Any, *, wait_s: float) -> int:
         check_credential_destination(target, simulator=simulator)
     cid, sec = credentials(plan.scenario, mode)
     client = preflight_client(plan.scenario, target, client_id=cid, client_secret=sec)
-    span = {"first_s": min(r["sent_at"] for r in launches), "last_s": max(r.get("ended_at") or r["answered_at"]
-                                                                            for r in launches)}
+    span = {"first_s": min(r["sent_at"] for r in launches),
+            "last_s": max(r.get("ended_at") or r.get("answered_at") or r["sent_at"] for r in launches)}
+    others = _other_runs(rdir, plan, kind, *span_of(span["first_s"], span["last_s"]))
     try:
         if kind == "session":
             bots = check_bot_analytics(client, **span, run_bots={f.id for f in plan.flows}, ledger_sessions=accepted,
                                        ledger_turns=sum(len(r.get("turns") or []) for r in launches), wait_s=wait_s,
-                                       progress=lambda line: print(line, file=sys.stderr))
+                                       other_runs=others, progress=lambda line: print(line, file=sys.stderr))
         else:
             result = check_analytics(
                 client, **span, run_flows={f.id for f in plan.flows}, test_divisions={f.division_id for f in plan.flows},
-                ledger_accepted=accepted, wait_s=wait_s, progress=lambda line: print(line, file=sys.stderr))
+                ledger_accepted=accepted, wait_s=wait_s, other_runs=others, progress=lambda line: print(line, file=sys.stderr))
     except PlatformError as exc:
         if exc.status == 403:
             perm = "analytics:botAggregate:view" if kind == "session" else "analytics:flowExecutionAggregate:view"
@@ -375,26 +440,65 @@ def _analytics_of(plan: Any, rdir: Path, target: Any, *, wait_s: float) -> int:
     if kind == "session":
         print(f"bot analytics over {bots.interval} (they have no divisionId: test sessions are kept apart by the "
               "dedicated test bot's botId)")
-        print(f"  run's bot(s): {bots.run_bot_sessions} sessions, {bots.run_bot_turns} turns; ledger: "
-              f"{bots.ledger_sessions} sessions started, {bots.ledger_turns} turns"
+        print(f"  run's bot(s): {bots.run_bot_sessions} sessions, {bots.run_bot_turns} turns"
+              + _split(bots.ledger_sessions, bots.other_runs, bots.unexplained, "sessions")
               + ("" if bots.caught_up else f" (analytics had not caught up after {bots.waited_s} s)"))
+        print(f"  ledger: {bots.ledger_sessions} sessions started, {bots.ledger_turns} turns")
         print("  other bots in the interval: "
               + (", ".join(f"{b}: {n}" for b, n in sorted(bots.other_bots.items())) or "none"))
-        print("  verdict   " + ("SEPARATED: the run's sessions count under its test bot(s) only" if bots.caught_up
-                                 else "NOT CAUGHT UP"))
-        return 0 if bots.caught_up else 1
+        return _verdict(True, bots.caught_up, bots.unexplained,
+                        "SEPARATED: the run's sessions count under its test bot(s) only")
     print(f"analytics over {result.interval}")
-    print(f"  run's flows under the test division(s): {result.run_flows_in_test_divisions} executions; "
-          f"ledger: {result.ledger_accepted} accepted launches"
+    print(f"  run's flows under the test division(s): {result.run_flows_in_test_divisions} executions"
+          + _split(result.ledger_accepted, result.other_runs, result.unexplained, "launches")
           + ("" if result.caught_up else f" (analytics had not caught up after {result.waited_s} s)"))
     print("  run's flows under any other division: "
           + (", ".join(f"{d}: {n}" for d, n in sorted(result.run_flows_elsewhere.items())) or "none"))
     print("  other executions in the interval, by division: "
           + (", ".join(f"{d}: {n}" for d, n in sorted(result.other_divisions.items())) or "none"))
-    ok = result.separated and result.caught_up
-    print("  verdict   " + ("SEPARATED: test executions count only under the test division(s)" if ok else
-                             "NOT SEPARATED" if not result.separated else "NOT CAUGHT UP"))
-    return 0 if ok else 1
+    return _verdict(result.separated, result.caught_up, result.unexplained,
+                    "SEPARATED: test executions count only under the test division(s)")
+
+
+def _split(ours: int, others: dict[str, int], unexplained: int, what: str) -> str:
+    """How a count breaks down: this run's ledger, other flowsim runs' ledgers, nobody's."""
+    text = f" = this run {ours} {what} (its ledger)"
+    if others:
+        text += (f" + other flowsim runs in the interval {sum(others.values())} ("
+                 + ", ".join(f"{rid}: {n}" for rid, n in sorted(others.items())) + ", from their ledgers)")
+    if unexplained:
+        text += f" + {unexplained} from no ledger here (other callers of the same flows)"
+    return text
+
+
+def _verdict(separated: bool, caught_up: bool, unexplained: int, ok: str) -> int:
+    if not separated:
+        print("  verdict   NOT SEPARATED")
+    elif not caught_up:
+        print("  verdict   NOT CAUGHT UP")
+    elif unexplained:
+        print(f"  verdict   UNPROVEN: {unexplained} execution(s) in the interval come from no ledger here; aggregates "
+              "have no run dimension, so this run's own count cannot be told apart from them")
+    else:
+        print(f"  verdict   {ok}")
+        return 0
+    return 1
+
+
+def _other_runs(rdir: Path, plan: Any, kind: str, start_s: float, end_s: float) -> dict[str, int]:
+    """Other flowsim runs beside this one in the ledger folder that sent to the same flows within [start, end):
+    run id → accepted launches (or sessions started) in that window, from their ledgers."""
+    from sim.load.ledger import ledger_files, read_records
+
+    flows = {f.id for f in plan.flows}
+    found: dict[str, int] = {}
+    for other in sorted(p for p in rdir.parent.iterdir() if p.is_dir() and p.name != rdir.name):
+        n = sum(1 for r in read_records(ledger_files(other))
+                if r.get("event") == kind and r.get("http_status") == 200 and r.get("flow_id") in flows
+                and start_s <= float(r.get("sent_at") or 0) < end_s)
+        if n:
+            found[other.name] = n
+    return found
 
 
 def analytics(args: argparse.Namespace) -> int:

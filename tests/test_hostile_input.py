@@ -157,4 +157,71 @@ def test_a_target_answering_html_is_one_clear_line(tmp_path: Path, html_target: 
                        timeout=60, cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "GENESYS_CLIENT_ID": "x",
                                                       "GENESYS_CLIENT_SECRET": "y"})
     assert r.returncode == 2 and "Traceback" not in r.stderr + r.stdout, r.stderr
-    assert "without an access_token" in r.stderr and "text/html" in r.stderr
+    # Not a region's login host, not a flowsim simulator: the real credentials are never sent there.
+    assert len(r.stderr.strip().splitlines()) == 1 and "refusing to send the OAuth client's credentials" in r.stderr
+
+
+
+def _one_line(r: subprocess.CompletedProcess[str]) -> None:
+    assert r.returncode == 2 and "Traceback" not in r.stderr + r.stdout, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if not ln.startswith(("usage:", " "))]
+    assert len(lines) == 1 and lines[0].startswith("flowsim:") and len(lines[0]) < 600, r.stderr
+
+
+@pytest.mark.parametrize("case", [
+    "concurrency_10M", "workers_64", "dev_zero", "fifo", "run_id_path", "run_id_long", "run_id_reused",
+    "lone_brace", "conversion", "format_spec", "ledger_dir_file", "junit_dir", "csv_proc", "report_out_dir",
+    "compare_string", "compare_schema_999", "capacity_negative_slo", "capacity_error_rate_2"])
+def test_accepted_input_is_bounded_before_any_load(tmp_path: Path, case: str) -> None:
+    """Every input that used to run away, escape its folder or end in a traceback is one line and exit 2, before
+    anything is sent: huge concurrency, too many workers, special files, run ids that are paths, too long or
+    reused, bad placeholders, unwritable outputs, summaries with a string count or from a newer flowsim, capacity
+    options out of range."""
+    import json
+    import os
+
+    p = tmp_path / "s.toml"
+    p.write_text(SMOKE)
+    run = ["run", str(p), "--ledger-dir", str(tmp_path / "runs")]
+    from tests.test_capacity_compare_report import fake_summary
+
+    summary = tmp_path / "sum.json"
+    good = fake_summary(10, p95=5).to_dict()
+    summary.write_text(json.dumps(good))
+    if case in ("report_out_dir", "compare_string", "compare_schema_999"):  # the unchanged summary reads fine
+        assert _flowsim("compare", str(summary), str(summary), cwd=tmp_path).returncode == 0
+    args: list[str] = {
+        "concurrency_10M": run,
+        "workers_64": [*run, "--workers", "64"],
+        "dev_zero": ["run", "/dev/zero"],
+        "fifo": ["run", str(tmp_path / "fifo.toml")],
+        "run_id_path": [*run, "--run-id", "../../x"],
+        "run_id_long": [*run, "--run-id", "x" * 300],
+        "run_id_reused": [*run, "--run-id", "again"],
+        "lone_brace": run, "conversion": run, "format_spec": run,
+        "ledger_dir_file": ["run", str(p), "--ledger-dir", str(p)],
+        "junit_dir": [*run, "--junit", str(tmp_path)],
+        "csv_proc": [*run, "--csv-series", "/proc/version"],
+        "report_out_dir": ["report", str(summary), "--out", str(tmp_path)],
+        "compare_string": ["compare", str(summary), str(summary)],
+        "compare_schema_999": ["compare", str(summary), str(summary)],
+        "capacity_negative_slo": ["capacity", str(p), "--slo-p95-ms", "-5"],
+        "capacity_error_rate_2": ["capacity", str(p), "--max-error-rate", "2"],
+    }[case]
+    if case == "concurrency_10M":
+        p.write_text(SMOKE.replace('max_concurrency = "auto"', "max_concurrency = 10000000"))
+    elif case == "fifo":
+        os.mkfifo(tmp_path / "fifo.toml")
+    elif case == "run_id_reused":
+        (tmp_path / "runs" / "again").mkdir(parents=True)
+        (tmp_path / "runs" / "again" / "ledger-x-1.jsonl").write_text("{}\n")
+    elif case in ("lone_brace", "conversion", "format_spec"):
+        bad = {"lone_brace": '"a } b"', "conversion": '"{identity.full_name!r}"', "format_spec": '"{identity.seq:>9}"'}
+        p.write_text(SMOKE.replace('"Flow.priority" = 3', f'"Flow.priority" = {bad[case]}'))
+    elif case == "compare_string":
+        summary.write_text(json.dumps({**good, "launched": "many"}))
+    elif case == "compare_schema_999":
+        summary.write_text(json.dumps({**good, "schema_version": 999}))
+    r = _flowsim(*args, cwd=tmp_path)
+    _one_line(r)
+    assert not (tmp_path / "x").exists() and not (tmp_path.parent / "x").exists()

@@ -126,9 +126,17 @@ def summarize(files: list[Path]) -> dict[str, Any]:
     missed = late = 0
     statuses: Counter[str] = Counter()
     run_ids: set[str] = set()
+    opened: set[str] = set()
+    kind = "launch"
     for rec in read_records(files):
         run_ids.add(str(rec.get("run_id")))
         ev = rec.get("event")
+        if ev == "session_open":
+            opened.add(rec["name"])
+            continue
+        if ev == "session":
+            kind = "session"
+            opened.discard(rec["name"])
         if ev in ("launch", "session"):
             if rec["name"] in launches:
                 duplicates += 1
@@ -140,10 +148,15 @@ def summarize(files: list[Path]) -> dict[str, Any]:
             missed += int(rec.get("count", 1))
         elif ev == "late":
             late += int(rec.get("count", 1))
+    if opened:
+        kind = "session"
     accepted = [n for n, r in launches.items() if r.get("http_status") == 200]
     unanswered = sorted(n for n, r in launches.items() if r.get("http_status") == 0)
     followed = [n for n in accepted if n in outcomes]
+    ends = ({"sessions_never_closed": len(opened)} if kind == "session"  # the process ended before the session
+            else {"accepted_without_outcome": len(accepted) - len(followed)})
     return {
+        "kind": kind,
         "run_ids": sorted(run_ids),
         "files": [str(f) for f in files],
         "launch_attempts": len(launches) + duplicates,
@@ -153,10 +166,11 @@ def summarize(files: list[Path]) -> dict[str, Any]:
         "missed_starts": missed,
         "late_not_sent": late,
         "outcomes": dict(sorted(Counter(outcomes.values()).items())),
-        "accepted_without_outcome": len(accepted) - len(followed),
+        **ends,
         # No HTTP answer (timed out, connection dropped): the platform may have run them all the same.
         "unanswered_may_have_run": len(unanswered),
         "unanswered_names": unanswered,
+        "names": sorted(launches),
         "execution_ids": sorted(str(launches[n].get("execution_id") or launches[n].get("session_id"))
                                 for n in accepted),
     }

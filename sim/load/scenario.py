@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,12 +17,18 @@ from sim._toml import TableReader, read_toml_file
 from sim.errors import ConfigError
 from sim.load.target import REGIONS, Target, resolve_target
 from sim.load.script import CHANNELS, USER_AGENTS, TurnSpec, parse_turns
+from sim.load.template import placeholders
 from sim.load.thresholds import Thresholds, read_thresholds
 
 __all__ = [
     "Scenario", "FlowSpec", "Stage", "Thresholds", "load_scenario", "parse_duration",
     "REGIONS", "Target", "resolve_target", "TEMPLATE_FIELDS", "scenario_to_dict", "scenario_from_dict",
 ]
+
+MAX_CONCURRENCY = 20_000
+"""Locust users a run may have in all: each is a greenlet with a connection; far more is a typo, not a test."""
+MAX_TOKENS = 1_000
+"""OAuth tokens per client and process: a pool that size already carries 300,000 requests a minute."""
 
 TEMPLATE_FIELDS = (
     "identity.id", "identity.first_name", "identity.last_name", "identity.full_name", "identity.email",
@@ -147,10 +152,13 @@ def scenario_from_dict(data: dict[str, Any]) -> Scenario:
     return Scenario(**kw)
 
 
-def _placeholders(value: Any) -> list[str]:
+def _placeholders(value: Any, r: TableReader, key: str) -> list[str]:
     if not isinstance(value, str):
         return []
-    return [f for _, f, _, _ in string.Formatter().parse(value) if f]
+    try:
+        return placeholders(value)
+    except ValueError as exc:
+        raise r.fail(key, str(exc)) from None
 
 
 def _parse(data: dict[str, Any], source: str) -> Scenario:
@@ -163,8 +171,9 @@ def _parse(data: dict[str, Any], source: str) -> Scenario:
     for key in ("max_concurrency", "tokens_per_client"):
         if key in s.table:
             v = s.table[key]
-            if not (v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1)):
-                raise s.fail(key, f'must be a whole number >= 1 or "auto", got {v!r}')
+            top = MAX_CONCURRENCY if key == "max_concurrency" else MAX_TOKENS
+            if not (v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= top)):
+                raise s.fail(key, f'must be a whole number from 1 to {top:,} or "auto", got {str(v)[:40]!r}')
             kw[key] = None if v == "auto" else v
     for f in dataclasses.fields(Scenario):
         if f.name in s.table and f.name in fields and f.name not in ("max_concurrency", "tokens_per_client"):
@@ -224,7 +233,7 @@ def _parse(data: dict[str, Any], source: str) -> Scenario:
         for k, v in inputs.items():
             if not k.startswith("Flow."):
                 raise r.fail(f"input.{k}", f"input keys carry the 'Flow.' prefix: use 'Flow.{k}'")
-            for ph in _placeholders(v):
+            for ph in _placeholders(v, r, f"input.{k}"):
                 if ph not in TEMPLATE_FIELDS:
                     raise r.fail(f"input.{k}", f"unknown placeholder {{{ph}}}; allowed: "
                                  + ", ".join("{" + t + "}" for t in TEMPLATE_FIELDS))

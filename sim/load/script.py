@@ -9,11 +9,11 @@ and the run like launch inputs (``"my name is {identity.full_name}"``), when the
 
 from __future__ import annotations
 
-import string
 from dataclasses import dataclass, field
 from typing import Any
 
 from sim._toml import TableReader
+from sim.load.template import placeholders
 
 __all__ = ["TurnSpec", "Expect", "parse_turns", "NEXT_ACTIONS", "TURN_EVENTS", "CHANNELS", "USER_AGENTS",
            "END_REASONS"]
@@ -90,9 +90,9 @@ def parse_turns(r: TableReader, template_fields: tuple[str, ...]) -> tuple[TurnS
                                 "(non-empty strings)")
         for s in say:
             try:
-                names = [name for _, name, _, _ in string.Formatter().parse(s) if name]
+                names = placeholders(s)
             except ValueError as exc:
-                raise t.fail("say", f"{s!r}: {exc} (write a literal brace as {{{{ or }}}})") from None
+                raise t.fail("say", str(exc)) from None
             for name in names:
                 if name not in template_fields:
                     raise t.fail("say", f"unknown placeholder {{{name}}}; allowed: "

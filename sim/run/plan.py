@@ -13,7 +13,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import re
 import time
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,7 +24,8 @@ from sim.errors import ConfigError
 from sim.load.scenario import Scenario, Target, scenario_from_dict, scenario_to_dict
 from sim.load.schedule import Schedule
 
-__all__ = ["RunPlan", "FlowPlan", "PLAN_SCHEMA", "BUILTIN_CLIENT", "credentials", "new_run_id", "PlanMismatch"]
+__all__ = ["RunPlan", "FlowPlan", "PLAN_SCHEMA", "BUILTIN_CLIENT", "credentials", "new_run_id", "check_run_id",
+           "PlanMismatch"]
 
 PLAN_SCHEMA = 1
 """Bumped whenever a field changes meaning; a worker refuses a plan of another schema."""
@@ -33,6 +36,22 @@ BUILTIN_CLIENT = ("flowsim-load-client", "flowsim-local-secret")
 
 def new_run_id() -> str:
     return time.strftime("%Y%m%d%H%M%S", time.gmtime()) + "-" + os.urandom(2).hex()
+
+
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_run_id(run_id: str, ledger_dir: str) -> None:
+    """A run id names a folder under ``ledger_dir`` and tags every execution: letters, digits, ``.``, ``_``, ``-``,
+    at most 64, not starting with ``.`` or ``-`` (so never a path outside ``ledger_dir``); and it is new there (a
+    reused id would merge two runs' ledgers)."""
+    if not _RUN_ID.fullmatch(run_id):
+        raise ConfigError(f"{run_id[:80]!r}: a run id is 1 to 64 letters, digits, '.', '_' or '-', starting with a "
+                          "letter or digit", field="run id")
+    rdir = Path(ledger_dir) / run_id
+    if rdir.exists() and any(rdir.iterdir()):
+        raise ConfigError(f"run {run_id!r} already exists in {ledger_dir}: a run id is used once (its ledger would "
+                          "mix two runs); choose another or leave it out", field="run id")
 
 
 class PlanMismatch(ConfigError):

@@ -24,7 +24,7 @@ from sim.load.schedule import Schedule
 from sim.load.target import REGIONS, check_credential_destination
 from sim.run import live
 from sim.run.live import LiveRules
-from sim.run.plan import FlowPlan, RunPlan, credentials, new_run_id
+from sim.run.plan import FlowPlan, RunPlan, check_run_id, credentials, new_run_id
 from sim.load.client import FlowClient
 from sim.load.network import ssl_context
 from sim.run.preflight import FlowCheck, preflight, preflight_client
@@ -162,6 +162,7 @@ class Prepared:
         """The run plan, sized for ``processes`` load processes; ``scenario`` replaces the prepared one (same
         flows, other stages: a capacity step)."""
         sc = scenario or self.scenario
+        check_run_id(run_id, ledger_dir)
         if [f.id for f in sc.flows] != [f.id for f in self.scenario.flows]:
             raise FlowsimError("a plan's flows must be the ones preflight checked")
         sizing = self.sizing(sc, processes=processes)
