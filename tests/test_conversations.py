@@ -133,6 +133,35 @@ def test_a_conversation_follows_its_script_and_checks_every_answer(bot_client: t
     assert [t["text"] for t in got["turns"]] == [t["text"] for t in conv.turns]  # type: ignore[attr-defined]
 
 
+def test_a_failed_turn_is_followed_by_a_goodbye_so_the_session_does_not_linger(tmp_path: Path) -> None:
+    """A turn answered 500: the session is closed with UserDisconnect on the last good turn (best effort, no
+    retry), and the conversation ends turn_failed."""
+    seen: list[dict[str, Any]] = []
+
+    def platform(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth/token":
+            return httpx.Response(200, json={"access_token": "t", "expires_in": 3600})
+        if request.url.path.endswith("/sessions"):
+            return httpx.Response(200, json={"id": "s1"})
+        body = json.loads(request.content)
+        seen.append(body)
+        if len(seen) == 1:
+            return httpx.Response(200, json={"id": "t1", "nextActionType": "WaitForInput",
+                                              "prompts": {"textPrompts": {"segments": [{"text": "hi"}]}}})
+        if len(seen) == 2:
+            return httpx.Response(500, json={"status": 500, "code": "internal.server.error", "message": "x"})
+        return httpx.Response(200, json={"id": "t3", "nextActionType": "Disconnect"})
+
+    transport = httpx.MockTransport(platform)
+    tokens = TokenManager(login_url="http://api.test", client_id="c", client_secret="s", transport=transport,
+                          spawn=lambda fn: fn())
+    client = FlowClient(api_url="http://api.test", tokens=tokens, transport=transport, sleep=lambda _s: None)
+    conv = _talk(client, tmp_path, ORDER_TURNS)
+    assert conv.end == "turn_failed" and conv.end_reason == "HTTP 500 internal.server.error"  # type: ignore[attr-defined]
+    assert [b["inputEventType"] for b in seen] == ["NoOp", "UserInput", "UserDisconnect"]
+    assert seen[2]["previousTurn"] == {"id": "t1"} and conv.turns[-1]["event"] == "UserDisconnect"  # type: ignore[attr-defined]
+
+
 def test_broken_expectations_short_scripts_and_endless_bots_are_counted(
         bot_client: tuple[SimulatorThread, FlowClient], tmp_path: Path) -> None:
     _sim, client = bot_client

@@ -225,3 +225,12 @@ def test_accepted_input_is_bounded_before_any_load(tmp_path: Path, case: str) ->
     r = _flowsim(*args, cwd=tmp_path)
     _one_line(r)
     assert not (tmp_path / "x").exists() and not (tmp_path.parent / "x").exists()
+
+
+def test_a_ledger_folder_without_room_for_the_run_is_refused_up_front(tmp_path: Path) -> None:
+    """Less free space than the run's ledger needs: one ConfigError naming the folder and both figures."""
+    from sim._files import check_writable_dir
+
+    check_writable_dir(tmp_path / "runs", what="--ledger-dir", need_bytes=1)
+    with pytest.raises(ConfigError, match=r"MB free: --ledger-dir needs about 1,000,000,000,000.0 MB"):
+        check_writable_dir(tmp_path / "runs", what="--ledger-dir", need_bytes=10**18)

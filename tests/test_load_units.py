@@ -13,7 +13,7 @@ import structlog
 from sim import logs
 from sim.errors import ConfigError
 from sim.load.identity import EXAMPLE_DOMAINS, IdentityFactory, is_fictional_phone
-from sim.load.ledger import Ledger, ledger_files, summarize
+from sim.load.ledger import Ledger, ledger_files, replay, summarize
 from sim.load.payload import PayloadBuilder
 from sim.load.scenario import Stage, load_scenario, parse_duration
 from sim.load.schedule import Schedule
@@ -120,6 +120,26 @@ def test_ledger_survives_a_torn_line_and_finds_duplicates(tmp_path: Path) -> Non
     assert s["outcomes"] == {"COMPLETED": 1} and s["accepted_without_outcome"] == 1
 
 
+def test_a_session_opened_and_never_closed_counts_as_started_and_lost(tmp_path: Path) -> None:
+    """A crash leaves session_open records: replay counts each as a started session that ended "lost"; one that
+    closed counts once, by its closing record; ledger summary says how many never closed."""
+    start = {"run_id": "R", "flow_id": "b", "identity_id": "i", "http_status": 200, "error": None, "context_id": None,
+             "attempts": 1, "attempt_statuses": [200], "attempt_ms": [5.0], "intended_at": 100.0, "sent_at": 100.0,
+             "answered_at": 100.005, "latency_ms": 5.0, "worker": "w"}
+    led = Ledger(tmp_path)
+    for seq in (0, 1):
+        led.write({**start, "event": "session_open", "seq": seq, "name": f"p-R-{seq}", "session_id": f"s{seq}"})
+    led.write({**start, "event": "session", "seq": 0, "name": "p-R-0", "session_id": "s0", "turns": [],
+               "end": "Exit", "end_reason": "TriggeredByFlow", "output": {}, "expectation_failures": [],
+               "ended_at": 101.0, "billable_sessions": 1})
+    led.close()
+    stats, duplicates = replay(ledger_files(tmp_path), t0=100.0)
+    assert stats.counters["launched"] == 2 == stats.counters["sessions"] and duplicates == 0
+    assert stats.endings == {"Exit:TriggeredByFlow": 1, "lost": 1}
+    s = summarize(ledger_files(tmp_path))
+    assert s["kind"] == "session" and s["sessions_never_closed"] == 1 and "accepted_without_outcome" not in s
+
+
 def test_logs_redact_secrets() -> None:
     """Tokens, client secrets and Authorization headers never reach a log line."""
     out = io.StringIO()
@@ -140,10 +160,10 @@ def test_logs_redact_secrets() -> None:
 def test_unsent_launches_aggregate_past_50_a_second_and_still_count_exactly(tmp_path: Path) -> None:
     """120 missed starts in one second and 3 in the next: 50 + 1 aggregate + 3 ledger lines, 123 counted."""
     from sim.load.ledger import replay
-    from sim.run.engine import _Unsent
+    from sim.run.records import Unsent
 
     led = Ledger(tmp_path)
-    unsent = _Unsent(led.write, run_id="R", prefix="p", worker="w")
+    unsent = Unsent(led.write, run_id="R", prefix="p", worker="w")
     t0 = 1000.0
     for i in range(120):
         unsent.add("missed", i, t0 + 0.5 + i / 1000)

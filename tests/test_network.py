@@ -95,3 +95,31 @@ def test_an_outage_is_counted_as_not_sent_and_resets_as_unanswered(tmp_path: Pat
     assert {r["name"] for r in received} <= set(by_name)  # nothing reached the target unrecorded
     assert not {r["name"] for r in refused} & set(by_name)
     assert net.resets > 0 and s["transport_errors"] >= 1
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_ledger_that_cannot_be_written_stops_the_run_and_it_never_passes(tmp_path: Path, workers: int) -> None:
+    """Each file capped at 60 kB (RLIMIT_FSIZE, as a full disk): the first failed ledger write stops sending at
+    once; the summary is fatal, not passed, exit 2; every launch the target received is in the ledger or counted
+    unrecorded — none went out unaccounted, and far fewer than scheduled were sent."""
+    import resource
+    import subprocess
+
+    from tests.test_run_e2e import run_command
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, 60_000))
+
+    scenario = write_scenario(tmp_path, rate=40, duration="15s", tokens=4, concurrency=100)
+    with SimulatorThread(default_org()) as sim:
+        r = subprocess.run(run_command(scenario, tmp_path, sim.url, "--workers", str(workers), "--plain"),
+                           env=ENV, cwd=tmp_path, capture_output=True, text=True, timeout=180, preexec_fn=cap)
+        out = r.stdout + r.stderr
+        s = json.loads((tmp_path / "summary.json").read_text())
+        received = sim_records(sim.url, s["run_id"])
+    ledger = records(tmp_path, s["run_id"], "launch")
+    assert r.returncode == 2 and s["fatal"] and not s["passed"], out[-3000:]
+    assert "could not be written" in s["aborted"] and "UNRECORDED" in r.stdout
+    assert s["unrecorded"] >= 1 and s["launched"] == len(ledger)
+    assert len(received) == len(ledger) + s["unrecorded"], (len(received), len(ledger), s["unrecorded"])
+    assert len(received) < s["scheduled"] / 2  # it stopped: 600 were scheduled

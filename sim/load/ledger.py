@@ -55,6 +55,8 @@ class Ledger:
         self.dropped = 0
 
     def write(self, record: dict[str, Any]) -> None:
+        """Append and flush one record; OSError (disk full, file too large, I/O error) goes to the caller, which
+        must stop sending (``sim.run.engine``)."""
         if self._file.closed:  # a request that outlived the stop grace: it is not in the ledger, say how many
             self.dropped += 1
             return
@@ -64,7 +66,10 @@ class Ledger:
 
     def close(self) -> None:
         if not self._file.closed:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError:  # the disk is full: what was not written is counted as unrecorded by the engine
+                pass
 
 
 def ledger_files(path: str | Path) -> list[Path]:
