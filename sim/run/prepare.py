@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from sim.errors import ConfigError, FlowsimError
+from sim.errors import ConfigError, FlowsimError, TransportError
 from sim.load.conversation import TURNS_PER_BILLED_SESSION
 from sim.load.overrides import scenario_for_run
 from sim.load.scenario import Scenario, Target, resolve_target
@@ -26,7 +26,7 @@ from sim.run import live
 from sim.run.live import LiveRules
 from sim.run.plan import FlowPlan, RunPlan, check_run_id, credentials, new_run_id
 from sim.load.client import FlowClient
-from sim.load.network import ssl_context
+from sim.load.network import describe, ssl_context
 from sim.run.preflight import FlowCheck, preflight, preflight_client
 from sim.run.sizing import DEFAULT_TOKEN_LIMIT_PER_MIN, Sizing, size
 from sim.run.process import spawn
@@ -58,11 +58,18 @@ class EmbeddedSimulator:
             self.proc.kill()
 
 
-def is_flowsim_simulator(api_url: str, ca_bundle: str | None = None) -> bool:
-    """True when ``api_url`` answers like ``flowsim serve`` (its ``/_sim/health``)."""
+def is_flowsim_simulator(api_url: str, ca_bundle: str | None = None, *, unreachable_raises: bool = False) -> bool:
+    """True when ``api_url`` answers like ``flowsim serve`` (its ``/_sim/health``). ``unreachable_raises``: a host
+    that cannot be reached at all (nothing listens, TLS, DNS, proxy) is a TransportError saying so — the first
+    problem to name, before any talk of credentials."""
     try:
         r = httpx.get(f"{api_url}/_sim/health", timeout=3, verify=ssl_context(ca_bundle))
         return r.status_code == 200 and r.json().get("status") == "ok"
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ProxyError) as exc:
+        if unreachable_raises:
+            raise TransportError(f"{api_url} cannot be reached: {describe(exc, url=api_url, ca_bundle=ca_bundle)}"
+                                 ) from None
+        return False
     except (httpx.HTTPError, ValueError):
         return False
 
@@ -84,8 +91,8 @@ class Prepared:
             self.target: Target = resolve_target(target_name, embedded_url=self.sim.url if self.sim else None)
             env_set = bool(os.environ.get(scenario.client_id_env) and os.environ.get(scenario.client_secret_env))
             # A region is never a simulator: it is not even asked. A URL is asked (`/_sim/health`, harmless).
-            self.simulator = self.sim is not None or (target_name not in REGIONS
-                                                      and is_flowsim_simulator(self.target.api_url, scenario.ca_bundle))
+            self.simulator = self.sim is not None or (target_name not in REGIONS and is_flowsim_simulator(
+                self.target.api_url, scenario.ca_bundle, unreachable_raises=True))
             # A flowsim simulator and no credentials in the environment: its built-in test client, so
             # scenarios run unchanged against it.
             builtin = self.sim is not None or (self.simulator and not env_set)
