@@ -135,9 +135,12 @@ class Engine:
 
     def give_up(self) -> None:
         """Write what is still in flight as unanswered at the stop, and be done."""
+        self._write_in_flight()
+        self._check_done()
+
+    def _write_in_flight(self) -> None:
         for record in self._inflight.give_up(time.time()):
             self._write(record)
-        self._check_done()
 
     def wait_finished(self, timeout_s: float) -> bool:
         """After :meth:`stop`: wait (cooperatively) up to ``timeout_s`` for in-flight work to end."""
@@ -347,7 +350,7 @@ class Engine:
         if self._pacer is not None:
             self._pacer.kill(block=False)
         self._unsent.flush()  # a late launch noticed by a user after the pacer ended may be pending
-        self.give_up()  # anything still in flight at the close is written as unanswered, not lost
+        self._write_in_flight()  # anything still in flight at the close is written as unanswered, not lost
         self.ledger.close()
         if self.ledger.dropped or self._inflight.answered_after_stop:
             self.log.warning("ledger.answers_after_stop", dropped=self.ledger.dropped,
