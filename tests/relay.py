@@ -61,8 +61,15 @@ class Relay:
 
     def close(self) -> None:
         self._call(self._close_all())
+        self._call(self._cancel_all())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+
+    async def _cancel_all(self) -> None:
+        tasks = [t for t in asyncio.all_tasks(self._loop) if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- the loop's side -----------------------------------------------------------------------------------
     def _call(self, coro: object) -> None:

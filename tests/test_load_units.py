@@ -138,6 +138,7 @@ def test_a_session_opened_and_never_closed_counts_as_started_and_lost(tmp_path: 
     assert stats.endings == {"Exit:TriggeredByFlow": 1, "lost": 1}
     s = summarize(ledger_files(tmp_path))
     assert s["kind"] == "session" and s["sessions_never_closed"] == 1 and "accepted_without_outcome" not in s
+    assert s["accepted"] == 2 and s["launch_attempts"] == 2  # the open one was started all the same
 
 
 def test_logs_redact_secrets() -> None:

@@ -131,17 +131,17 @@ def summarize(files: list[Path]) -> dict[str, Any]:
     missed = late = 0
     statuses: Counter[str] = Counter()
     run_ids: set[str] = set()
-    opened: set[str] = set()
+    opened: dict[str, dict[str, Any]] = {}
     kind = "launch"
     for rec in read_records(files):
         run_ids.add(str(rec.get("run_id")))
         ev = rec.get("event")
         if ev == "session_open":
-            opened.add(rec["name"])
+            opened[rec["name"]] = rec
             continue
         if ev == "session":
             kind = "session"
-            opened.discard(rec["name"])
+            opened.pop(rec["name"], None)
         if ev in ("launch", "session"):
             if rec["name"] in launches:
                 duplicates += 1
@@ -153,8 +153,12 @@ def summarize(files: list[Path]) -> dict[str, Any]:
             missed += int(rec.get("count", 1))
         elif ev == "late":
             late += int(rec.get("count", 1))
-    if opened:
+    if opened:  # started, never closed: the session exists at the target all the same
         kind = "session"
+        for name, rec in opened.items():
+            if name not in launches:
+                launches[name] = rec
+                statuses[str(rec.get("http_status"))] += 1
     accepted = [n for n, r in launches.items() if r.get("http_status") == 200]
     unanswered = sorted(n for n, r in launches.items() if r.get("http_status") == 0)
     followed = [n for n in accepted if n in outcomes]
