@@ -7,6 +7,8 @@ import json
 import os
 import random
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -192,6 +194,12 @@ def test_conversation_run_one_ledger_record_per_session_single_and_multi_worker(
                                    "--duration", "5s", "--workers", str(workers))
         assert code == 0, out[-3000:]
         received = bot_sessions(sim, external_prefix=f"flowsim-{s['run_id']}-")["entities"]
+        # The ledger reconciled against what the simulator received: its bot sessions, not flow executions.
+        rec = subprocess.run([sys.executable, "-m", "sim.cli", "ledger", "summary", s["run_id"], "--ledger-dir",
+                              str(tmp_path / "runs"), "--target", sim.url], capture_output=True, text=True, timeout=60)
+    assert rec.returncode == 0, rec.stdout + rec.stderr
+    assert json.loads(rec.stdout)["reconciliation"] == {"target_received": 30, "accepted_not_received": 0,
+                                                        "unanswered_but_ran": 0, "received_not_in_ledger": 0}
     ledger = _sessions(tmp_path, s["run_id"])
     assert s["scheduled"] == s["launched"] == len(ledger) == len(received) == 30
     assert sorted(r["seq"] for r in ledger) == list(range(30)) and s["duplicate_launches"] == 0
