@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -113,10 +114,11 @@ def _prepare(sc: Scenario, args: argparse.Namespace, *, capacity_max_rate: float
     return prepared
 
 
-def _write_html(path: str | None, text: str) -> None:
+def _write_html(path: str | None, render: Callable[[], str]) -> None:
+    """Render (matplotlib: ~1 s) and write the report only when one was asked for."""
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(text, encoding="utf-8")
+        Path(path).write_text(render(), encoding="utf-8")
         print(f"report: {path}", file=sys.stderr)
 
 
@@ -210,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 print(f"flowsim: platform analytics lag behind: check them in a few minutes with "
                       f"`flowsim analytics {plan.run_id}`", file=sys.stderr)
-    _write_html(args.html, run_report(summary))
+    _write_html(args.html, lambda: run_report(summary))
     if args.junit or args.csv_series:
         from sim.results.export import junit_xml, series_csv
 
@@ -267,7 +269,7 @@ def capacity(args: argparse.Namespace) -> int:
     if args.summary_json:
         Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.summary_json).write_text(json.dumps(result.to_dict(), indent=2))
-    _write_html(args.html, capacity_report(result))
+    _write_html(args.html, lambda: capacity_report(result))
     return 0 if result.passed else 1
 
 
@@ -317,5 +319,5 @@ def report(args: argparse.Namespace) -> int:
 
     data = _load_json(args.summary)
     check_output(args.out, what="--out (the HTML report)")
-    _write_html(args.out, capacity_report(data) if isinstance(data, CapacityResult) else run_report(data))
+    _write_html(args.out, lambda: capacity_report(data) if isinstance(data, CapacityResult) else run_report(data))
     return 0
