@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SCENARIO ?= scenarios/smoke.toml
 
-.PHONY: run test serve bench typecheck clean
+.PHONY: run test test-fast serve bench typecheck clean
 
 $(BIN)/flowsim-stamp: pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "flowsim needs Python 3.11+")'
@@ -21,6 +21,10 @@ run: $(BIN)/flowsim-stamp
 test: $(BIN)/flowsim-stamp
 	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest -q
+
+## the fast tier: everything that needs no real Locust run (not marked slow); for every change
+test-fast: $(BIN)/flowsim-stamp
+	$(BIN)/python -m pytest -q -m "not slow"
 
 ## the simulator in the foreground on 127.0.0.1:8080
 serve: $(BIN)/flowsim-stamp

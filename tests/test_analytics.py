@@ -6,11 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from sim.platform.org import default_org
 from sim.platform.server import SimulatorThread
 from sim.results.analytics import interval_of
 from tests.conftest import TEST_DIVISION, VIEWER_CLIENT
-from tests.test_run_e2e import ENV, flowsim_run, write_scenario
+from tests.e2e import ENV, flowsim_run, write_scenario
 
 
 def test_interval_is_the_runs_own_span_not_whole_minutes() -> None:
@@ -19,6 +21,7 @@ def test_interval_is_the_runs_own_span_not_whole_minutes() -> None:
     assert interval_of(minute + 30.4, minute + 70.2) == "2027-01-15T08:00:29.000Z/2027-01-15T08:01:12.000Z"
 
 
+@pytest.mark.slow
 def test_a_run_counts_only_under_the_test_division_and_matches_its_ledger(tmp_path: Path) -> None:
     """After a run on the simulator: the run's flow counts exactly the ledger's accepted launches, under the test
     division only; production traffic in the same interval is listed apart; exit 0. A client without
@@ -41,6 +44,7 @@ def test_a_run_counts_only_under_the_test_division_and_matches_its_ledger(tmp_pa
     assert len(denied.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_other_runs_in_the_interval_are_reported_apart_and_unknown_callers_make_the_count_unproven(
         tmp_path: Path) -> None:
     """Two runs of the same flow at once: run A's check names run B (from B's ledger) apart from its own count and
@@ -48,7 +52,7 @@ def test_other_runs_in_the_interval_are_reported_apart_and_unknown_callers_make_
     import json
     import shutil
 
-    from tests.test_run_e2e import run_command
+    from tests.e2e import run_command
 
     with SimulatorThread(default_org()) as sim:
         procs = []
@@ -78,6 +82,7 @@ def test_other_runs_in_the_interval_are_reported_apart_and_unknown_callers_make_
     assert "from no ledger here" not in together.stdout
 
 
+@pytest.mark.slow
 def test_ledger_summary_matches_names_exactly_and_says_one_line_for_a_bad_target(tmp_path: Path) -> None:
     """Runs `x` and `x-w2` on one simulator: `ledger summary x --target` claims only x's executions; a target that
     is not a flowsim simulator (nothing listening, a region name, an HTML page) is one line, exit 2."""

@@ -22,7 +22,7 @@ from sim.platform.org import Capacity, Faults, Latency, default_org
 from sim.platform.server import SimulatorThread
 from sim.results.report import capacity_report, run_report
 from tests.conftest import org_with
-from tests.test_run_e2e import ENV, flowsim_run, write_scenario
+from tests.e2e import ENV, flowsim_run, write_scenario
 
 
 

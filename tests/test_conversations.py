@@ -26,7 +26,7 @@ from sim.load.scenario import load_scenario, resolve_target
 from sim.platform.org import default_org
 from sim.platform.server import SimulatorThread
 from tests.conftest import LOAD_CLIENT, TEST_FLOW
-from tests.test_run_e2e import ENV, flowsim_run, start_run
+from tests.e2e import ENV, flowsim_run, start_run
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_BOT = "b07f1e00-0000-4000-8000-000000000010"

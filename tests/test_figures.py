@@ -14,9 +14,10 @@ from sim.load.thresholds import Thresholds, judge, live_observed, read_threshold
 from sim.platform.org import Faults
 from sim.platform.server import SimulatorThread
 from tests.conftest import org_with
-from tests.test_run_e2e import flowsim_run, launches, write_scenario
+from tests.e2e import flowsim_run, launches, write_scenario
 
 
+@pytest.mark.slow
 def test_with_503s_both_latencies_are_reported_and_labelled(tmp_path: Path) -> None:
     """10 % 503s, retried: per-attempt latency counts every answered attempt; end-to-end includes the retry
     waits (each retry waits at least 1 s by the client's backoff); first-attempt errors show what retries hid."""
@@ -37,6 +38,7 @@ def test_with_503s_both_latencies_are_reported_and_labelled(tmp_path: Path) -> N
     assert "per attempt" in th["launch_p95_ms"]["describes"] and "end to end" in th["launch_e2e_p95_ms"]["describes"]
 
 
+@pytest.mark.slow
 def test_abort_on_fail_stops_the_run_at_the_first_live_failure(tmp_path: Path) -> None:
     """Every launch fails: launch_error_rate with abort_on_fail stops a 40 s run once 20 launches are answered."""
     with SimulatorThread(org_with(flow={"faults": Faults(error_rates={503: 1.0})})) as sim:
@@ -75,6 +77,7 @@ def test_live_judgement_uses_the_figures_so_far() -> None:
     assert not results["launch_error_rate"].passed and results["launch_p95_ms"].passed
 
 
+@pytest.mark.slow
 def test_log_lines_are_plain_by_default_and_json_with_log_json(tmp_path: Path) -> None:
     import json
 

@@ -83,8 +83,25 @@ def test_arbitrary_bytes_are_one_config_error(tmp_path: Path, raw: bytes) -> Non
 
 
 def _flowsim(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sim.cli", *args], capture_output=True, text=True, timeout=60,
-                          cwd=cwd)
+    """`flowsim ARGS` run in this process through its entry point (sim.cli.main), its output captured: what a
+    user sees, without a new interpreter per case. An exception that escapes main is a traceback: it fails."""
+    import contextlib
+    import io
+    import os
+
+    from sim.cli import main
+
+    out, err, before = io.StringIO(), io.StringIO(), os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # argparse's own errors
+                code = exc.code if isinstance(exc.code, int) else 2
+    finally:
+        os.chdir(before)
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 
 @pytest.mark.parametrize("case", ["binary", "latin1", "directory", "huge", "locale", "nan_rate", "rate_1e9"])

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sim.platform.org import default_org
 from sim.platform.server import SimulatorThread
 from sim.run.runner import free_port
-from tests.test_run_e2e import launches, start_run, write_scenario
+from tests.e2e import launches, start_run, write_scenario
 
 
 def _scrape(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -27,6 +27,7 @@ def _scrape(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [0, 2])
 def test_prometheus_endpoint_is_scraped_during_a_run(tmp_path: Path, workers: int) -> None:
     port = free_port()
@@ -65,6 +66,7 @@ def test_prometheus_endpoint_is_scraped_during_a_run(tmp_path: Path, workers: in
     assert last["flowsim_target_rate_per_second"][0][1] in (0.0, 20.0)
 
 
+@pytest.mark.slow
 def test_a_busy_metrics_port_is_one_line_exit_2(tmp_path: Path) -> None:
     import socket
 

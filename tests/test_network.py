@@ -17,7 +17,7 @@ from sim.platform.org import default_org
 from sim.platform.server import SimulatorThread
 from sim.run.prepare import EmbeddedSimulator
 from tests.relay import relay
-from tests.test_run_e2e import ENV, flowsim_run, sim_records, start_run, wait_for_launches, write_scenario
+from tests.e2e import ENV, flowsim_run, sim_records, start_run, wait_for_launches, write_scenario
 
 pytestmark = pytest.mark.slow
 
@@ -113,7 +113,7 @@ def test_a_ledger_that_cannot_be_written_stops_the_run_and_it_never_passes(tmp_p
     import resource
     import subprocess
 
-    from tests.test_run_e2e import run_command
+    from tests.e2e import run_command
 
     def cap() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, 60_000))

@@ -20,7 +20,7 @@ import pytest
 
 from sim.platform.org import default_org
 from sim.platform.server import SimulatorThread
-from tests.test_run_e2e import ENV, write_scenario
+from tests.e2e import ENV, write_scenario
 
 pytestmark = pytest.mark.slow
 NAMES = ("api.flowsim.test", "login.flowsim.test")

@@ -11,7 +11,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -21,74 +20,10 @@ from sim.load.ledger import ledger_files, read_records
 from sim.platform.org import default_org
 from sim.platform.server import SimulatorThread
 from tests.conftest import LOAD_CLIENT, TEST_FLOW, VIEWER_CLIENT, org_with
+from tests.e2e import (ENV, cmdlines, fleet_pids, flowsim_run, launches, run_command, sim_records, start_run,
+                       wait_for_launches, write_scenario)
 
 pytestmark = pytest.mark.slow
-
-SCENARIO = """
-[scenario]
-name = "e2e"
-target = "embedded"
-max_concurrency = {concurrency}
-follow = {follow}
-poll_interval_s = 0.5
-follow_timeout_s = 20
-tokens_per_client = {tokens}
-max_retry_wait_s = 10
-
-[[flows]]
-id = "{flow}"
-[flows.input]
-"Flow.customerName" = "{{identity.full_name}}"
-"Flow.customerPhone" = "{{identity.phone}}"
-"Flow.customerEmail" = "{{identity.email}}"
-"Flow.identityId" = "{{identity.id}}"
-
-{stages}
-
-[thresholds]
-{thresholds}
-"""
-
-
-def write_scenario(tmp_path: Path, *, rate: float, duration: str, follow: bool = False, tokens: int = 12,
-                   concurrency: int = 50, thresholds: str = "launch_error_rate = 0.01", stages: str = "") -> Path:
-    p = tmp_path / "scenario.toml"
-    stages = stages or f'[[stages]]\nduration = "{duration}"\nrate = {rate}\n'
-    p.write_text(SCENARIO.format(concurrency=concurrency, follow=str(follow).lower(), tokens=tokens, flow=TEST_FLOW,
-                                 stages=stages, thresholds=thresholds))
-    return p
-
-
-ENV = {**os.environ, "GENESYS_CLIENT_ID": LOAD_CLIENT[0], "GENESYS_CLIENT_SECRET": LOAD_CLIENT[1]}
-
-
-def run_command(scenario: Path, tmp_path: Path, target: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "sim.cli", "run", str(scenario), "--target", target, "--summary-json",
-            str(tmp_path / "summary.json"), "--ledger-dir", str(tmp_path / "runs"), *extra]
-
-
-def start_run(scenario: Path, tmp_path: Path, target: str, *extra: str, **popen: Any) -> subprocess.Popen[str]:
-    """`flowsim run` in the background, for tests that act on it while it runs."""
-    return subprocess.Popen(run_command(scenario, tmp_path, target, *extra), env=ENV, cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
-
-
-def flowsim_run(scenario: Path, tmp_path: Path, target: str, *extra: str, timeout: float = 180) -> tuple[int, dict[str, Any], str]:
-    summary = tmp_path / "summary.json"
-    r = subprocess.run(run_command(scenario, tmp_path, target, *extra), capture_output=True, text=True,
-                       timeout=timeout, env=ENV, cwd=tmp_path)
-    data = json.loads(summary.read_text()) if summary.exists() else {}
-    return r.returncode, data, r.stdout + r.stderr
-
-
-def sim_records(url: str, run_id: str) -> list[dict[str, Any]]:
-    r = httpx.get(f"{url}/_sim/executions", params={"name_prefix": f"flowsim-{run_id}-", "limit": 100000})
-    return list(r.json()["entities"])
-
-
-def launches(tmp_path: Path, run_id: str) -> list[dict[str, Any]]:
-    return [r for r in read_records(ledger_files(tmp_path / "runs" / run_id)) if r["event"] == "launch"]
-
 
 @pytest.mark.parametrize("workers", [0, 2, 4])
 def test_rate_and_duration_options_hold_with_any_number_of_workers(tmp_path: Path, workers: int) -> None:
@@ -310,37 +245,6 @@ def test_secrets_never_in_output_or_ledger(tmp_path: Path) -> None:
     assert all(LOAD_CLIENT[1] not in t and "Bearer " not in t for t in texts)
 
 
-def _cmdlines() -> list[tuple[str, list[str]]]:
-    out = []
-    for d in Path("/proc").iterdir():
-        try:
-            out.append((d.name, (d / "cmdline").read_text().split("\0")))
-        except OSError:
-            continue
-    return [(pid, cmd) for pid, cmd in out if pid.isdigit()]
-
-
-def fleet_pids(tmp_path: Path) -> tuple[int, list[int]]:
-    """The Locust master of the run writing under ``tmp_path``, and its workers (found by the master's port)."""
-    cmds = _cmdlines()
-    pid, master = next((int(p), c) for p, c in cmds if "--master" in c and any(str(tmp_path) in a for a in c))
-    port = master[master.index("--master-bind-port") + 1]
-    workers = [int(p) for p, c in cmds if "--worker" in c and "--master-port" in c
-               and c[c.index("--master-port") + 1] == port]
-    return pid, workers
-
-
-def wait_for_launches(tmp_path: Path, n: int, timeout: float = 60) -> None:
-    """Until the run's ledgers hold ``n`` launches (a start-up on a busy machine takes what it takes)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        files = list((tmp_path / "runs").rglob("ledger-*.jsonl"))
-        if sum(1 for r in read_records(files) if r["event"] == "launch") >= n:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"fewer than {n} launches after {timeout} s")
-
-
 def test_killed_worker_is_reported_and_the_summary_equals_the_ledger(tmp_path: Path) -> None:
     """SIGKILL one of 2 workers mid-run: reported lost, the survivor takes over, summary = ledger = what arrived."""
     scenario = write_scenario(tmp_path, rate=20, duration="20s")
@@ -544,7 +448,7 @@ def test_worker_joining_mid_run_takes_a_share_without_duplicates(tmp_path: Path)
         proc = start_run(scenario, tmp_path, sim.url, "--workers", "1")
         try:
             wait_for_launches(tmp_path, 60)
-            master = next(cmd for _, cmd in _cmdlines() if "--master" in cmd and any(str(tmp_path) in a for a in cmd))
+            master = next(cmd for _, cmd in cmdlines() if "--master" in cmd and any(str(tmp_path) in a for a in cmd))
             port = master[master.index("--master-bind-port") + 1]
             # A worker needs nothing but the master's address: the plan comes in the start message.
             late = subprocess.Popen([sys.executable, "-m", "locust", "-f", master[master.index("-f") + 1], "--worker",

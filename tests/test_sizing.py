@@ -8,10 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from sim.platform.org import default_org
 from sim.platform.server import SimulatorThread
 from sim.run.sizing import size
-from tests.test_run_e2e import ENV
+from tests.e2e import ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,6 +47,7 @@ def test_explicit_numbers_win_with_a_warning_naming_what_is_needed() -> None:
     assert any("max_concurrency = 20" in w and "it needs" in w for w in s.warnings)
 
 
+@pytest.mark.slow
 def test_smoke_scenario_at_50_per_s_sizes_itself_and_passes(tmp_path: Path) -> None:
     """scenarios/smoke.toml unchanged with --rate 50: no missed starts, no 429s, the sizing printed in the header."""
     with SimulatorThread(default_org()) as sim:

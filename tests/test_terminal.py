@@ -20,7 +20,7 @@ from sim.platform.org import default_org
 from sim.platform.server import SimulatorThread
 from sim.run.metrics import Snapshot
 from sim.run.terminal import figures, render
-from tests.test_run_e2e import ENV, launches, run_command, sim_records, write_scenario
+from tests.e2e import ENV, launches, run_command, sim_records, write_scenario
 
 T0 = 1_000_000.0
 

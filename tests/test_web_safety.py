@@ -21,7 +21,7 @@ from sim.platform.org import default_org
 from sim.platform.server import SimulatorThread
 from sim.run import webform
 from sim.run.runner import free_port
-from tests.test_run_e2e import ENV, write_scenario
+from tests.e2e import ENV, write_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -22,7 +22,7 @@ from sim.load.ledger import ledger_files, read_records
 from sim.platform.org import default_org
 from sim.platform.server import SimulatorThread
 from sim.run.runner import free_port
-from tests.test_run_e2e import ENV, sim_records, write_scenario
+from tests.e2e import ENV, sim_records, write_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 
