@@ -41,8 +41,12 @@ from sim.run.webui import install_login, install_tab, serve_metrics
 
 __all__ = ["FlowUser", "FlowsimShape"]
 
-START_DELAY_S = 2.0
-"""Between test start and launch 0: time for (workers and) users to set up."""
+START_DELAY_S = 1.5
+"""Master: between test start and launch 0, time for the workers to take the start message and their users."""
+LOCAL_START_DELAY_S = 0.5
+"""One process: between test start and launch 0, time to spawn the users (all at once: see FlowsimShape) while
+the token pool is fetched. A pool not full by then costs the first launches at most one token round trip, and
+the 1 s rule still holds (they are recorded late, never sent late)."""
 STOP_GRACE_S = 5.0
 """A run cut short: how long in-flight launches get to finish (and be written to the ledger)."""
 GIVE_UP_S = STOP_GRACE_S - 1.5
@@ -160,7 +164,8 @@ class FlowsimShape(LoadTestShape):
         if run.finished or run.complete or time.time() > run.deadline:
             return None
         assert run.plan is not None
-        return run.plan.users, float(run.plan.users)
+        # Every user at once (Locust spawns one per 1/spawn_rate s): they only wait for their first due launch.
+        return run.plan.users, float(max(100, 10 * run.plan.users))
 
 
 @events.init.add_listener
@@ -351,7 +356,7 @@ def _on_test_start(environment: Environment, **_kw: Any) -> None:
         gevent.spawn(run.coordinate)
     else:
         me = f"local-{os.getpid()}"
-        t0 = now + START_DELAY_S
+        t0 = now + LOCAL_START_DELAY_S
         run.start_engine(plan, t0, WorkerLease.whole(me, plan.schedule.total), me)
     run.deadline = t0 + plan.scenario.duration_s + plan.scenario.follow_timeout_s + 30
     gevent.spawn(run.progress, getattr(environment.parsed_options, "flowsim_live_file", ""))
@@ -440,8 +445,8 @@ class FlowUser(User):
         if self._client is None:
             self._client = engine.new_client()
         ticket: Ticket | None = engine.take()
-        if ticket is None:
-            gevent.sleep(0.5)
+        if ticket is None:  # this process's share is done: stay idle (briefly: Locust is about to stop us)
+            gevent.sleep(0.05)
             return
         if engine.scenario.identity_per == "user":
             if self._identity is None:
