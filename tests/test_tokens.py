@@ -103,7 +103,7 @@ def flow_client(handler: Callable[[httpx.Request], httpx.Response], wall: float 
     tokens = TokenManager(login_url="http://login.test", client_id="c", client_secret="s", transport=transport,
                           spawn=run_now)
     return FlowClient(api_url="http://api.test", tokens=tokens, transport=transport, sleep=lambda _s: None,
-                      rng=random.Random(1), wall=lambda: wall)
+                      rng=random.Random(1), wall=lambda: wall, token_failure_unsent=True)
 
 
 def test_a_launch_that_could_only_go_after_its_deadline_is_not_sent() -> None:
@@ -148,3 +148,7 @@ def test_no_token_means_not_sent_with_the_reason_never_a_traceback() -> None:
 
     res = flow_client(handler).launch({"flowId": "f"})
     assert (res.sent, res.unsent) == (False, "no_token") and "could not get a token" in (res.cause or "")
+    preflight = flow_client(handler)
+    preflight.token_failure_unsent = False  # preflight and analytics: the one-line error instead
+    with pytest.raises(PlatformError, match="could not get a token"):
+        preflight.launch({"flowId": "f"})

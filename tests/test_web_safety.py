@@ -73,11 +73,13 @@ def test_a_form_names_only_scenarios_beside_the_start_up_one_and_known_targets(t
 
 
 def test_real_credentials_go_only_to_a_region_login_host_or_a_simulator() -> None:
-    """HTTPS to login.<region domain>: yes; a simulator on loopback or over HTTPS: yes; anything else: refused."""
+    """HTTPS to login.<region domain>: yes; a simulator over HTTPS: yes; loopback: yes; any other host, or a
+    simulator in clear text over a network: refused."""
     check_credential_destination(resolve_target("eu_west_1"), simulator=False)
     check_credential_destination(resolve_target("https://api.mypurecloud.de"), simulator=False)
-    check_credential_destination(Target(api_url="http://127.0.0.1:8080", login_url="http://127.0.0.1:8080"),
-                                 simulator=True)
+    for sim in (True, False):  # loopback: nothing leaves this machine
+        check_credential_destination(Target(api_url="http://127.0.0.1:8080", login_url="http://127.0.0.1:8080"),
+                                     simulator=sim)
     check_credential_destination(Target(api_url="https://sim.example", login_url="https://sim.example"),
                                  simulator=True)
     for target, sim in ((resolve_target("https://api.attacker.example"), False),

@@ -95,6 +95,9 @@ class FlowClient:
     sleep: Callable[[float], None] = time.sleep
     wall: Callable[[], float] = time.time
     """Wall clock for ``sent_at`` and the ``not_after`` check (injected in tests)."""
+    token_failure_unsent: bool = False
+    """True (the load engine): a request that can get no token comes back ``unsent="no_token"`` with the cause, to
+    be recorded as not sent. False (preflight, analytics): the token error is raised, one line for the user."""
     rng: random.Random = field(default_factory=random.Random)
     transport: httpx.BaseTransport | None = None
     """None: httpx's default transport. Inside Locust: sim.load.transport.GeventTransport (faster)."""
@@ -138,6 +141,8 @@ class FlowClient:
             try:
                 token = token or self.tokens.token()
             except FlowsimError as e:
+                if not self.token_failure_unsent:
+                    raise
                 if sent_at is None:  # never sent: nothing can have run
                     return Attempt(status=0, body=None, attempts=0, retries=0, first_status=0, elapsed_ms=0.0,
                                    error="no_token", cause=str(e), unsent="no_token")

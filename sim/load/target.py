@@ -68,13 +68,14 @@ def is_loopback(host: str) -> bool:
 
 def check_credential_destination(target: Target, *, simulator: bool) -> None:
     """Raise unless the OAuth client's real credentials (from the environment) may go to ``target``'s login URL:
-    over HTTPS to a Genesys Cloud region's login host, or to a flowsim simulator over HTTPS or on loopback.
-    Never in clear text over a network, never to a host that is neither."""
+    over HTTPS to a Genesys Cloud region's login host, to a flowsim simulator over HTTPS, or to this machine's
+    loopback (a stand-in the operator started; nothing leaves the host). Never in clear text over a network,
+    never to a remote host that is neither a region nor a simulator."""
     url = urlsplit(target.login_url)
     host = url.hostname or ""
     if url.scheme == "https" and host in {f"login.{d}" for d in REGIONS.values()}:
         return
-    if simulator and (url.scheme == "https" or is_loopback(host)):
+    if is_loopback(host) or (simulator and url.scheme == "https"):
         return
     why = ("in clear text (http) over a network" if url.scheme != "https" and simulator
            else "to a host that is neither a Genesys Cloud region's login host nor a flowsim simulator")

@@ -216,7 +216,7 @@ class Engine:
                      if os.environ.get("FLOWSIM_TRANSPORT", "gevent") == "gevent" else None)
         return FlowClient(api_url=self.plan.target.api_url, tokens=self.tokens, report=self._report,
                           max_retries=s.max_retries, max_retry_wait_s=s.max_retry_wait_s, timeout_s=s.request_timeout_s,
-                          transport=transport, ca_bundle=s.ca_bundle)
+                          transport=transport, ca_bundle=s.ca_bundle, token_failure_unsent=True)
 
     def identity(self, seq: int) -> Identity:
         return self.identities.make(seq)
