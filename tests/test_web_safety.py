@@ -168,7 +168,20 @@ def test_the_web_ui_binds_loopback_and_a_forged_form_sends_nothing_anywhere(tmp_
                 assert error.startswith(refused), (fields, error)
             assert trap.hits == 0
             assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+            # A good START whose form also names where to write: the run happens, its files go where the
+            # command line said, never where the form said.
+            evil = tmp_path / "elsewhere"
+            form = {"user_count": "1", "spawn_rate": "1", "flowsim_scenario": str(scenario), "flowsim_target": sim.url,
+                    "flowsim_rate": "5", "flowsim_duration": "2s", "flowsim_summary_json": str(evil / "s.json"),
+                    "flowsim_ledger_dir": str(evil / "runs"), "html_file": str(evil / "locust.html")}
+            assert httpx.post(f"{url}/swarm", data=form, timeout=10).status_code == 200
+            for _ in range(120):
+                if (tmp_path / "runs").exists() and any((tmp_path / "runs").iterdir()):
+                    break
+                time.sleep(0.25)
+            assert any((tmp_path / "runs").iterdir()) and not evil.exists()
         finally:
             ui.terminate()
             ui.wait(timeout=30)
     assert "Traceback" not in (tmp_path / "ui.log").read_text()
+    assert not (tmp_path / "elsewhere").exists()  # not even Locust's own report at exit

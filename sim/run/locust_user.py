@@ -41,12 +41,10 @@ from sim.run.webui import install_login, install_tab, serve_metrics
 
 __all__ = ["FlowUser", "FlowsimShape"]
 
-START_DELAY_S = 1.5
-"""Master: between test start and launch 0, time for the workers to take the start message and their users."""
-LOCAL_START_DELAY_S = 0.5
-"""One process: between test start and launch 0, time to spawn the users (all at once: see FlowsimShape) while
-the token pool is fetched. A pool not full by then costs the first launches at most one token round trip, and
-the 1 s rule still holds (they are recorded late, never sent late)."""
+START_DELAY_S = 2.0
+"""Between test start and launch 0: time for (workers and) users to set up and for the token pool to be fetched.
+(0.5 s for one process was tried: the pool's fetch and the users' start then overlapped the first launches and
+stalled their answers for ~0.3 s on a busy machine. Shortening it needs the pool fetched *before* t0 is set.)"""
 STOP_GRACE_S = 5.0
 """A run cut short: how long in-flight launches get to finish (and be written to the ledger)."""
 GIVE_UP_S = STOP_GRACE_S - 1.5
@@ -123,15 +121,15 @@ def _next_run(environment: Environment) -> ProcessRun | None:
     prev = _run(environment)
     opts = environment.parsed_options
     assert opts is not None
+    startup: dict[str, Any] = getattr(environment, "flowsim_startup", {})
+    webform.pin(opts, startup)  # only the form's own fields change a run; the rest is the command line's
     if prev is not None and prev.t0 is None and prev.plan is not None and (
             opts.flowsim_plan or prev.options == _form_options(opts)):
         return prev
     if opts.flowsim_plan:
         return None  # flowsim run's plan runs once
     processes = max(1, environment.runner.worker_count) if isinstance(environment.runner, MasterRunner) else 1
-    startup: dict[str, Any] = getattr(environment, "flowsim_startup", {})
     try:
-        webform.pin(opts, startup)  # only the form's own fields change a run; the rest is the command line's
         webform.check_form(opts, startup)
         plan, prepared = _prepare(opts, run_id="", processes=processes)
     except FlowsimError as exc:
@@ -164,8 +162,7 @@ class FlowsimShape(LoadTestShape):
         if run.finished or run.complete or time.time() > run.deadline:
             return None
         assert run.plan is not None
-        # Every user at once (Locust spawns one per 1/spawn_rate s): they only wait for their first due launch.
-        return run.plan.users, float(max(100, 10 * run.plan.users))
+        return run.plan.users, float(run.plan.users)
 
 
 @events.init.add_listener
@@ -356,7 +353,7 @@ def _on_test_start(environment: Environment, **_kw: Any) -> None:
         gevent.spawn(run.coordinate)
     else:
         me = f"local-{os.getpid()}"
-        t0 = now + LOCAL_START_DELAY_S
+        t0 = now + START_DELAY_S
         run.start_engine(plan, t0, WorkerLease.whole(me, plan.schedule.total), me)
     run.deadline = t0 + plan.scenario.duration_s + plan.scenario.follow_timeout_s + 30
     gevent.spawn(run.progress, getattr(environment.parsed_options, "flowsim_live_file", ""))
