@@ -45,3 +45,23 @@ def test_load_side_modules_stay_small() -> None:
     root = Path(__file__).resolve().parent.parent / "sim" / "load"
     sizes = {p.name: len(p.read_text().splitlines()) for p in root.glob("*.py")}
     assert max(sizes.values()) <= 300, sizes
+
+
+@pytest.mark.parametrize(("wing", "never"), [
+    ("platform", ("sim.load", "sim.run", "sim.results", "sim.commands", "sim.checks", "sim.cli")),
+    ("load", ("sim.run", "sim.results", "sim.commands", "sim.checks", "sim.cli")),
+])
+def test_wings_import_only_downwards(wing: str, never: tuple[str, ...]) -> None:
+    """The wing rules, read from every import statement (lazy ones inside functions too): the simulated platform
+    never imports the load side or what runs it; the load side never imports sim/run or sim/results."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "sim" / wing
+    crossings = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            crossings += [f"{path.name}: {n}" for n in names if n.startswith(never)]
+    assert crossings == []
