@@ -64,7 +64,8 @@ def check_writable_dir(path: str | Path, *, what: str, need_bytes: int = 0) -> N
         probe = p / f".flowsim-probe-{os.getpid()}"
         probe.write_bytes(b"x")
         probe.unlink()
-        free = os.statvfs(p).f_bavail * os.statvfs(p).f_frsize
+        fs = os.statvfs(p)
+        free = fs.f_bavail * fs.f_frsize
     except OSError as exc:
         raise ConfigError(f"cannot be written ({exc.strerror or exc}): {what}", source=str(path)) from None
     if free < need_bytes:

@@ -14,11 +14,9 @@ from typing import Any
 import httpx
 
 from sim._files import read_bounded
-from sim.errors import ConfigError
+from sim.errors import EXIT_USAGE, ConfigError
 
 __all__ = ["ledger_summary", "analytics", "analytics_of"]
-
-EXIT_USAGE = 2
 
 
 def ledger_summary(args: argparse.Namespace) -> int:

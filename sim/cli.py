@@ -15,12 +15,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from sim import __version__, commands
-from sim.errors import ConfigError, FlowsimError
+from sim.errors import EXIT_USAGE, ConfigError, FlowsimError
 from sim.logs import JSON_ENV
 
 __all__ = ["main"]
-
-EXIT_USAGE = 2
 
 
 class _Parser(argparse.ArgumentParser):

@@ -18,13 +18,13 @@ from typing import Any
 
 from sim._files import read_bounded
 from sim.checks import analytics, analytics_of, ledger_summary
-from sim.errors import ConfigError, FlowsimError
+from sim.errors import EXIT_USAGE, ConfigError, FlowsimError
 from sim.load.overrides import check_load, constant_rate, scenario_for_run
 from sim.load.scenario import Scenario, load_scenario, parse_duration
 
 __all__ = ["serve", "validate", "run", "capacity", "compare", "report", "ledger_summary", "analytics"]
 
-EXIT_OK, EXIT_USAGE = 0, 2
+EXIT_OK = 0
 MAX_SUMMARY_BYTES = 64 << 20
 """A summary holds one row per second of the run: 64 MiB is days of rows; anything larger is not a summary."""
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["FlowsimError", "ConfigError", "PlatformError", "TransportError"]
+__all__ = ["FlowsimError", "ConfigError", "PlatformError", "TransportError", "EXIT_USAGE"]
+
+EXIT_USAGE = 2
+"""What every flowsim command exits with when it refuses its input or setup (one line on stderr)."""
 
 
 class FlowsimError(Exception):
