@@ -124,7 +124,8 @@ def _write_html(path: str | None, render: Callable[[], str]) -> None:
 
 def validate(args: argparse.Namespace) -> int:
     from sim.load.schedule import Schedule
-    from sim.run.prepare import Prepared, billing_note
+    from sim.drivers import driver_for
+    from sim.run.prepare import Prepared
     from sim.run.preflight import describe
 
     sc = _scenario(args)
@@ -135,8 +136,8 @@ def validate(args: argparse.Namespace) -> int:
         sizing = prepared.sizing()
         for line in sizing.explanation + sizing.warnings:
             print(line)
-        if sc.kind == "conversation":
-            print(billing_note(sc, Schedule(sc.stages).total, simulator=prepared.simulator))
+        for line in driver_for(sc.kind).notes(sc, Schedule(sc.stages).total, simulator=prepared.simulator):
+            print(line)
         ok = prepared.ok
     print("preflight passed" if ok else "preflight failed: fix the above before sending load")
     return 0 if ok else 1
@@ -165,13 +166,12 @@ def _check_workers(args: argparse.Namespace) -> None:
 
 
 def _ledger_bytes(sc: Scenario) -> int:
-    """About how many bytes a run's ledger takes: a launch line ~450 B (+ ~300 B followed), a session ~400 B plus
-    ~250 B a turn. An estimate for the free-space check, not a promise."""
+    """About how many bytes a run's ledger takes (the driver's estimate per unit). For the free-space check, not
+    a promise."""
+    from sim.drivers import driver_for
     from sim.load.schedule import Schedule
 
-    per = (400 + 250 * (max(len(f.turns) for f in sc.flows) + 3) if sc.kind == "conversation"
-           else 450 + (300 if sc.follow else 0))
-    return Schedule(sc.stages).total * per
+    return Schedule(sc.stages).total * driver_for(sc.kind).ledger_bytes_per_unit(sc)
 
 
 def _check_outputs(args: argparse.Namespace, sc: Scenario) -> None:
@@ -290,7 +290,7 @@ def _fmt(v: float | None) -> str:
 
 
 def compare(args: argparse.Namespace) -> int:
-    from sim.results.compare import METRIC_NOTES, Tolerances, compare, describe
+    from sim.results.compare import Tolerances, compare, describe
 
     a, b = _load_json(args.a), _load_json(args.b)
     tol = Tolerances(latency_rel=args.latency_rel, latency_abs_ms=args.latency_abs_ms,
@@ -303,7 +303,7 @@ def compare(args: argparse.Namespace) -> int:
     print(f"{'metric':<26}{'A':>14}{'B':>14}{'change':>10}")
     for r in rows:
         ch = "" if r["change"] is None else f"{r['change']:+.1%}"
-        note = METRIC_NOTES.get(r["metric"], "")
+        note = r["note"]
         print(f"{r['metric']:<26}{_fmt(r['a']):>14}{_fmt(r['b']):>14}{ch:>10}  "
               f"{'REGRESSED' if r['regressed'] else 'ok':<9}  {note}".rstrip())
     bad = [r["metric"] for r in rows if r["regressed"]]

@@ -253,7 +253,7 @@ def test_conversation_steps_are_judged_on_turns_and_scripts_and_compared() -> No
     from sim.run.capacity import judge as judge_step
 
     def conv(turn_p95: float, broke: int = 0, failed_turns: int = 0) -> RunSummary:
-        return dataclasses.replace(fake_summary(10, p95=5), load="conversation", conversations=Conversations(
+        return dataclasses.replace(fake_summary(10, p95=5), load="conversation", section=Conversations(
             sessions=100, turns=500, turn_latency_ms=Percentiles(count=500, p50=20, p95=turn_p95, p99=turn_p95, max=900),
             turn_failed=failed_turns, session_duration_ms=Percentiles(count=100, p50=900, p95=1200),
             endings={"Exit:TriggeredByFlow": 100 - broke, "script_ended": broke}, sessions_failing_expectations=broke,
@@ -270,5 +270,5 @@ def test_conversation_steps_are_judged_on_turns_and_scripts_and_compared() -> No
     page = run_report(conv(80, broke=5))
     assert "Conversations" in page and "How sessions ended" in page and "script_ended" in page
     assert "/api/v2/textbots/botflows/sessions/{id}/turns" in page and "flow run:" not in page
-    assert "bot session: sessions that broke a scripted expectation" in page
+    assert "session: sessions that broke a scripted expectation" in page
     assert load_summary(json.loads(json.dumps(conv(80).to_dict()))) == conv(80)

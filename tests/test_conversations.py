@@ -218,7 +218,7 @@ def test_conversation_run_one_ledger_record_per_session_single_and_multi_worker(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("flow", "message"), [(TEST_FLOW, "a conversation scenario talks to digital bot flows"),
+@pytest.mark.parametrize(("flow", "message"), [(TEST_FLOW, "a conversation scenario drives digitalbot flows"),
                                                (PROD_BOT, "not the test division")])
 def test_preflight_refuses_a_workflow_and_a_production_bot(tmp_path: Path, flow: str, message: str) -> None:
     with SimulatorThread(default_org()) as sim:

@@ -10,7 +10,8 @@ import pytest
 from sim._toml import TableReader
 from sim.errors import ConfigError
 from sim.load.stats import RunStats
-from sim.load.thresholds import Thresholds, judge, live_observed, read_thresholds
+from sim.load.figures import figures
+from sim.load.thresholds import Thresholds, judge, read_thresholds
 from sim.platform.org import Faults
 from sim.platform.server import SimulatorThread
 from tests.conftest import org_with
@@ -72,7 +73,7 @@ def test_live_judgement_uses_the_figures_so_far() -> None:
         stats.add({"event": "launch", "intended_at": 100.0 + seq / 10, "sent_at": 100.0, "answered_at": 100.1,
                    "http_status": status, "attempt_statuses": [status], "attempt_ms": [5.0], "latency_ms": 5.0}, 100.0)
     th = _th({"launch_error_rate": 0.2, "launch_p95_ms": 10, "abort_on_fail": ["launch_error_rate", "launch_p95_ms"]})
-    results = {r.name: r for r in judge(live_observed(stats), th, th.abort_on_fail)}
+    results = {r.name: r for r in judge(figures(stats).observed(), th, th.abort_on_fail)}
     assert results["launch_error_rate"].observed == pytest.approx(1 / 3, abs=1e-3)
     assert not results["launch_error_rate"].passed and results["launch_p95_ms"].passed
 

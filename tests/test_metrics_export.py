@@ -108,6 +108,7 @@ def test_the_grafana_dashboard_only_queries_metrics_flowsim_serves() -> None:
 
 
 def test_a_conversation_run_exports_its_bot_figures() -> None:
+    from sim.drivers.conversation import CONVERSATION
     from sim.load.stats import RunStats
     from sim.run.metrics import Snapshot, registry_for
 
@@ -116,7 +117,8 @@ def test_a_conversation_run_exports_its_bot_figures() -> None:
                "http_status": 200, "attempt_statuses": [200], "attempt_ms": [5.0], "latency_ms": 5.0,
                "end": "Exit", "end_reason": "TriggeredByFlow", "ended_at": 3.0, "expectation_failures": [],
                "turns": [{"status": 200, "latency_ms": 40.0, "attempts": 1, "attempt_statuses": [200]}] * 4}, 0.0)
-    snap = Snapshot(run_id="r", scenario="s", target_rate_per_s=1.0, stats=stats, in_flight=0, verdict="RUNNING")
+    snap = Snapshot(run_id="r", scenario="s", target_rate_per_s=1.0, stats=stats, in_flight=0, verdict="RUNNING",
+                    section=CONVERSATION.section)
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                for fam in registry_for(lambda: snap).collect() for s in fam.samples}
     assert samples[("flowsim_bot_turns_total", (("run_id", "r"), ("scenario", "s")))] == 4

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from sim.drivers.conversation import CONVERSATION
 from sim.load.stats import RunStats
 from sim.platform.org import default_org
 from sim.platform.server import SimulatorThread
@@ -52,14 +53,15 @@ def test_figures_count_what_the_ledger_records_say() -> None:
     f = figures(snap, elapsed_s=11.4, duration_s=20.0, scheduled=200, workers=2)
     assert f["launched"] == 100 and f["succeeded"] == 99 and f["failed"] == 1
     assert f["first_attempt_failed"] == 2 and f["retries"] == 3
-    assert (f["r429_launch"], f["r429_poll"], f["missed"]) == (1, 1, 2)
-    # Launches due in seconds 5..9 (the last complete ones; 10 and 11 may still be in flight): 10/s.
+    assert (f["rate_limited"], f["missed"]) == ({"launch": 1, "status_poll": 1}, 2)
+    # The one definition of an achieved rate: (sent − 1) / (last send − first send) = 99 / 9.9 s.
     assert f["achieved_rate_per_s"] == 10.0
     assert f["attempt_ms"][0] == pytest.approx(4.0, rel=0.01) and f["end_to_end_ms"][2] == pytest.approx(30, rel=0.01)  # 99th of 100: the 503 one
     assert f["outcomes"] == {"COMPLETED": 1} and f["in_flight"] == 3
     json.dumps(f)  # crosses the process boundary as JSON
-    # Before two seconds have passed there is no complete window: no achieved rate, not a made-up 0.
-    assert figures(snap, elapsed_s=1.0, duration_s=20.0, scheduled=200, workers=0)["achieved_rate_per_s"] is None
+    # Before anything was sent there is no achieved rate, not a made-up 0.
+    empty = Snapshot(run_id="r1", scenario="s", target_rate_per_s=10.0, stats=RunStats(), in_flight=0, verdict="RUNNING")
+    assert figures(empty, elapsed_s=1.0, duration_s=20.0, scheduled=200, workers=0)["achieved_rate_per_s"] is None
 
 
 def test_the_view_labels_every_figure() -> None:
@@ -69,7 +71,7 @@ def test_the_view_labels_every_figure() -> None:
     console.print(render(figures(snap, elapsed_s=11.4, duration_s=20.0, scheduled=200, workers=2)))
     text = console.export_text()
     for expected in ("flowsim run r1 — smoke — RUNNING", "11 s of 20 s  (schedule ends in 9 s)  2 worker(s)",
-                     "target 10/s  achieved 10/s", "100 of 200 scheduled  succeeded 99  failed after retries 1 (1.00%)",
+                     "target 10/s  achieved so far 10/s", "100 of 200 scheduled  succeeded 99  failed after retries 1 (1.00%)",
                      "in flight —", "first attempt 2 (2.00%)  retries 3  429s: launch 1, status poll 1",
                      "missed starts 2", "per attempt 4", "end to end", "COMPLETED 1"):
         assert expected in text, (expected, text)
@@ -155,9 +157,10 @@ def test_the_view_adds_conversation_rows_for_bot_sessions() -> None:
            "ended_at": T0 + 2, "expectation_failures": ["turn 3: next action Exit, expected WaitForInput"],
            "turns": [{"status": 200, "latency_ms": 30.0, "attempts": 1, "attempt_statuses": [200]}] * 5}
     st.add(rec, T0)
-    snap = Snapshot(run_id="r2", scenario="bot", target_rate_per_s=1.0, stats=st, in_flight=0, verdict="RUNNING")
+    snap = Snapshot(run_id="r2", scenario="bot", target_rate_per_s=1.0, stats=st, in_flight=0, verdict="RUNNING",
+                    section=CONVERSATION.section)
     console = Console(record=True, width=160, color_system=None)
     console.print(render(figures(snap, elapsed_s=3.0, duration_s=10.0, scheduled=10, workers=0)))
     text = console.export_text()
-    assert "1 ended  turns 5  turn p95 30" in text and "broke an expectation 1" in text
+    assert "started 1, turns 5, turn p95 30" in text and "broke their script 1" in text
     assert "Exit:TriggeredByFlow 1" in text

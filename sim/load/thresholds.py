@@ -7,10 +7,9 @@ import dataclasses
 from dataclasses import dataclass
 
 from sim._toml import TableReader
-from sim.load.stats import RunStats
 
 __all__ = ["Thresholds", "ThresholdResult", "LIVE_THRESHOLDS", "MEANING", "read_thresholds", "judge",
-           "live_observed", "MIN_LIVE_LAUNCHES"]
+           "MIN_LIVE_LAUNCHES"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,7 +26,7 @@ class Thresholds:
     """Share of launches that did not get a 200 (after retries)."""
     missed_start_rate: float | None = None
     flow_failure_rate: float | None = None
-    """Share of followed executions that ended in anything but COMPLETED."""
+    """Share of followed executions that ended in anything but COMPLETED (INTERRUPTED by the run's stop: left out)."""
     min_achieved_rate_ratio: float | None = None
     """Achieved launch rate / target launch rate must be at least this."""
     turn_p95_ms: float | None = None
@@ -49,8 +48,8 @@ MEANING = {
     "launch_e2e_p95_ms": "launch latency end to end, p95 (first send to final answer, retry waits included)",
     "launch_e2e_p99_ms": "launch latency end to end, p99",
     "launch_error_rate": "launches without a 200 after retries / launched",
-    "missed_start_rate": "missed starts / scheduled (live: / due so far)",
-    "flow_failure_rate": "followed executions not COMPLETED / followed",
+    "missed_start_rate": "missed starts / launches that came due (sent, missed, late or refused)",
+    "flow_failure_rate": "followed executions not COMPLETED / followed (those the run's stop interrupted left out)",
     "min_achieved_rate_ratio": "achieved launch rate / target launch rate",
     "turn_p95_ms": "bot turn latency, p95 (each turn, first send to final answer)",
     "expectation_failure_rate": "bot sessions with a broken scripted expectation / sessions started",
@@ -96,20 +95,3 @@ def judge(observed: dict[str, float | None], th: Thresholds,
         out.append(ThresholdResult(name=name, limit=limit, observed=None if value is None else round(value, 4),
                                    passed=passed, describes=MEANING[name]))
     return tuple(out)
-
-
-def live_observed(stats: RunStats) -> dict[str, float | None]:
-    """The live thresholds' figures so far, from a process's (or the master's merged) stats."""
-    c = stats.counters
-    launched = c["launched"]
-    attempt, e2e = stats.percentiles("launch_attempt"), stats.percentiles("launch")
-    followed = sum(stats.outcomes.values())
-    return {
-        "launch_p95_ms": attempt.p95, "launch_p99_ms": attempt.p99,
-        "launch_e2e_p95_ms": e2e.p95, "launch_e2e_p99_ms": e2e.p99,
-        "launch_error_rate": (launched - c["accepted"]) / launched if launched else None,
-        "missed_start_rate": c["missed_starts"] / max(1, launched + c["missed_starts"]),
-        "flow_failure_rate": (followed - stats.outcomes.get("COMPLETED", 0)) / followed if followed else None,
-        "turn_p95_ms": stats.percentiles("turn").p95,
-        "expectation_failure_rate": c["sessions_failing_expectations"] / c["sessions"] if c["sessions"] else None,
-    }

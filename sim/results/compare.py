@@ -28,61 +28,29 @@ class Tolerances:
     """A rate (achieved or sustainable) regresses when it drops by more than 5 %."""
 
 
-def _metrics(s: RunSummary | CapacityResult) -> dict[str, tuple[float | None, str]]:
-    """name → (value, kind) where kind is latency / error / rate (higher is better)."""
+def _metrics(s: RunSummary | CapacityResult) -> dict[str, tuple[float | None, str, str]]:
+    """name → (value, kind, what it measures) where kind is latency / error / rate (higher is better)."""
     if isinstance(s, CapacityResult):
-        return {"sustainable_rate_per_s": (s.sustainable_rate_per_s, "rate")}
+        return {"sustainable_rate_per_s": (s.sustainable_rate_per_s, "rate", "")}
     launched = max(1, s.launched)
-    fc = s.flow_completion
+    f = s.figures
+    fc = f.flow_completion
     return {
-        "achieved_rate_per_s": (s.achieved_rate_per_s, "rate"),
-        "attempt_latency_p95_ms": (s.attempt_latency_ms.p95, "latency"),
-        "latency_p50_ms": (s.latency_ms.p50, "latency"),
-        "latency_p95_ms": (s.latency_ms.p95, "latency"),
-        "latency_p99_ms": (s.latency_ms.p99, "latency"),
-        "error_rate": (s.error_rate, "error"),
-        "first_attempt_error_rate": (s.first_attempt_error_rate, "error"),
-        "missed_start_rate": (s.missed_starts / max(1, s.scheduled), "error"),
-        "retries_per_launch": (s.retries / launched, "error"),
-        "launch_429_per_launch": (s.rate_limited.get("launch", 0) / launched, "error"),
-        "poll_429_per_launch": (s.rate_limited.get("status_poll", 0) / launched, "error"),
-        "flow_failure_rate": (fc.failure_rate, "error"),
-        "flow_duration_p95_ms": (fc.duration_ms.p95, "latency"),
-        **_conversation_metrics(s),
+        "achieved_rate_per_s": (f.achieved_rate_per_s, "rate", ""),
+        "attempt_latency_p95_ms": (f.attempt_latency_ms.p95, "latency", "launch latency per attempt"),
+        "latency_p50_ms": (f.latency_ms.p50, "latency", "launch latency end to end (retry waits included)"),
+        "latency_p95_ms": (f.latency_ms.p95, "latency", "launch latency end to end"),
+        "latency_p99_ms": (f.latency_ms.p99, "latency", "launch latency end to end"),
+        "error_rate": (f.error_rate, "error", "after retries"),
+        "first_attempt_error_rate": (f.first_attempt_error_rate, "error", "before retries"),
+        "missed_start_rate": (f.missed_start_rate, "error", ""),
+        "retries_per_launch": (f.retries / launched, "error", ""),
+        "launch_429_per_launch": (f.rate_limited.get("launch", 0) / launched, "error", ""),
+        "poll_429_per_launch": (f.rate_limited.get("status_poll", 0) / launched, "error", ""),
+        "flow_failure_rate": (fc.failure_rate, "error", ""),
+        "flow_duration_p95_ms": (fc.duration_ms.p95, "latency", "launch answer to terminal status seen"),
+        **(f.section.compare_metrics() if f.section is not None else {}),
     }
-
-
-def _conversation_metrics(s: RunSummary) -> dict[str, tuple[float | None, str]]:
-    cv = s.conversations
-    if cv is None:
-        return {}
-    sessions = max(1, cv.sessions)
-    return {
-        "turn_latency_p95_ms": (cv.turn_latency_ms.p95, "latency"),
-        "turn_latency_p99_ms": (cv.turn_latency_ms.p99, "latency"),
-        "turn_failure_rate": (cv.turn_failed / max(1, cv.turns), "error"),
-        "expectation_failure_rate": (cv.expectation_failure_rate, "error"),
-        "sessions_not_exited_rate": (1 - sum(n for k, n in cv.endings.items() if k.startswith("Exit:")) / sessions,
-                                     "error"),
-        "session_duration_p95_ms": (cv.session_duration_ms.p95, "latency"),
-    }
-
-
-METRIC_NOTES = {
-    "attempt_latency_p95_ms": "launch latency per attempt",
-    "latency_p50_ms": "launch latency end to end (retry waits included)",
-    "latency_p95_ms": "launch latency end to end",
-    "latency_p99_ms": "launch latency end to end",
-    "error_rate": "after retries",
-    "first_attempt_error_rate": "before retries",
-    "flow_duration_p95_ms": "launch answer to terminal status seen",
-    "turn_latency_p95_ms": "bot turn, first send to final answer",
-    "turn_latency_p99_ms": "bot turn, first send to final answer",
-    "turn_failure_rate": "bot turns without a 200 after retries / turns",
-    "expectation_failure_rate": "bot sessions that broke a scripted expectation",
-    "sessions_not_exited_rate": "bot sessions that did not end with Exit",
-    "session_duration_p95_ms": "bot session, think times included",
-}
 
 
 def describe(s: RunSummary | CapacityResult) -> str:
@@ -100,8 +68,8 @@ def compare(a: RunSummary | CapacityResult, b: RunSummary | CapacityResult,
         raise ConfigError(f"cannot compare a {a.kind} summary with a {b.kind} summary", field="B")
     ma, mb = _metrics(a), _metrics(b)
     rows = []
-    for name, (va, kind) in ma.items():
-        vb = mb.get(name, (None, kind))[0]
+    for name, (va, kind, note) in ma.items():
+        vb = mb.get(name, (None, kind, note))[0]
         regressed = False
         if va is not None and vb is not None:
             if kind == "latency":
@@ -115,5 +83,5 @@ def compare(a: RunSummary | CapacityResult, b: RunSummary | CapacityResult,
         change = None
         if va not in (None, 0) and vb is not None:
             change = (vb - va) / va
-        rows.append({"metric": name, "a": va, "b": vb, "change": change, "regressed": regressed})
+        rows.append({"metric": name, "a": va, "b": vb, "change": change, "regressed": regressed, "note": note})
     return rows

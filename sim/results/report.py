@@ -7,6 +7,8 @@ import html
 import json
 from typing import Any
 
+from sim.drivers import driver_for
+from sim.load.figures import RequestRow
 from sim.results.charts import FAIL_COLOR, PASS_COLOR, Line, Rule, bar_chart, histogram, line_chart
 from sim.results.summary import CapacityResult, Percentiles, RunSummary, ThresholdResult
 
@@ -64,33 +66,31 @@ def _cell(v: Any) -> str:
 
 def _requests(s: RunSummary) -> str:
     """Locust's per-request table, with flowsim's bases: each row says what it counts."""
-    fc, none = s.flow_completion, Percentiles()
-    rows: list[tuple[str, int, int | None, int | None, Percentiles]] = [
-        ("POST /api/v2/flows/executions — per attempt (each HTTP attempt, like Locust)", s.launched + s.retries,
-         s.retries + s.failed, s.rate_limited.get("launch", 0), s.attempt_latency_ms),
-        ("POST /api/v2/flows/executions — end to end (first send to final answer, after retries)", s.launched,
-         s.failed, None, s.latency_ms),
-        ("GET /api/v2/flows/executions/{id} — status polls while following (latency not kept)", fc.polls, None,
-         s.rate_limited.get("status_poll", 0), none),
-        ("flow run — launch answer to terminal status seen (resolution: the poll interval)", fc.followed,
-         None if fc.failure_rate is None else fc.followed - fc.outcomes.get("COMPLETED", 0), None, fc.duration_ms),
+    fc, none, path = s.flow_completion, Percentiles(), driver_for(s.load).path
+    rows = [
+        RequestRow(f"POST {path} — per attempt (each HTTP attempt, like Locust)", s.launched + s.retries,
+                   s.retries + s.failed, s.rate_limited.get("launch", 0), s.attempt_latency_ms),
+        RequestRow(f"POST {path} — end to end (first send to final answer, after retries)", s.launched,
+                   s.failed, None, s.latency_ms),
     ]
-    cv = s.conversations
-    if cv is not None:  # the launch rows are session starts; the turns and whole sessions follow
-        rows[0:2] = [(name.replace("/api/v2/flows/executions", "/api/v2/textbots/botflows/sessions"), n, failed,
-                      r429, p) for name, n, failed, r429, p in rows[0:2]]
-        rows[2:] = [
-            ("POST /api/v2/textbots/botflows/sessions/{id}/turns — each turn (first send to final answer)", cv.turns,
-             cv.turn_failed, s.rate_limited.get("bot_turn", 0), cv.turn_latency_ms),
-            ("bot session — start answered to last answer (think times included)", cv.sessions,
-             cv.sessions_failing_expectations, None, cv.session_duration_ms)]
-    body = "".join(f"<tr><td>{html.escape(name)}</td>{_cell(n)}{_cell(failed)}{_cell(r429)}"
-                   f"{_cell(p.p50)}{_cell(p.p95)}{_cell(p.p99)}{_cell(p.max)}</tr>" for name, n, failed, r429, p in rows)
+    if s.section is not None:  # the kind of traffic's own requests (a conversation's turns, whole sessions)
+        rows += s.section.request_rows(path)
+        note = s.section.request_note
+    else:
+        rows += [
+            RequestRow("GET /api/v2/flows/executions/{id} — status polls while following (latency not kept)",
+                       fc.polls, None, s.rate_limited.get("status_poll", 0), none),
+            RequestRow("flow run — launch answer to terminal status seen (resolution: the poll interval)",
+                       fc.followed, None if fc.failure_rate is None else fc.followed - fc.outcomes.get("COMPLETED", 0),
+                       None, fc.duration_ms)]
+        note = "flow run: followed executions that ended other than COMPLETED."
+    body = "".join(f"<tr><td>{html.escape(r.name)}</td>{_cell(r.count)}{_cell(r.failed)}{_cell(r.r429)}"
+                   f"{_cell(r.latency.p50)}{_cell(r.latency.p95)}{_cell(r.latency.p99)}{_cell(r.latency.max)}</tr>"
+                   for r in rows)
     return ("<table><tr><th>request</th><th>count</th><th>failed</th><th>429s</th><th>p50 ms</th><th>p95 ms</th>"
             f"<th>p99 ms</th><th>max ms</th></tr>{body}</table><p class=sub>Failed per attempt: attempts not "
             "answered 200 (each retry follows one); end to end: launches without a 200 after retries; "
-            + ("turns: without a 200 after retries; bot session: sessions that broke a scripted expectation.</p>"
-               if cv is not None else "flow run: followed executions that ended other than COMPLETED.</p>"))
+            f"{html.escape(note)}</p>")
 
 
 def _latency_rules(s: RunSummary, basis: str | None) -> list[Rule]:
@@ -100,19 +100,11 @@ def _latency_rules(s: RunSummary, basis: str | None) -> list[Rule]:
             for t in s.thresholds if t.name in _LATENCY_LIMITS and (basis is None or _LATENCY_LIMITS[t.name] == basis)]
 
 
-def _conversations(s: RunSummary) -> str:
-    cv = s.conversations
-    assert cv is not None
-    fails = (f"{cv.expectation_failure_rate:.2%}" if cv.expectation_failure_rate is not None else "—")
-    out = ["<h2>Conversations</h2>" + _kpis([
-        ("sessions started", cv.sessions), ("turns", cv.turns), ("turns per session", cv.turns_per_session),
-        ("broke an expectation", f"{cv.sessions_failing_expectations} ({fails})"),
-        ("billable sessions ≈", cv.billable_sessions), ("turn p95 ms", cv.turn_latency_ms.p95)])]
-    if cv.endings:
-        colors = {"Exit": "#2ca02c", "Disconnect": "#ff7f0e"}
-        out.append(bar_chart([(k, v, colors.get(k.split(":")[0], "#d62728")) for k, v in cv.endings.items()],
-                             title="How sessions ended (Exit/Disconnect: the bot; others: the harness)",
-                             ylabel="sessions"))
+def _section(s: RunSummary) -> str:
+    """The kind of traffic's own figures: its headline numbers and charts."""
+    sec = s.section
+    out = [f"<h2>{html.escape(sec.title)}</h2>" + _kpis(sec.kpis())]
+    out += [bar_chart(list(c.bars), title=c.title, ylabel=c.ylabel) for c in sec.charts()]
     return "".join(out)
 
 
@@ -151,8 +143,8 @@ def run_report(s: RunSummary) -> str:
          Line("429 responses (launch and status poll)", COLORS["r429"], [(r["t"], r["r429"]) for r in ts]),
          Line("missed starts", COLORS["missed"], [(r["t"], r["missed"]) for r in ts])],
         title="Per second (by the second each launch was due)", xlabel="seconds since start", ylabel="count"))
-    if s.conversations is not None:
-        body.append(_conversations(s))
+    if s.section is not None:
+        body.append(_section(s))
     outcomes = s.flow_completion.outcomes
     if outcomes:
         palette = {"COMPLETED": "#2ca02c", "FAILED": "#d62728", "ERROR": "#ff7f0e", "TIMEOUT": "#8c564b"}

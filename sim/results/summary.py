@@ -13,64 +13,17 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+from sim.drivers import DRIVERS, driver_for
 from sim.errors import ConfigError
-from sim.load.thresholds import ThresholdResult, Thresholds, judge
+from sim.drivers.sessions import Conversations
+from sim.load.figures import Figures, FlowCompletion, figures
 from sim.load.stats import Percentiles, RunStats
+from sim.load.thresholds import ThresholdResult, Thresholds, judge
 
 __all__ = ["RunSummary", "FlowCompletion", "Conversations", "ThresholdResult", "CapacityResult", "CapacityStep", "SUMMARY_SCHEMA",
            "build_summary", "evaluate_thresholds", "load_summary", "Percentiles"]
 
 SUMMARY_SCHEMA = 1
-
-
-@dataclass(frozen=True, kw_only=True)
-class FlowCompletion:
-    """Followed executions: launch answered → terminal status seen (includes up to one poll interval)."""
-
-    followed: int = 0
-    outcomes: dict[str, int] = field(default_factory=dict)
-    duration_ms: Percentiles = Percentiles()
-    polls: int = 0
-    """Status requests sent while following (attempts, retries included)."""
-    poll_interval_s: float | None = None
-    """The scenario's poll interval: the first poll waits one, and an end is seen up to one late — so a
-    duration is resolved only to this, and a flow shorter than it still shows about one interval."""
-
-    @property
-    def failure_rate(self) -> float | None:
-        """Followed executions that ended in anything but COMPLETED / followed (None: none followed)."""
-        return (self.followed - self.outcomes.get("COMPLETED", 0)) / self.followed if self.followed else None
-
-
-@dataclass(frozen=True, kw_only=True)
-class Conversations:
-    """A conversation run's bot sessions (a session start is the run's "launch"): turns, endings, scripts."""
-
-    sessions: int = 0
-    """Sessions started (answered 200)."""
-    turns: int = 0
-    turn_latency_ms: Percentiles = Percentiles()
-    """Each turn, first send → final answer (retries included)."""
-    turn_failed: int = 0
-    """Turns without a 200 after retries (the session ends there)."""
-    turn_retries: int = 0
-    session_duration_ms: Percentiles = Percentiles()
-    """Start answered → last answer, think times included."""
-    endings: dict[str, int] = field(default_factory=dict)
-    """How sessions ended: "Exit:<reason>", "Disconnect:<reason>" (the bot), or the harness's turn_failed,
-    script_ended, max_turns, interrupted, stalled."""
-    expectation_failures: int = 0
-    sessions_failing_expectations: int = 0
-    billable_sessions: int = 0
-    """Σ ceil(turns / 8): what the vendor would bill (per session of up to 8 turns)."""
-
-    @property
-    def turns_per_session(self) -> float | None:
-        return round(self.turns / self.sessions, 2) if self.sessions else None
-
-    @property
-    def expectation_failure_rate(self) -> float | None:
-        return self.sessions_failing_expectations / self.sessions if self.sessions else None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,8 +101,9 @@ class RunSummary:
     """Against a real org: the approval and test window the run was checked against."""
     thresholds: tuple[ThresholdResult, ...] = ()
     load: str = "workflow"
-    """What was launched: "workflow" executions, or bot "conversation" sessions (then ``conversations``)."""
-    conversations: Conversations | None = None
+    """The kind of traffic (its driver): "workflow" executions, bot "conversation" sessions, ..."""
+    section: Any = None
+    """The driver's own figures (``sim.load.figures.Section``), in the JSON under the driver's key."""
     passed: bool
 
     @property
@@ -157,17 +111,38 @@ class RunSummary:
         return "INTERRUPTED" if self.interrupted else "PASS" if self.passed else "FAIL"
 
     @property
+    def figures(self) -> Figures:
+        """This summary's figures, as every view reads them (``sim.load.figures``)."""
+        return Figures(launched=self.launched, succeeded=self.succeeded, failed=self.failed,
+                       first_attempt_failed=self.first_attempt_failed, retries=self.retries,
+                       transport_errors=self.transport_errors, missed_starts=self.missed_starts, late=self.late,
+                       refused=self.refused, rate_limited=dict(self.rate_limited),
+                       achieved_rate_per_s=self.achieved_rate_per_s, attempt_latency_ms=self.attempt_latency_ms,
+                       latency_ms=self.latency_ms, latency_from_intended_ms=self.latency_from_intended_ms,
+                       flow_completion=self.flow_completion, first_send=None, last_send=None, section=self.section)
+
+    @property
     def error_rate(self) -> float:
         """Launches without a 200 after retries / launched."""
-        return self.failed / max(1, self.launched)
+        return self.figures.error_rate
 
     @property
     def first_attempt_error_rate(self) -> float:
         """Launches whose first attempt was not a 200 / launched (what retries can hide)."""
-        return self.first_attempt_failed / max(1, self.launched)
+        return self.figures.first_attempt_error_rate
+
+    @property
+    def unit(self) -> str:
+        """What one unit of this run is, in words ("launch", "bot session start")."""
+        return driver_for(self.load).unit
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        section = self.section
+        d = dataclasses.asdict(dataclasses.replace(self, section=None))
+        del d["section"]
+        for key in sorted({drv.section_key for drv in DRIVERS.values() if drv.section_key}):
+            d[key] = section.to_dict() if section is not None and section.key == key else None
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunSummary:
@@ -177,36 +152,20 @@ class RunSummary:
         kw["latency_ms"] = Percentiles(**d["latency_ms"])
         kw["latency_from_intended_ms"] = Percentiles(**d["latency_from_intended_ms"])
         kw["attempt_latency_ms"] = Percentiles(**d.get("attempt_latency_ms", {}))
-        fc = d["flow_completion"]
-        kw["flow_completion"] = FlowCompletion(followed=fc["followed"], outcomes=fc["outcomes"],
-                                               duration_ms=Percentiles(**fc["duration_ms"]), polls=fc.get("polls", 0),
-                                               poll_interval_s=fc.get("poll_interval_s"))
+        kw["flow_completion"] = FlowCompletion.from_dict(d["flow_completion"])
         kw["thresholds"] = tuple(ThresholdResult(**t) for t in d.get("thresholds", []))
         kw["timeseries"] = tuple(d.get("timeseries", []))
         kw["workers_lost"] = tuple(d.get("workers_lost", []))
-        if d.get("conversations"):
-            cv = dict(d["conversations"])
-            kw["conversations"] = Conversations(**{**cv, "turn_latency_ms": Percentiles(**cv["turn_latency_ms"]),
-                                                   "session_duration_ms": Percentiles(**cv["session_duration_ms"])})
+        kw.pop("section", None)
+        drv = driver_for(str(d.get("load", "workflow")))
+        if drv.section_key and d.get(drv.section_key):
+            kw["section"] = drv.section_from_dict(dict(d[drv.section_key]))
         return cls(**kw)
 
 
 def evaluate_thresholds(s: RunSummary, th: Thresholds) -> tuple[ThresholdResult, ...]:
     """Each configured threshold with its observed value and pass/fail."""
-    fc = s.flow_completion
-    observed = {
-        "launch_p95_ms": s.attempt_latency_ms.p95,
-        "launch_p99_ms": s.attempt_latency_ms.p99,
-        "launch_e2e_p95_ms": s.latency_ms.p95,
-        "launch_e2e_p99_ms": s.latency_ms.p99,
-        "launch_error_rate": s.error_rate,
-        "missed_start_rate": s.missed_starts / max(1, s.scheduled),
-        "flow_failure_rate": 0.0 if fc.failure_rate is None else fc.failure_rate,
-        "min_achieved_rate_ratio": s.achieved_rate_per_s / s.target_rate_per_s if s.target_rate_per_s else 1.0,
-        "turn_p95_ms": s.conversations.turn_latency_ms.p95 if s.conversations else None,
-        "expectation_failure_rate": s.conversations.expectation_failure_rate if s.conversations else None,
-    }
-    return judge(observed, th)
+    return judge(s.figures.observed(s.target_rate_per_s), th)
 
 
 def _iso(epoch: float) -> str | None:
@@ -221,39 +180,28 @@ def build_summary(stats: RunStats, *, run_id: str, scenario: str, target: str, t
                   interrupted: bool, analytics: dict[str, Any], fatal: bool = False,
                   live: str | None = None, poll_interval_s: float | None = None, load: str = "workflow",
                   unrecorded: int = 0) -> RunSummary:
-    """The one place a RunSummary is made."""
-    c = stats.counters
-    launched = c["launched"]
+    """The one place a RunSummary is made, from the one place figures are computed."""
+    drv = driver_for(load)
+    f = figures(stats, section=drv.section, poll_interval_s=poll_interval_s)
     s = RunSummary(
         run_id=run_id, scenario=scenario, target=target, workers=workers, workers_lost=workers_lost,
         duration_s=duration_s,
         target_rate_per_s=round(scheduled / duration_s if duration_s else 0.0, 3),
-        achieved_rate_per_s=round(stats.achieved_rate_per_s(), 3),
-        scheduled=scheduled, launched=launched, succeeded=c["accepted"], failed=launched - c["accepted"],
-        missed_starts=c["missed_starts"], late=c["late"], refused=c["refused"], unrecorded=unrecorded,
-        not_sent=max(0, scheduled - launched - c["missed_starts"]), duplicate_launches=duplicates,
-        retries=c["retries"], first_attempt_failed=c["first_attempt_failed"], transport_errors=c["transport_errors"],
+        achieved_rate_per_s=round(f.achieved_rate_per_s, 3),
+        scheduled=scheduled, launched=f.launched, succeeded=f.succeeded, failed=f.failed,
+        missed_starts=f.missed_starts, late=f.late, refused=f.refused, unrecorded=unrecorded,
+        not_sent=max(0, scheduled - f.launched - f.missed_starts), duplicate_launches=duplicates,
+        retries=f.retries, first_attempt_failed=f.first_attempt_failed, transport_errors=f.transport_errors,
         http_status=dict(sorted(stats.http_status.items())),
-        rate_limited_responses=c["launch_429"] + c["poll_429"] + c["turn_429"],
-        rate_limited={"launch": c["launch_429"], "status_poll": c["poll_429"],
-                      **({"bot_turn": c["turn_429"]} if load == "conversation" else {})},
-        latency_ms=stats.percentiles("launch"), attempt_latency_ms=stats.percentiles("launch_attempt"),
-        latency_from_intended_ms=stats.percentiles("launch_from_intended"),
-        flow_completion=FlowCompletion(followed=sum(stats.outcomes.values()), outcomes=dict(sorted(stats.outcomes.items())),
-                                       duration_ms=stats.percentiles("flow_completion"), polls=c["polls"],
-                                       poll_interval_s=poll_interval_s),
-        first_send_at=_iso(stats.first_send), last_send_at=_iso(stats.last_send),
+        rate_limited_responses=f.rate_limited_responses, rate_limited=f.rate_limited,
+        latency_ms=f.latency_ms, attempt_latency_ms=f.attempt_latency_ms,
+        latency_from_intended_ms=f.latency_from_intended_ms, flow_completion=f.flow_completion,
+        first_send_at=_iso(f.first_send or 0.0), last_send_at=_iso(f.last_send or 0.0),
         latency_histograms={"attempt": [list(b) for b in stats.histogram("launch_attempt")],
                             "end_to_end": [list(b) for b in stats.histogram("launch")]},
         timeseries=tuple(stats.series.rows(rate_at)), ledger_path=ledger_path, ledger=ledger,
         aborted=aborted, fatal=fatal, interrupted=interrupted, analytics=analytics, live=live, passed=False,
-        load=load, conversations=Conversations(
-            sessions=c["sessions"], turns=c["turns"], turn_latency_ms=stats.percentiles("turn"),
-            turn_failed=c["turn_failed"], turn_retries=c["turn_retries"],
-            session_duration_ms=stats.percentiles("session"), endings=dict(sorted(stats.endings.items())),
-            expectation_failures=c["expectation_failures"],
-            sessions_failing_expectations=c["sessions_failing_expectations"],
-            billable_sessions=c["billable_sessions"]) if load == "conversation" else None,
+        load=load, section=f.section,
     )
     verdicts = evaluate_thresholds(s, thresholds)
     return dataclasses.replace(s, thresholds=verdicts,
@@ -279,7 +227,7 @@ class CapacityStep:
     run_id: str
     limiting_factor: str | None
     turn_p95_ms: float | None = None
-    """Conversations: the step's bot turn p95 (judged against the SLO's p95 too)."""
+    """A conversational run: the step's turn p95 (judged against the SLO's p95 too)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -297,11 +245,11 @@ class CapacityResult:
     search_duration_s: float
     passed: bool
     load: str = "workflow"
-    """"conversation": the rates are bot sessions/s, and each step's turns are judged too."""
+    """The kind of traffic searched (its driver says what the rates count)."""
 
     @property
     def unit(self) -> str:
-        return "sessions" if self.load == "conversation" else "launches"
+        return driver_for(self.load).units
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
+from sim.drivers import driver_for
+from sim.load.figures import counts_text as _counts
 from sim.results.summary import CapacityResult, CapacityStep, RunSummary
 
 __all__ = ["run_text", "step_line", "capacity_line"]
-
-
-def _counts(d: dict[str, int]) -> str:
-    return ", ".join(f"{k}: {v}" for k, v in d.items()) or "none"
 
 
 def run_text(s: RunSummary) -> str:
@@ -22,9 +20,8 @@ def run_text(s: RunSummary) -> str:
         f"  launches  scheduled {s.scheduled}  launched {s.launched}  succeeded {s.succeeded}  failed {s.failed}  "
         f"missed starts {s.missed_starts}  not sent {s.not_sent} (late {s.late}, refused {s.refused})  retries {s.retries}",
         f"  unanswered {s.transport_errors} launches got no HTTP answer (timed out or dropped): they may have run",
-        f"  429s      {s.rate_limited_responses} responses (launch attempts {s.rate_limited.get('launch', 0)}, "
-        f"status polls {s.rate_limited.get('status_poll', 0)}"
-        + (f", bot turns {s.rate_limited['bot_turn']})" if "bot_turn" in s.rate_limited else ")"),
+        f"  429s      {s.rate_limited_responses} responses ("
+        + ", ".join(f"{k.replace('_', ' ')} attempts {v}" for k, v in s.rate_limited.items()) + ")",
         f"  http      final status of launches: {_counts(s.http_status)}",
         f"  latency   per attempt (each HTTP attempt, like Locust): p50 {pa.p50} ms  p95 {pa.p95} ms  "
         f"p99 {pa.p99} ms  max {pa.max} ms  ({pa.count} attempts)",
@@ -32,26 +29,16 @@ def run_text(s: RunSummary) -> str:
         f"p95 {lat.p95} ms  p99 {lat.p99} ms  max {lat.max} ms  (from intended start: p99 {li.p99} ms)",
         f"  errors    first attempt {s.first_attempt_error_rate:.2%}  after retries {s.error_rate:.2%}  "
         f"(of {s.launched} launches)",
-        None if s.conversations is not None else f"  flows     followed {fc.followed}  outcomes {_counts(fc.outcomes)}  duration p50 {fc.duration_ms.p50} ms  "
+        None if fc.poll_interval_s is None else f"  flows     followed {fc.followed}  outcomes {_counts(fc.outcomes)}  duration p50 {fc.duration_ms.p50} ms  "
         f"p95 {fc.duration_ms.p95} ms (launch answer to terminal status seen{poll})",
         f"  ledger    {s.ledger_path} (counts from {s.ledger.get('counts_source', '?')})",
         "  analytics " + str(s.analytics.get("note", "")),
     ]
-    cv = s.conversations
-    if cv is not None:
-        tl, sd = cv.turn_latency_ms, cv.session_duration_ms
-        lines[2:2] = ["  (a launch here is a bot session start: POST /api/v2/textbots/botflows/sessions)"]
-        lines += [
-            f"  sessions  started {cv.sessions}  turns {cv.turns} ({cv.turns_per_session} per session)  "
-            f"≈ {cv.billable_sessions} billable (per session of up to 8 turns)",
-            f"  ended     {_counts(cv.endings)}",
-            f"  turns     latency (first send to final answer): p50 {tl.p50} ms  p95 {tl.p95} ms  p99 {tl.p99} ms  "
-            f"max {tl.max} ms  failed {cv.turn_failed}  retries {cv.turn_retries}",
-            f"  sessions  duration (start answered to last answer, think times included): p50 {sd.p50} ms  "
-            f"p95 {sd.p95} ms",
-            f"  scripts   {cv.sessions_failing_expectations} session(s) broke an expectation "
-            f"({cv.expectation_failures} broken in all)",
-        ]
+    drv = driver_for(s.load)
+    if drv.unit != "launch":
+        lines[2:2] = [f"  (a launch here is a {drv.unit}: POST {drv.path})"]
+    if s.section is not None:
+        lines += s.section.text_lines()
     if s.live:
         lines.append(f"  live      {s.live}")
     if s.duplicate_launches:

@@ -48,16 +48,8 @@ def judge(s: RunSummary, slo: SLO) -> list[str]:
         reasons.append(f"p95 {p95} ms > {slo.p95_ms} ms")
     if error_rate > slo.max_error_rate:
         reasons.append(f"error rate {error_rate:.2%} > {slo.max_error_rate:.2%} (first attempts included)")
-    cv = s.conversations
-    if cv is not None:  # a customer waits on every turn: the SLO holds for turns too, and for the scripts
-        turn_p95 = cv.turn_latency_ms.p95
-        if turn_p95 is None or turn_p95 > slo.p95_ms:
-            reasons.append(f"turn p95 {turn_p95} ms > {slo.p95_ms} ms")
-        if cv.turn_failed / max(1, cv.turns) > slo.max_error_rate:
-            reasons.append(f"turn errors {cv.turn_failed / max(1, cv.turns):.2%} > {slo.max_error_rate:.2%}")
-        if (cv.expectation_failure_rate or 0.0) > slo.max_error_rate:
-            reasons.append(f"sessions breaking their script {cv.expectation_failure_rate:.2%} > "
-                           f"{slo.max_error_rate:.2%}")
+    if s.section is not None:  # the kind of traffic's own judgements (a conversation's turns and scripts)
+        reasons += s.section.capacity_reasons(slo.p95_ms, slo.max_error_rate)
     if s.missed_starts / max(1, s.scheduled) > 0.01 or not _sent_its_rate(s, slo):
         reasons.append(f"generator did not send the rate: achieved {s.achieved_rate_per_s}/s of {s.target_rate_per_s}/s, "
                        f"{s.launched}/{s.scheduled} launched, {s.missed_starts} missed starts")
@@ -84,7 +76,7 @@ def _step(rate: float, s: RunSummary, reasons: list[str], slo: SLO) -> CapacityS
         achieved_rate_per_s=s.achieved_rate_per_s, launched=s.launched, latency_ms=s.latency_ms,
         error_rate=round(s.error_rate, 5), first_attempt_error_rate=round(s.first_attempt_error_rate, 5),
         rate_429=round(s.rate_limited_responses / launched, 5), missed_starts=s.missed_starts, run_id=s.run_id,
-        turn_p95_ms=s.conversations.turn_latency_ms.p95 if s.conversations else None,
+        turn_p95_ms=s.section.step_p95_ms() if s.section is not None else None,
         limiting_factor=None if not reasons else limiting_factor(s, slo))
 
 

@@ -10,19 +10,17 @@ gevent (inside Locust) but does not import locust; ``sim.run.locust_user`` wires
 
 from __future__ import annotations
 
-import os
-import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import gevent
+import httpx
 import gevent.event
 import gevent.queue
 
+from sim.drivers import Ticket, driver_for
 from sim.load.client import Attempt, FlowClient, Reporter, TokenManager
-from sim.load.conversation import Conversation, converse, session_body
 from sim.load.identity import Identity, IdentityFactory
 from sim.load.ledger import Ledger, run_dir
 from sim.load.payload import PayloadBuilder
@@ -33,30 +31,34 @@ from sim.run.coordination import Grant, Pacer, WorkerLease
 from sim.run.plan import RunPlan, credentials
 from sim.run.records import InFlight, Unsent
 
-__all__ = ["Engine", "Ticket"]
-
-_PERMISSION_CODES = frozenset({"missing.permissions", "missing.any.permissions", "not.authorized"})
+__all__ = ["Engine", "Ticket", "gevent_transport"]
 
 
 def _spawn(fn: Callable[[], None]) -> None:
     gevent.spawn(fn)
 
 
-@dataclass(frozen=True, slots=True)
-class Ticket:
-    seq: int
-    due: float
-    """Epoch seconds at which the launch was due."""
+def gevent_transport(timeout_s: float, ca_bundle: str | None) -> httpx.BaseTransport | None:
+    """flowsim's own cooperative transport (the default): one per Locust user."""
+    return GeventTransport(timeout_s=timeout_s, ca_bundle=ca_bundle)
 
 
 class Engine:
     def __init__(self, plan: RunPlan, *, t0: float, worker: str, lease: WorkerLease, report: Reporter,
                  on_done: Callable[[], None] = lambda: None,
                  on_fatal: Callable[[str], None] = lambda _reason: None,
-                 log_error: Callable[[str, str, str], None] = lambda _method, _name, _error: None) -> None:
+                 log_error: Callable[[str, str, str], None] = lambda _method, _name, _error: None,
+                 clock: Callable[[], float] = time.time,
+                 transport: Callable[[float, str | None], httpx.BaseTransport | None] = gevent_transport) -> None:
+        """``clock``: epoch seconds (the ledger's times); ``transport``: each user's HTTP transport from (timeout,
+        CA bundle), None for httpx's own."""
         scenario = plan.scenario
         self.plan = plan
         self.scenario = scenario
+        self.run_id = plan.run_id
+        self.driver = driver_for(scenario.kind)
+        self._clock = clock
+        self._transport = transport
         self.t0 = t0
         """Epoch seconds at which launch 0 is due."""
         self.worker = worker
@@ -64,6 +66,7 @@ class Engine:
         self.schedule = plan.schedule
         self.lease = lease
         self.pacer = Pacer(self.schedule, t0, lease)
+        self.max_late_s = self.pacer.max_late_s
         self.stats = RunStats()
         self.ledger = Ledger(run_dir(plan.ledger_dir, plan.run_id))
         self.builder = PayloadBuilder(scenario, plan.run_id, plan.declared_inputs)
@@ -139,7 +142,7 @@ class Engine:
         self._check_done()
 
     def _write_in_flight(self) -> None:
-        for record in self._inflight.give_up(time.time()):
+        for record in self._inflight.give_up(self._clock()):
             self._write(record)
 
     def wait_finished(self, timeout_s: float) -> bool:
@@ -152,7 +155,7 @@ class Engine:
     def _pace(self) -> None:
         busy_turns = 0
         while not self.stopping:
-            now = time.time()
+            now = self._clock()
             a = self.pacer.next(now)
             if a.kind in ("late", "send"):
                 busy_turns += 1
@@ -211,9 +214,7 @@ class Engine:
     # -- one launch --------------------------------------------------------------------------------
     def new_client(self) -> FlowClient:
         s = self.scenario
-        # FLOWSIM_TRANSPORT=httpx falls back to httpx's own transport (the benchmark compares both).
-        transport = (GeventTransport(timeout_s=s.request_timeout_s, ca_bundle=s.ca_bundle)
-                     if os.environ.get("FLOWSIM_TRANSPORT", "gevent") == "gevent" else None)
+        transport = self._transport(s.request_timeout_s, s.ca_bundle)
         return FlowClient(api_url=self.plan.target.api_url, tokens=self.tokens, report=self._report,
                           max_retries=s.max_retries, max_retry_wait_s=s.max_retry_wait_s, timeout_s=s.request_timeout_s,
                           transport=transport, ca_bundle=s.ca_bundle, token_failure_unsent=True)
@@ -232,119 +233,36 @@ class Engine:
     def _execute(self, client: FlowClient, ticket: Ticket, identity: Identity) -> None:
         if self.stopping:  # taken just before the stop: not sent
             return
-        if self.scenario.kind == "conversation":
-            self._converse(client, ticket, identity)
-            return
-        run_id, seq, due = self.plan.run_id, ticket.seq, ticket.due
-        body = self.builder.build(seq, identity)
-        base = {"event": "launch", "run_id": run_id, "seq": seq, "name": body["name"], "flow_id": body["flowId"],
-                "identity_id": identity.id, "intended_at": round(due, 6), "worker": self.worker}
-        handed = time.time()
-        self._inflight.open(seq, lambda now: {
-            **base, "execution_id": None, "http_status": 0, "error": "unanswered_at_stop",
-            "cause": "still in flight when the stop's grace ran out: it may have run", "context_id": None,
-            "attempts": 1, "attempt_statuses": [0], "attempt_ms": [], "sent_at": round(handed, 6),
-            "answered_at": None, "latency_ms": None, "given_up_at": round(now, 6)})
-        try:
-            # The 1 s rule is applied with the token in hand, right before the request is written.
-            res = client.launch(body, not_after=due + self.pacer.max_late_s)
-        finally:
-            mine = self._inflight.close(seq)
-        if not mine:  # written at the stop as unanswered; this late answer is not written twice
-            return
-        if not res.sent:
-            self._not_sent(res, seq, due)
-            return
-        answered = time.time()
-        self._write({
-            **base, "execution_id": res.execution_id, "http_status": res.status,
-            "error": res.error, "context_id": res.context_id, "attempts": res.attempts,
-            "attempt_statuses": list(res.statuses), "attempt_ms": list(res.attempt_ms),
-            "sent_at": round(res.sent_at or handed, 6), "answered_at": round(answered, 6),
-            "latency_ms": round(res.elapsed_ms, 3),
-        })
-        if res.status == 403 and res.error in _PERMISSION_CODES and not self.stopping:
-            # Every later launch would be refused too: stop the run now, with the reason.
-            self.stop()
-            self._on_fatal(f"launch refused: 403 {res.error} — the OAuth client's role needs architect:flow:launch")
-        # Filtered out below debug level at ~1 µs; per-request lines would otherwise cost more than a launch.
-        self.log.debug("flow_execution.launched", run_id=run_id, seq=seq, execution_id=res.execution_id,
-                       status=res.status, latency_ms=round(res.elapsed_ms, 3), attempts=res.attempts)
-        if res.execution_id and self.scenario.follow:
-            outcome = {"event": "outcome", "run_id": run_id, "seq": seq, "name": body["name"],
-                       "execution_id": res.execution_id, "intended_at": round(due, 6),
-                       "answered_at": round(answered, 6), "worker": self.worker}
-            self._inflight.open(seq, lambda now: {**outcome, "flow_status": "INTERRUPTED", "polls": 0, "poll_429": 0,
-                                                  "observed_at": round(now, 6)})
-            try:
-                f = client.follow(res.execution_id, poll_interval_s=self.scenario.poll_interval_s,
-                                  timeout_s=self.scenario.follow_timeout_s, stopping=lambda: self.stopping)
-            finally:
-                mine = self._inflight.close(seq)
-            if mine:
-                self._write({**outcome, "flow_status": f.status, "polls": f.polls, "poll_429": f.rate_limited,
-                             "observed_at": round(time.time(), 6)})
+        self.driver.run(self, client, ticket, identity)
 
-    def _not_sent(self, res: Attempt, seq: int, due: float) -> None:
+    # -- what a driver sees (sim.drivers.UnitContext) ----------------------------------------------
+    def write(self, record: dict[str, Any]) -> None:
+        self._write(record)
+
+    def open_in_flight(self, seq: int, record: Callable[[float], dict[str, Any]]) -> None:
+        self._inflight.open(seq, record)
+
+    def close_in_flight(self, seq: int) -> bool:
+        return self._inflight.close(seq)
+
+    def not_sent(self, res: Attempt, seq: int, due: float) -> None:
         """A request that never left: too late to go (the 1 s rule), no connection, or no token."""
         if res.unsent == "late":
             self._unsent.add("late", seq, due)
         else:
             self._unsent.add("not_sent", seq, due, reason=res.unsent, cause=res.cause)
 
-    def _converse(self, client: FlowClient, ticket: Ticket, identity: Identity) -> None:
-        """A bot conversation instead of a launch: a ``session_open`` record as soon as the session exists (a
-        crash leaves a record of every open session), then one ``session`` record with all its turns."""
-        run_id, sc, seq, due = self.plan.run_id, self.scenario, ticket.seq, ticket.due
-        flow = self.builder.flow_for(seq)
-        body = session_body(flow, identity, seq=seq, run_id=run_id, prefix=sc.tag_prefix)
-        base = {"run_id": run_id, "seq": seq, "name": body["externalSessionId"], "flow_id": flow.id,
-                "identity_id": identity.id, "intended_at": round(due, 6), "worker": self.worker}
-
-        def record(conv: Conversation) -> dict[str, Any]:
-            a = conv.start
-            return {**base, "session_id": conv.session_id, "http_status": a.status, "error": a.error,
-                    "context_id": a.context_id, "attempts": a.attempts, "attempt_statuses": list(a.statuses),
-                    "attempt_ms": list(a.attempt_ms), "sent_at": round(a.sent_at or time.time(), 6),
-                    "answered_at": round((a.sent_at or time.time()) + a.elapsed_ms / 1000, 6),
-                    "latency_ms": round(a.elapsed_ms, 3)}
-
-        def started(conv: Conversation) -> None:
-            if not conv.start.sent:
-                return
-            opened = {**record(conv), "event": "session_open"}
-            if conv.session_id:
-                self._write(opened)
-            self._inflight.open(seq, lambda now: {
-                **opened, "event": "session", "turns": list(conv.turns), "end": "interrupted",
-                "end_reason": "in flight when the stop's grace ran out", "output": {},
-                "expectation_failures": list(conv.failures), "ended_at": round(now, 6),
-                "billable_sessions": conv.billable_sessions})
-
-        # Seeded per session: the same seed and seq say the same alternatives.
-        rng = random.Random(f"{sc.seed}-{seq}") if sc.seed is not None else random.Random()
-        try:
-            conv = converse(client, body, flow.turns, identity=identity, seq=seq, run_id=run_id,
-                            prefix=sc.tag_prefix, rng=rng, think_time_s=sc.think_time_s, max_turns=sc.max_turns,
-                            stopping=lambda: self.stopping, sleep=gevent.sleep, not_after=due + self.pacer.max_late_s,
-                            on_started=started)
-        finally:
-            mine = self._inflight.close(seq)
-        if not mine:
-            return
-        a = conv.start
-        if not a.sent:
-            self._not_sent(a, seq, due)
-            return
-        self._write({
-            **record(conv), "event": "session", "turns": conv.turns, "end": conv.end, "end_reason": conv.end_reason,
-            "output": conv.output, "expectation_failures": conv.failures,
-            "ended_at": round(conv.ended_at or time.time(), 6), "billable_sessions": conv.billable_sessions,
-        })
-        if a.status == 403 and a.error in _PERMISSION_CODES and not self.stopping:
+    def fatal(self, reason: str) -> None:
+        """Every later unit would fail the same way: stop the run now, with the reason (once)."""
+        if not self.stopping:
             self.stop()
-            self._on_fatal(f"session start refused: 403 {a.error} — the OAuth client's role needs "
-                           "textbots:botFlowSession:execute")
+            self._on_fatal(reason)
+
+    def sleep(self, seconds: float) -> None:
+        gevent.sleep(seconds)
+
+    def now(self) -> float:
+        return self._clock()
 
     def close(self) -> None:
         if self._pacer is not None:

@@ -8,6 +8,7 @@ A web-UI process has one of these per START; ``env.flowsim`` is the current (or 
 from __future__ import annotations
 
 import math
+import os
 import time
 from typing import Any, Literal
 
@@ -15,10 +16,11 @@ import gevent
 
 from sim import logs
 from sim.load.stats import RunStats
-from sim.load.thresholds import MIN_LIVE_LAUNCHES, Thresholds, judge, live_observed
+from sim.drivers import driver_for
+from sim.load.thresholds import MIN_LIVE_LAUNCHES, Thresholds, judge
 from sim.results.summary import RunSummary
 from sim.run.coordination import DONE, FATAL, MasterCoordinator, Send, WorkerLease
-from sim.run.engine import Engine
+from sim.run.engine import Engine, gevent_transport
 from sim.run.metrics import Snapshot
 from sim.run.plan import RunPlan
 from sim.run.prepare import Prepared
@@ -101,7 +103,10 @@ class ProcessRun:
     def start_engine(self, plan: RunPlan, t0: float, lease: WorkerLease, worker: str) -> Engine:
         self.plan, self.t0 = plan, t0
         self.engine = Engine(plan, t0=t0, worker=worker, lease=lease, report=self.report, on_done=self.on_engine_done,
-                             on_fatal=self.on_fatal, log_error=self.log_error)
+                             on_fatal=self.on_fatal, log_error=self.log_error,
+                             # FLOWSIM_TRANSPORT=httpx: httpx's own transport (the benchmark compares both).
+                             transport=gevent_transport if os.environ.get("FLOWSIM_TRANSPORT", "gevent") == "gevent"
+                             else lambda _timeout, _ca: None)
         self.engine.start()
         self.log.info("run.started", run_id=plan.run_id, worker=worker, target=plan.target.api_url,
                       scheduled=self.engine.schedule.total)
@@ -169,13 +174,11 @@ class ProcessRun:
     def progress(self, live_file: str = "") -> None:
         """A line every 5 s: target vs achieved rate, in flight, errors, p95. With ``live_file`` (the parent
         draws the live terminal view), the view's figures there every second instead."""
-        last = 0
         while not self.complete and self.plan is not None and self.t0 is not None:
             gevent.sleep(1.0 if live_file else 5.0)
             snap = self.snapshot()
             if snap is None or self.complete:
                 continue
-            stats = snap.stats
             elapsed = time.time() - self.t0
             if elapsed < 0:
                 continue
@@ -184,17 +187,13 @@ class ProcessRun:
                 write_figures(live_file, figures(snap, elapsed_s=elapsed, duration_s=self.plan.schedule.duration_s,
                                                  scheduled=self.plan.schedule.total, workers=workers))
                 continue
-            launched = stats.counters["launched"]
+            f = snap.figures
             self.log.info("run.progress", elapsed_s=round(elapsed, 1),
                           target_rate_per_s=round(self.plan.schedule.rate_at(max(0.0, elapsed - 2.5)), 2),
-                          achieved_rate_per_s=round((launched - last) / 5.0, 2), launched=launched,
-                          failed_after_retries=launched - stats.counters["accepted"],
-                          first_attempt_failed=stats.counters["first_attempt_failed"],
-                          missed=stats.counters["missed_starts"],
-                          r429=stats.counters["launch_429"] + stats.counters["poll_429"],
-                          p95_attempt_ms=stats.percentiles("launch_attempt").p95,
-                          p95_end_to_end_ms=stats.percentiles("launch").p95)
-            last = launched
+                          achieved_rate_per_s=round(f.achieved_rate_per_s, 2), launched=f.launched,
+                          failed_after_retries=f.failed, first_attempt_failed=f.first_attempt_failed,
+                          missed=f.missed_starts, r429=f.rate_limited_responses,
+                          p95_attempt_ms=f.attempt_latency_ms.p95, p95_end_to_end_ms=f.latency_ms.p95)
 
     def guard(self, limit: float | None, th: Thresholds) -> None:
         """Stop the run when failures and 429s flood (``limit``), or when a threshold named in
@@ -206,7 +205,9 @@ class ProcessRun:
                 continue
             reason = stats.flood(int(time.time() - self.t0) - 1, 3, limit) if limit else None
             if reason is None and th.abort_on_fail and stats.counters["launched"] >= MIN_LIVE_LAUNCHES:
-                failing = [r for r in judge(live_observed(stats), th, th.abort_on_fail)
+                snap = self.snapshot()
+                observed = snap.figures.observed() if snap is not None else {}
+                failing = [r for r in judge(observed, th, th.abort_on_fail)
                            if not r.passed and r.observed is not None]
                 if failing:
                     r = failing[0]
@@ -225,7 +226,8 @@ class ProcessRun:
         return Snapshot(run_id=self.plan.run_id, scenario=self.plan.scenario.name,
                         target_rate_per_s=self.plan.schedule.rate_at(max(0.0, time.time() - self.t0)),
                         stats=stats, in_flight=in_flight,
-                        verdict=self.result.verdict if self.result is not None else "RUNNING")
+                        verdict=self.result.verdict if self.result is not None else "RUNNING",
+                        section=driver_for(self.plan.scenario.kind).section)
 
     def summary(self, *, interrupted: bool) -> RunSummary | None:
         if self.plan is None or self.t0 is None:

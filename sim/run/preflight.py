@@ -1,6 +1,6 @@
-"""Preflight: before any load, check each flow is a workflow (a digital bot flow, for a conversation
-scenario) in the test division and that a sample payload validates against the flow version's inputSchema
-— explaining any 400 before it happens."""
+"""Preflight: before any load, check each flow is of the type the scenario's driver drives (a workflow, a
+digital bot flow, ...), in the test division, and that the driver's sample request is one the platform would take
+(a workflow's against the flow version's inputSchema) — explaining any 400 before it happens."""
 
 from __future__ import annotations
 
@@ -9,13 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from jsonschema import Draft7Validator, FormatChecker
 
+from sim.drivers import driver_for
 from sim.errors import FlowsimError, PlatformError
 from sim.load.client import FlowClient, TokenManager
-from sim.load.conversation import session_body
-from sim.load.identity import IdentityFactory
-from sim.load.payload import PayloadBuilder
 from sim.load.scenario import Scenario, Target
 
 __all__ = ["FlowCheck", "preflight", "preflight_client", "describe"]
@@ -38,21 +35,6 @@ class FlowCheck:
         return not self.problems
 
 
-def _explain(schema: dict[str, Any], input_data: dict[str, Any]) -> list[str]:
-    names = set(schema.get("properties", {}))
-    problems = []
-    for key in input_data:
-        if key not in names:
-            hint = f" (declared inputs: {', '.join(sorted(names)) or 'none'})"
-            problems.append(f"inputData key {key!r} is not an input of this flow version{hint}; "
-                            "the platform rejects unknown inputs with 400")
-    lenient = {**schema, "additionalProperties": True}
-    for err in Draft7Validator(lenient, format_checker=FormatChecker()).iter_errors(input_data):
-        path = "".join(f"[{p!r}]" for p in err.absolute_path)
-        problems.append(f"inputData{path}: {err.message}")
-    return problems
-
-
 def preflight_client(scenario: Scenario, target: Target, *, client_id: str, client_secret: str) -> FlowClient:
     """The one client (and token) preflight and the sizing's look-ups share; close its ``tokens`` too."""
     tokens = TokenManager(login_url=target.login_url, client_id=client_id, client_secret=client_secret,
@@ -64,6 +46,7 @@ def preflight_client(scenario: Scenario, target: Target, *, client_id: str, clie
 def preflight(scenario: Scenario, target: Target, client: FlowClient, run_id: str = "preflight") -> list[FlowCheck]:
     """One FlowCheck per scenario flow. Raises FlowsimError when the target cannot be reached at all."""
     checks = []
+    driver = driver_for(scenario.kind)
     try:
         for spec in scenario.flows:
             check = FlowCheck(flow_id=spec.id)
@@ -83,13 +66,9 @@ def preflight(scenario: Scenario, target: Target, client: FlowClient, run_id: st
             division = flow.get("division") or {}
             check.division = division.get("name", "?")
             check.division_id = division.get("id", "?")
-            conversation = scenario.kind == "conversation"
-            if conversation and check.type != "digitalbot":
-                check.problems.append(f"flow type is {check.type}; a conversation scenario talks to digital bot "
-                                      "flows (POST /api/v2/textbots/botflows/sessions)")
-            elif not conversation and check.type != "workflow":
-                check.problems.append(f"flow type is {check.type}; only workflows can be launched through "
-                                      "/api/v2/flows/executions")
+            if check.type != driver.flow_type:
+                check.problems.append(f"flow type is {check.type}; a {scenario.kind} scenario drives {driver.flow_type} "
+                                      f"flows (POST {driver.path})")
             wanted = scenario.test_division
             if wanted and wanted not in (division.get("name"), division.get("id")) and not scenario.allow_non_test_flows:
                 check.problems.append(f"flow is in division {check.division!r}, not the test division {wanted!r}: "
@@ -97,20 +76,8 @@ def preflight(scenario: Scenario, target: Target, client: FlowClient, run_id: st
                                       "allow_non_test_flows = true to override)")
             version = spec.version or (flow.get("publishedVersion") or {}).get("id")
             check.version = str(version)
-            if conversation:  # bot analytics have no divisionId: the dedicated test bot above is what separates
-                identity = IdentityFactory(locale=scenario.locale, seed=scenario.seed).make(0)
-                check.sample = session_body(spec, identity, seq=0, run_id=run_id, prefix=scenario.tag_prefix)
-                continue
-            v = client.get_json(f"/api/v2/flows/{spec.id}/versions/{version}", "preflight flow version")
-            if v.status != 200 or not isinstance(v.body, dict):
-                check.problems.append(f"cannot read version {version!r}: HTTP {v.status} {v.error or ''}".strip())
-                continue
-            schema = v.body.get("inputSchema") or {"type": "object", "properties": {}}
-            check.input_names = set(schema.get("properties", {}))
-            builder = PayloadBuilder(scenario, run_id, {spec.id: check.input_names})
-            seq = next(i for i in range(10_000) if builder.flow_for(i).id == spec.id)
-            check.sample = builder.build(seq, IdentityFactory(locale=scenario.locale, seed=scenario.seed).make(seq))
-            check.problems.extend(_explain(schema, check.sample["inputData"]))
+            check.sample, check.input_names, problems = driver.preflight(client, scenario, spec, str(version), run_id)
+            check.problems.extend(problems)
     except httpx.HTTPError as exc:  # pragma: no cover - FlowClient maps these
         raise FlowsimError(f"cannot reach {target.api_url}: {type(exc).__name__}") from None
     return checks

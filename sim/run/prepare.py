@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import math
 import os
 import subprocess
 import sys
@@ -16,8 +15,8 @@ from typing import Any
 
 import httpx
 
+from sim.drivers import driver_for
 from sim.errors import ConfigError, FlowsimError, TransportError
-from sim.load.conversation import TURNS_PER_BILLED_SESSION
 from sim.load.overrides import scenario_for_run
 from sim.load.scenario import Scenario, Target, resolve_target
 from sim.load.schedule import Schedule
@@ -151,13 +150,8 @@ class Prepared:
 
     def sizing(self, scenario: Scenario | None = None, *, processes: int = 1) -> Sizing:
         sc = scenario or self.scenario
-        follow, poll_s, hold_s, source = sc.follow, sc.poll_interval_s, self.flow_duration_s, self.flow_duration_source
-        words = ("launches", "polls", "execution")
-        if sc.kind == "conversation":  # a session holds a user for its turns; each turn is one request
-            turns = _turns_per_session(sc)
-            follow, poll_s = True, sc.think_time_s + _TURN_ALLOWANCE_S
-            hold_s, source = turns * poll_s, f"≈{turns} turns × (think time + {_TURN_ALLOWANCE_S} s)"
-            words = ("session starts", "turns", "session")
+        u = driver_for(sc.kind).sizing_inputs(sc, self.flow_duration_s, self.flow_duration_source)
+        follow, poll_s, hold_s, source, words = u.follow, u.interval_s, u.hold_s, u.hold_source, u.words
         return size(peak_rate_per_s=max(st.rate_per_s for st in sc.stages), processes=processes, follow=follow,
                     poll_interval_s=poll_s, flow_duration_s=hold_s,
                     flow_duration_source=source, token_limit_per_min=self.token_limit,
@@ -177,28 +171,10 @@ class Prepared:
         flows = tuple(FlowPlan(id=c.flow_id, name=c.name, division_id=c.division_id, division=c.division,
                                version=c.version, inputs=tuple(sorted(c.input_names))) for c in self.checks)
         target = dataclasses.replace(self.target, embedded=self.credentials == "builtin")
-        billing = (billing_note(sc, Schedule(sc.stages).total, simulator=self.simulator),)
+        notes = driver_for(sc.kind).notes(sc, Schedule(sc.stages).total, simulator=self.simulator)
         return RunPlan(run_id=run_id, scenario=sc, target=target, credentials="builtin" if target.embedded else "env",
                        flows=flows, ledger_dir=ledger_dir, abort_error_rate=abort_error_rate, live=self.live_note,
-                       sizing=sizing.explanation + sizing.warnings + (billing if sc.kind == "conversation" else ()))
-
-
-_TURN_ALLOWANCE_S = 0.3
-"""Time a bot turn's answer is allowed, for sizing (the simulator's test bot answers in ~25 ms)."""
-
-
-def _turns_per_session(sc: Scenario) -> int:
-    """A conversation's turns: the longest script, plus the opening NoOps (the test bot's welcome takes two)."""
-    return max(len(f.turns) for f in sc.flows) + 2
-
-
-def billing_note(sc: Scenario, sessions: int, *, simulator: bool) -> str:
-    """What a conversation run costs: the vendor bills bot sessions per session of up to 8 turns."""
-    turns = _turns_per_session(sc)
-    billed = sessions * math.ceil(turns / TURNS_PER_BILLED_SESSION)
-    return (f"billing: {sessions} bot sessions of ≈{turns} turns each ≈ {billed} billable sessions (billed per "
-            f"session of up to {TURNS_PER_BILLED_SESSION} turns)"
-            + ("; the simulator bills nothing" if simulator else "; a load test of a real bot costs money"))
+                       sizing=sizing.explanation + sizing.warnings + notes)
 
 
 def _token_limit(client: FlowClient) -> tuple[int, str]:
@@ -233,22 +209,6 @@ def prepare_from_options(*, scenario: str, target: str, rate: str, duration: str
 
 
 def analytics_note(plan: RunPlan) -> dict[str, Any]:
-    """How analytics tell this run apart (reference §6): names are no dimension, flows and divisions are."""
-    divisions = sorted({f.division_id for f in plan.flows})
-    if plan.scenario.kind == "conversation":
-        bots = sorted({f.id for f in plan.flows})
-        return {"test_bot_ids": bots, "test_division_ids": divisions,
-                "this_run_filter": {"type": "or", "predicates": [
-                    {"type": "dimension", "dimension": "botId", "operator": "matches", "value": b} for b in bots]},
-                "note": (f"this run's bot sessions count under its dedicated test bot(s) {', '.join(bots)}; bot "
-                         "aggregates have no divisionId, so production bot dashboards must select their bots by "
-                         "botId (which never includes a test bot). externalSessionId carries the run id.")}
-    return {
-        "test_division_ids": divisions,
-        "test_flow_ids": sorted({f.id for f in plan.flows}),
-        "this_run_filter": {"type": "or", "predicates": [
-            {"type": "dimension", "dimension": "flowId", "operator": "matches", "value": f.id} for f in plan.flows]},
-        "note": (f"this run's executions count only under test division(s) {', '.join(divisions)}; production "
-                 "aggregates queries select production divisions (divisionId matches ...) and so never see "
-                 "them. The aggregates filter has no negation, and execution names are not a dimension."),
-    }
+    """How analytics tell this run apart (reference §6): the driver says by which dimension."""
+    return driver_for(plan.scenario.kind).analytics_note(sorted({f.id for f in plan.flows}),
+                                                         sorted({f.division_id for f in plan.flows}))

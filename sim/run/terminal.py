@@ -21,33 +21,26 @@ from rich.table import Table
 
 from sim.run.metrics import Snapshot
 
-__all__ = ["figures", "write_figures", "render", "LiveView", "ACHIEVED_WINDOW_S"]
-
-ACHIEVED_WINDOW_S = 5
-"""The achieved rate is launches due in the last complete seconds of this window, per second."""
+__all__ = ["figures", "write_figures", "render", "LiveView"]
 
 
 def figures(snap: Snapshot, *, elapsed_s: float, duration_s: float, scheduled: int, workers: int) -> dict[str, Any]:
-    """What the view shows, as plain data (so that it crosses a process boundary as JSON)."""
-    st, c = snap.stats, snap.stats.counters
-    last = int(elapsed_s) - 2  # launches due in the last second or two may still be in flight
-    window = st.series.window(last, ACHIEVED_WINDOW_S) if last >= 0 else {}
-    seconds = min(ACHIEVED_WINDOW_S, last + 1)
-    attempt, e2e = st.percentiles("launch_attempt"), st.percentiles("launch")
+    """What the view shows, as plain data (so that it crosses a process boundary as JSON): the snapshot's
+    :class:`~sim.load.figures.Figures`, the one set every view reads."""
+    f = snap.figures
+    attempt, e2e = f.attempt_latency_ms, f.latency_ms
     return {
         "run_id": snap.run_id, "scenario": snap.scenario, "state": snap.verdict, "workers": workers,
         "elapsed_s": round(max(0.0, elapsed_s), 1), "duration_s": duration_s, "scheduled": scheduled,
         "target_rate_per_s": round(snap.target_rate_per_s, 2),
-        "achieved_rate_per_s": round(window.get("launched", 0) / seconds, 2) if seconds > 0 else None,
-        "launched": c["launched"], "succeeded": c["accepted"], "failed": c["launched"] - c["accepted"],
-        "first_attempt_failed": c["first_attempt_failed"], "retries": c["retries"],
-        "r429_launch": c["launch_429"], "r429_poll": c["poll_429"], "missed": c["missed_starts"], "late": c["late"],
+        "achieved_rate_per_s": round(f.achieved_rate_per_s, 2) if f.launched else None,
+        "launched": f.launched, "succeeded": f.succeeded, "failed": f.failed,
+        "first_attempt_failed": f.first_attempt_failed, "retries": f.retries,
+        "rate_limited": f.rate_limited, "missed": f.missed_starts, "late": f.late,
         "in_flight": snap.in_flight,
         "attempt_ms": [attempt.p50, attempt.p95, attempt.p99], "end_to_end_ms": [e2e.p50, e2e.p95, e2e.p99],
-        "outcomes": dict(sorted(st.outcomes.items())),
-        "conversations": {"sessions": c["sessions"], "turns": c["turns"], "turn_p95_ms": st.percentiles("turn").p95,
-                          "broke_expectations": c["sessions_failing_expectations"],
-                          "endings": dict(sorted(st.endings.items()))} if c["sessions"] else None,
+        "outcomes": f.flow_completion.outcomes,
+        "rows": f.section.rows() if f.section is not None else [],
     }
 
 
@@ -78,26 +71,22 @@ def render(f: dict[str, Any]) -> Table:
     workers = f"  {f['workers']} worker(s)" if f["workers"] else ""
     when = f"schedule ends in {left:.0f} s" if left > 0 else "schedule done, waiting for launches in flight"
     table.add_row("time", f"{elapsed:.0f} s of {duration:g} s  ({when}){workers}")
-    table.add_row("rate", f"target {f['target_rate_per_s']:g}/s  achieved "
-                          f"{'—' if achieved is None else f'{achieved:g}'}/s (launches due in the last "
-                          f"{ACHIEVED_WINDOW_S} s)")
+    table.add_row("rate", f"target {f['target_rate_per_s']:g}/s  achieved so far "
+                          f"{'—' if achieved is None else f'{achieved:g}'}/s")
     n = f["launched"]
     table.add_row("launches", f"{n} of {f['scheduled']} scheduled  succeeded {f['succeeded']}  "
                               f"failed after retries {f['failed']} ({_pct(f['failed'], n)})  "
                               f"in flight {'—' if f['in_flight'] is None else f['in_flight']}")
     table.add_row("errors", f"first attempt {f['first_attempt_failed']} ({_pct(f['first_attempt_failed'], n)})  "
-                            f"retries {f['retries']}  429s: launch {f['r429_launch']}, status poll {f['r429_poll']}")
+                            f"retries {f['retries']}  429s: "
+                            + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in f["rate_limited"].items()))
     table.add_row("not sent", f"missed starts {f['missed']}  late {f['late']}")
     table.add_row("latency", f"p50 / p95 / p99  per attempt {_ms(f['attempt_ms'])}   "
                              f"end to end {_ms(f['end_to_end_ms'])}")
     if f["outcomes"]:
         table.add_row("flows", "  ".join(f"{k} {v}" for k, v in f["outcomes"].items()))
-    cv = f.get("conversations")
-    if cv:
-        table.add_row("sessions", f"{cv['sessions']} ended  turns {cv['turns']}  turn p95 "
-                                  f"{'—' if cv['turn_p95_ms'] is None else cv['turn_p95_ms']} ms  "
-                                  f"broke an expectation {cv['broke_expectations']}")
-        table.add_row("endings", "  ".join(f"{k} {v}" for k, v in cv["endings"].items()))
+    for name, value in f.get("rows", []):
+        table.add_row(name, value)
     return table
 
 

@@ -19,7 +19,8 @@ from typing import Any
 from gevent.pywsgi import WSGIServer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, make_wsgi_app
 
-from sim.load.thresholds import judge, live_observed
+from sim.load.figures import Figures
+from sim.load.thresholds import judge
 from sim.results.summary import RunSummary
 from sim.run.metrics import Snapshot, registry_for
 
@@ -35,6 +36,24 @@ def _ms(v: float | None) -> str:
     return "–" if v is None else f"{v:g} ms"
 
 
+def _figure_rows(f: Figures, row: Callable[[str, Any], None], in_flight: int | None = None) -> None:
+    """The rows every state shows, from the one figures value (live: the run so far; finished: the ledger's)."""
+    fc = f.flow_completion
+    row("launches", f"launched {f.launched}, succeeded {f.succeeded}, failed {f.failed}"
+                    + (f", in flight {in_flight}" if in_flight is not None else ""))
+    row("errors", f"first attempt {f.first_attempt_error_rate:.2%}, after retries {f.error_rate:.2%}, "
+                  f"retries {f.retries}")
+    row("429s", ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in f.rate_limited.items()))
+    for name, p in (("latency per attempt", f.attempt_latency_ms), ("latency end to end", f.latency_ms)):
+        row(name, f"p50 {_ms(p.p50)}, p95 {_ms(p.p95)}, p99 {_ms(p.p99)}")
+    if fc.followed:
+        row("flows", f"followed {fc.followed}, outcomes {', '.join(f'{k} {v}' for k, v in fc.outcomes.items())}"
+                     f", duration p95 {_ms(fc.duration_ms.p95)}")
+    if f.section is not None:
+        for name, value in f.section.rows():
+            row(name, value)
+
+
 def tab_rows(snap: Snapshot | None, summary: RunSummary | None, error: str | None, thresholds: Any = None) -> list[dict[str, str]]:
     """The flowsim tab: rows of (figure, value); a finished run's figures come from its summary (the ledger)."""
     rows: list[dict[str, str]] = []
@@ -46,27 +65,13 @@ def tab_rows(snap: Snapshot | None, summary: RunSummary | None, error: str | Non
         row("error", error)
     if summary is not None:
         s = summary
-        fc = s.flow_completion
         row("verdict", s.verdict + (f" — aborted: {s.aborted}" if s.aborted else ""))
         row("run", f"{s.run_id} ({s.scenario}, {s.workers} worker(s)); counts from the "
                    f"{s.ledger.get('counts_source', 'ledger')}")
         row("launch rate", f"target {s.target_rate_per_s}/s, achieved {s.achieved_rate_per_s}/s")
-        row("launches", f"scheduled {s.scheduled}, launched {s.launched}, succeeded {s.succeeded}, failed {s.failed}")
-        row("never sent", f"missed starts {s.missed_starts}, late {s.late}, not sent {s.not_sent}")
-        row("errors", f"first attempt {s.first_attempt_error_rate:.2%}, after retries {s.error_rate:.2%}, "
-                      f"retries {s.retries}")
-        row("429s", f"launch {s.rate_limited.get('launch', 0)}, status poll {s.rate_limited.get('status_poll', 0)}")
-        row("latency per attempt", f"p50 {_ms(s.attempt_latency_ms.p50)}, p95 {_ms(s.attempt_latency_ms.p95)}, "
-                                   f"p99 {_ms(s.attempt_latency_ms.p99)}")
-        row("latency end to end", f"p50 {_ms(s.latency_ms.p50)}, p95 {_ms(s.latency_ms.p95)}, "
-                                  f"p99 {_ms(s.latency_ms.p99)} (retry waits included)")
-        row("flows", f"followed {fc.followed}, outcomes {', '.join(f'{k} {v}' for k, v in fc.outcomes.items()) or '–'}"
-                     f", duration p95 {_ms(fc.duration_ms.p95)}")
-        cv = s.conversations
-        if cv is not None:
-            row("bot sessions", f"started {cv.sessions}, turns {cv.turns}, turn p95 {_ms(cv.turn_latency_ms.p95)}, "
-                                f"broke their script {cv.sessions_failing_expectations}, ≈ {cv.billable_sessions} billable")
-            row("bot endings", ", ".join(f"{k} {v}" for k, v in cv.endings.items()) or "–")
+        row("schedule", f"scheduled {s.scheduled}; never sent: missed starts {s.missed_starts}, late {s.late}, "
+                        f"not sent {s.not_sent}")
+        _figure_rows(s.figures, row)
         for t in s.thresholds:
             row(f"threshold {t.name}", f"{'PASS' if t.passed else 'FAIL'}: observed {t.observed}, limit {t.limit} "
                                        f"({t.describes})")
@@ -75,24 +80,14 @@ def tab_rows(snap: Snapshot | None, summary: RunSummary | None, error: str | Non
         if not error:
             row("state", "no run yet: press START (the load shape sets the users; the scenario sets the rate)")
         return rows
-    st, c = snap.stats, snap.stats.counters
+    f = snap.figures
     row("verdict", "RUNNING (judged when the run ends)")
     row("run", f"{snap.run_id} ({snap.scenario})")
-    row("launch rate", f"target now {snap.target_rate_per_s:g}/s, achieved so far {st.achieved_rate_per_s():.2f}/s")
-    row("launches", f"launched {c['launched']}, succeeded {c['accepted']}, failed {c['launched'] - c['accepted']}"
-                    + (f", in flight {snap.in_flight}" if snap.in_flight is not None else ""))
-    row("never sent", f"missed starts {c['missed_starts']}, late {c['late']}")
-    row("429s", f"launch {c['launch_429']}, status poll {c['poll_429']}")
-    pa, pe = st.percentiles("launch_attempt"), st.percentiles("launch")
-    row("latency per attempt", f"p50 {_ms(pa.p50)}, p95 {_ms(pa.p95)}, p99 {_ms(pa.p99)}")
-    row("latency end to end", f"p50 {_ms(pe.p50)}, p95 {_ms(pe.p95)}, p99 {_ms(pe.p99)}")
-    row("flows", f"outcomes {', '.join(f'{k} {v}' for k, v in sorted(st.outcomes.items())) or '–'}")
-    if c["sessions"]:
-        row("bot sessions", f"ended {c['sessions']}, turns {c['turns']}, turn p95 {_ms(st.percentiles('turn').p95)}, "
-                            f"broke their script {c['sessions_failing_expectations']}")
-        row("bot endings", ", ".join(f"{k} {v}" for k, v in sorted(st.endings.items())))
+    row("launch rate", f"target now {snap.target_rate_per_s:g}/s, achieved so far {f.achieved_rate_per_s:.2f}/s")
+    row("schedule", f"never sent so far: missed starts {f.missed_starts}, late {f.late}")
+    _figure_rows(f, row, snap.in_flight)
     if thresholds is not None:
-        for r in judge(live_observed(st), thresholds):
+        for r in judge(f.observed(), thresholds):
             row(f"threshold {r.name}", f"{'passing' if r.passed else 'failing'} so far: observed {r.observed}, "
                                        f"limit {r.limit}")
     return rows
