@@ -93,3 +93,75 @@ def test_log_lines_are_plain_by_default_and_json_with_log_json(tmp_path: Path) -
     assert finished and not finished[0].lstrip().startswith("{") and "verdict=PASS" in finished[0]
     record = next(json.loads(ln) for ln in js.splitlines() if '"run.finished"' in ln)
     assert record["verdict"] == "PASS" and record["level"] == "info"
+
+
+def _mixed_run() -> RunStats:
+    """A run with everything a view can show: retried 503s, final failures, 429s, missed and late starts, refused
+    launches, outcomes (one interrupted by the stop)."""
+    st, t0 = RunStats(), 1000.0
+    for seq in range(200):
+        due = t0 + seq * 0.05
+        statuses = [503, 200] if seq % 10 == 0 else [503, 503, 503] if seq % 25 == 1 else [429, 200] if seq % 40 == 2 \
+            else [200]
+        st.add({"event": "launch", "seq": seq, "intended_at": due, "sent_at": due + 0.001,
+                "answered_at": due + 0.02 * len(statuses), "http_status": statuses[-1], "attempt_statuses": statuses,
+                "attempts": len(statuses), "attempt_ms": [5.0 + seq % 7] * len(statuses),
+                "latency_ms": 20.0 * len(statuses)}, t0)
+        if statuses[-1] == 200 and seq % 3 == 0:
+            st.add({"event": "outcome", "intended_at": due, "answered_at": due + 0.02, "observed_at": due + 1.0,
+                    "flow_status": "INTERRUPTED" if seq == 198 else "FAILED" if seq % 9 == 0 else "COMPLETED",
+                    "polls": 2, "poll_429": 0}, t0)
+    st.add({"event": "missed", "intended_at": t0 + 3.0, "count": 4}, t0)
+    st.add({"event": "late", "intended_at": t0 + 4.0}, t0)
+    st.add({"event": "not_sent", "intended_at": t0 + 5.0, "count": 2}, t0)
+    return st
+
+
+def test_every_view_shows_the_same_figures_for_the_same_run() -> None:
+    """One figures function: the progress line, the live terminal, Prometheus, the web tab, the live thresholds and
+    the summary agree on the achieved rate, failures, 429s and the missed-start rate of one run."""
+    import re
+
+    from sim.results.summary import build_summary
+    from sim.run.fleet import progress_fields
+    from sim.run.metrics import Snapshot, registry_for
+    from sim.run.terminal import figures as view_figures
+    from sim.run.webui import tab_rows
+
+    stats = _mixed_run()
+    snap = Snapshot(run_id="r", scenario="s", target_rate_per_s=20.0, stats=stats, in_flight=0, verdict="RUNNING")
+    f = snap.figures
+    assert f.launched == 200 and f.failed == 8 and f.first_attempt_failed == 33 and f.rate_limited["launch"] == 5
+    assert f.achieved_rate_per_s == pytest.approx(199 / 9.95)
+    assert f.missed_start_rate == pytest.approx(4 / (200 + 4 + 1 + 2))
+    # 67 followed, one INTERRUPTED by the stop (left out), FAILED for seqs divisible by 9 among the rest.
+    followed = {k: v for k, v in f.flow_completion.outcomes.items()}
+    assert f.flow_completion.failure_rate == pytest.approx(followed["FAILED"] / (sum(followed.values()) - 1))
+
+    progress = progress_fields(snap, elapsed_s=10.0, target_rate_per_s=20.0)
+    terminal = view_figures(snap, elapsed_s=10.0, duration_s=10.0, scheduled=207, workers=0)
+    prom = {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in registry_for(lambda: snap).collect() for s in fam.samples}
+    tab = {r["figure"]: r["value"] for r in tab_rows(snap, None, None, Thresholds(missed_start_rate=0.5))}
+    live = judge(f.observed(), Thresholds(missed_start_rate=0.5, flow_failure_rate=0.5))
+    summary = build_summary(stats, run_id="r", scenario="s", target="t", thresholds=Thresholds(
+        missed_start_rate=0.5, flow_failure_rate=0.5), scheduled=207, duration_s=10.0, rate_at=lambda _t: 20.0,
+        workers=1, workers_lost=(), ledger_path="", ledger={}, duplicates=0, aborted=None, interrupted=False,
+        analytics={})
+    labels = (("run_id", "r"), ("scenario", "s"))
+
+    rate = round(f.achieved_rate_per_s, 2)
+    assert progress["achieved_rate_per_s"] == terminal["achieved_rate_per_s"] == rate
+    assert summary.achieved_rate_per_s == round(f.achieved_rate_per_s, 3)
+    assert f"achieved so far {f.achieved_rate_per_s:.2f}/s" in tab["launch rate"]
+    assert progress["failed_after_retries"] == terminal["failed"] == summary.failed == f.failed
+    assert prom[("flowsim_launches_total", (("result", "failed"), *labels))] == f.failed
+    assert f"failed {f.failed}" in tab["launches"]
+    assert progress["first_attempt_failed"] == terminal["first_attempt_failed"] == summary.first_attempt_failed
+    assert prom[("flowsim_first_attempt_failures_total", labels)] == f.first_attempt_failed
+    assert progress["r429"] == summary.rate_limited_responses == sum(terminal["rate_limited"].values())
+    assert progress["missed"] == terminal["missed"] == summary.missed_starts == 4
+    observed = {r.name: r.observed for r in live}
+    final = {t.name: t.observed for t in summary.thresholds}
+    assert observed == final  # the live judgement and the final one read the same figures
+    assert re.search(r"observed 0\.0193", tab["threshold missed_start_rate"])

@@ -39,17 +39,53 @@ def test_only_one_module_imports_locust() -> None:
 
 
 def test_load_side_modules_stay_small() -> None:
-    """No module of sim/load/ (what one launch needs) grows past ~300 lines: split it instead."""
+    """No module of sim/load/ (what one launch needs) or sim/drivers/ grows past ~300 lines: split it instead."""
     from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent / "sim" / "load"
-    sizes = {p.name: len(p.read_text().splitlines()) for p in root.glob("*.py")}
+    root = Path(__file__).resolve().parent.parent / "sim"
+    sizes = {p.name: len(p.read_text().splitlines()) for wing in ("load", "drivers") for p in (root / wing).glob("*.py")}
     assert max(sizes.values()) <= 300, sizes
+
+
+VIEWS = ("run/engine.py", "results/text.py", "results/report.py", "results/compare.py", "run/capacity.py",
+         "run/metrics.py", "run/webui.py", "run/terminal.py", "run/fleet.py", "run/tally.py", "run/prepare.py",
+         "run/preflight.py", "commands.py")
+
+ASKS_KIND = r"""(?:sc|scenario)\.kind\s*[!=]=|\.load\s*[!=]=|(?<![^=!<>]= )["'](?:workflow|conversation)["']|\.conversations\b"""
+"""A comparison with the scenario's kind, or a kind's name (but as a parameter's default)."""
+
+
+@pytest.mark.parametrize("module", VIEWS)
+def test_no_view_asks_which_kind_of_traffic_runs(module: str) -> None:
+    """The engine and the views work on what drivers contribute: none names a kind of traffic (but as a default) or
+    compares the scenario's kind (a third driver must need no change here). Checked against a planted question."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "sim" / module).read_text()
+    asks = re.findall(ASKS_KIND, text)
+    assert asks == [], asks
+
+
+def test_the_kind_check_finds_a_planted_question() -> None:
+    import re
+
+    planted = 'if sc.kind == "conversation":\n    cv = s.conversations\nif s.load != "workflow": pass'
+    assert len(re.findall(ASKS_KIND, planted)) == 5
+
+
+def test_every_scenario_kind_has_a_driver() -> None:
+    """One registration: the kinds a scenario accepts are the registered drivers."""
+    from sim.drivers import DRIVERS
+    from sim.load.scenario import KINDS
+
+    assert set(KINDS) == set(DRIVERS)
 
 
 @pytest.mark.parametrize(("wing", "never"), [
     ("platform", ("sim.load", "sim.run", "sim.results", "sim.commands", "sim.checks", "sim.cli")),
-    ("load", ("sim.run", "sim.results", "sim.commands", "sim.checks", "sim.cli")),
+    ("load", ("sim.drivers", "sim.run", "sim.results", "sim.commands", "sim.checks", "sim.cli")),
+    ("drivers", ("sim.run", "sim.results", "sim.commands", "sim.checks", "sim.cli", "locust", "gevent")),
 ])
 def test_wings_import_only_downwards(wing: str, never: tuple[str, ...]) -> None:
     """The wing rules, read from every import statement (lazy ones inside functions too): the simulated platform

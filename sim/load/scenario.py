@@ -21,9 +21,13 @@ from sim.load.template import placeholders
 from sim.load.thresholds import Thresholds, read_thresholds
 
 __all__ = [
+    "KINDS",
     "Scenario", "FlowSpec", "Stage", "Thresholds", "load_scenario", "parse_duration",
     "REGIONS", "Target", "resolve_target", "TEMPLATE_FIELDS", "scenario_to_dict", "scenario_from_dict",
 ]
+
+KINDS = ("workflow", "conversation")
+"""The kinds of traffic a scenario may name: one per driver in ``sim.drivers`` (a test keeps the two equal)."""
 
 MAX_CONCURRENCY = 20_000
 """Locust users a run may have in all: each is a greenlet with a connection; far more is a typo, not a test."""
@@ -188,7 +192,7 @@ def _parse(data: dict[str, Any], source: str) -> Scenario:
     if "max_retries" in kw and kw["max_retries"] < 0:
         raise s.fail("max_retries", "must be >= 0")
     s.get("identity_per", str, "execution", choices=("execution", "user"))
-    conversation = s.get("kind", str, "workflow", choices=("workflow", "conversation")) == "conversation"
+    conversation = s.get("kind", str, "workflow", choices=KINDS) == "conversation"
     if kw.get("think_time_s", 0.0) < 0:
         raise s.fail("think_time_s", "must be >= 0 (seconds)")
     if kw.get("max_turns", 1) < 1:

@@ -110,7 +110,7 @@ class Engine:
             else:
                 self.stats.add(record, self.t0)
                 return
-        if record.get("event") in ("launch", "session"):
+        if record.get("event") == self.driver.record_event:
             self.stats.counters["unrecorded"] += 1
 
     # -- pacing ------------------------------------------------------------------------------------

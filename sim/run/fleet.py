@@ -27,10 +27,20 @@ from sim.run.prepare import Prepared
 from sim.run.tally import tally
 from sim.run.terminal import figures, write_figures
 
-__all__ = ["ProcessRun", "Role"]
+__all__ = ["ProcessRun", "Role", "progress_fields"]
 
 Role = Literal["master", "worker", "local"]
 _STATE_MISSING = "missing"  # locust.runners.STATE_MISSING: a worker that stopped sending heartbeats
+
+
+def progress_fields(snap: Snapshot, *, elapsed_s: float, target_rate_per_s: float) -> dict[str, Any]:
+    """The plain progress line's figures (every 5 s without the live view): the snapshot's Figures."""
+    f = snap.figures
+    return {"elapsed_s": round(elapsed_s, 1), "target_rate_per_s": round(target_rate_per_s, 2),
+            "achieved_rate_per_s": round(f.achieved_rate_per_s, 2), "launched": f.launched,
+            "failed_after_retries": f.failed, "first_attempt_failed": f.first_attempt_failed,
+            "missed": f.missed_starts, "r429": f.rate_limited_responses,
+            "p95_attempt_ms": f.attempt_latency_ms.p95, "p95_end_to_end_ms": f.latency_ms.p95}
 
 
 class ProcessRun:
@@ -187,13 +197,8 @@ class ProcessRun:
                 write_figures(live_file, figures(snap, elapsed_s=elapsed, duration_s=self.plan.schedule.duration_s,
                                                  scheduled=self.plan.schedule.total, workers=workers))
                 continue
-            f = snap.figures
-            self.log.info("run.progress", elapsed_s=round(elapsed, 1),
-                          target_rate_per_s=round(self.plan.schedule.rate_at(max(0.0, elapsed - 2.5)), 2),
-                          achieved_rate_per_s=round(f.achieved_rate_per_s, 2), launched=f.launched,
-                          failed_after_retries=f.failed, first_attempt_failed=f.first_attempt_failed,
-                          missed=f.missed_starts, r429=f.rate_limited_responses,
-                          p95_attempt_ms=f.attempt_latency_ms.p95, p95_end_to_end_ms=f.latency_ms.p95)
+            self.log.info("run.progress", **progress_fields(
+                snap, elapsed_s=elapsed, target_rate_per_s=self.plan.schedule.rate_at(max(0.0, elapsed - 2.5))))
 
     def guard(self, limit: float | None, th: Thresholds) -> None:
         """Stop the run when failures and 429s flood (``limit``), or when a threshold named in
