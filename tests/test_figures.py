@@ -123,7 +123,7 @@ def test_every_view_shows_the_same_figures_for_the_same_run() -> None:
     import re
 
     from sim.results.summary import build_summary
-    from sim.run.fleet import progress_fields
+    from sim.run.watch import progress_fields
     from sim.run.metrics import Snapshot, registry_for
     from sim.run.terminal import figures as view_figures
     from sim.run.webui import tab_rows
@@ -165,3 +165,15 @@ def test_every_view_shows_the_same_figures_for_the_same_run() -> None:
     final = {t.name: t.observed for t in summary.thresholds}
     assert observed == final  # the live judgement and the final one read the same figures
     assert re.search(r"observed 0\.0193", tab["threshold missed_start_rate"])
+
+
+def test_a_run_that_follows_nothing_has_no_flow_failures_and_stopped_flows_are_not_failures() -> None:
+    """Without follow-up polling no flow is judged: flow_failure_rate is 0, not a missing figure that fails the
+    threshold; flows the run's stop interrupted are left out (12 COMPLETED + 2 INTERRUPTED is 0 %, not 14 %)."""
+    st = _mixed_run()
+    st.outcomes.clear()
+    assert figures(st).observed()["flow_failure_rate"] == 0.0
+    st.outcomes.update({"COMPLETED": 12, "INTERRUPTED": 2})
+    assert figures(st).observed()["flow_failure_rate"] == 0.0
+    st.outcomes.update({"FAILED": 1})
+    assert figures(st).observed()["flow_failure_rate"] == pytest.approx(1 / 13)

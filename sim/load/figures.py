@@ -173,7 +173,7 @@ class Figures:
             "launch_e2e_p95_ms": self.latency_ms.p95, "launch_e2e_p99_ms": self.latency_ms.p99,
             "launch_error_rate": self.failed / self.launched if self.launched else None,
             "missed_start_rate": self.missed_start_rate,
-            "flow_failure_rate": fc.failure_rate,
+            "flow_failure_rate": 0.0 if fc.failure_rate is None else fc.failure_rate,  # none judged: none failed
             "turn_p95_ms": None, "expectation_failure_rate": None,
         }
         if target_rate_per_s is not None:

@@ -208,6 +208,10 @@ class Engine:
             self._on_done()
 
     @property
+    def ledger_name(self) -> str:
+        return self.ledger.path.name
+
+    @property
     def finished(self) -> bool:
         return self._done_fired
 

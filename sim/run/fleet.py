@@ -7,9 +7,11 @@ A web-UI process has one of these per START; ``env.flowsim`` is the current (or 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
+from pathlib import Path
 from typing import Any, Literal
 
 import gevent
@@ -17,30 +19,26 @@ import gevent
 from sim import logs
 from sim.load.stats import RunStats
 from sim.drivers import driver_for
-from sim.load.thresholds import MIN_LIVE_LAUNCHES, Thresholds, judge
 from sim.results.summary import RunSummary
 from sim.run.coordination import DONE, FATAL, MasterCoordinator, Send, WorkerLease
 from sim.run.engine import Engine, gevent_transport
+from sim.run.lifecycle import Lifecycle
 from sim.run.metrics import Snapshot
 from sim.run.plan import RunPlan
 from sim.run.prepare import Prepared
 from sim.run.tally import tally
-from sim.run.terminal import figures, write_figures
+from sim.run import watch
 
-__all__ = ["ProcessRun", "Role", "progress_fields"]
+__all__ = ["ProcessRun", "Role", "STOP_GRACE_S", "GIVE_UP_S"]
+
+STOP_GRACE_S = 5.0
+"""A run cut short: how long in-flight launches get to finish (and be written to the ledger)."""
+GIVE_UP_S = STOP_GRACE_S - 1.5
+"""After a stop, each process writes what is still in flight as unanswered (may have run) this much later: a
+worker's records and final stats then reach the master within its grace."""
 
 Role = Literal["master", "worker", "local"]
 _STATE_MISSING = "missing"  # locust.runners.STATE_MISSING: a worker that stopped sending heartbeats
-
-
-def progress_fields(snap: Snapshot, *, elapsed_s: float, target_rate_per_s: float) -> dict[str, Any]:
-    """The plain progress line's figures (every 5 s without the live view): the snapshot's Figures."""
-    f = snap.figures
-    return {"elapsed_s": round(elapsed_s, 1), "target_rate_per_s": round(target_rate_per_s, 2),
-            "achieved_rate_per_s": round(f.achieved_rate_per_s, 2), "launched": f.launched,
-            "failed_after_retries": f.failed, "first_attempt_failed": f.first_attempt_failed,
-            "missed": f.missed_starts, "r429": f.rate_limited_responses,
-            "p95_attempt_ms": f.attempt_latency_ms.p95, "p95_end_to_end_ms": f.latency_ms.p95}
 
 
 class ProcessRun:
@@ -58,21 +56,10 @@ class ProcessRun:
         self.busy: dict[str, int] = {}
         """master: each worker's launches in progress at its last report."""
         self.result: RunSummary | None = None
-        self.t0: float | None = None
-        self.complete = False
-        """The schedule is over (or the run was stopped): the loops end."""
-        self.halted = False
-        """The schedule was stopped everywhere and in-flight work given its grace."""
-        self.finished = False
-        """The run has been counted: the summary is written."""
+        self.life = Lifecycle()
+        """Where the run is (planned → starting → running → complete → halted → counted): its only state."""
         self.deadline = math.inf
         """Epoch seconds past which the load shape ends the run whatever happens (a safety net)."""
-        self.aborted: str | None = None
-        self.fatal = False
-        """The run was stopped because it could not go on (not a threshold): exit 2."""
-        self.interrupted = False
-        self.started = False
-        """The load shape has begun this run."""
         self.options: tuple[Any, ...] = ()
         """The form options the plan was resolved from (plain Locust)."""
         self.error: str | None = None
@@ -82,6 +69,15 @@ class ProcessRun:
     @property
     def runner(self) -> Any:
         return self.env.runner
+
+    @property
+    def t0(self) -> float | None:
+        return self.life.t0
+
+    @property
+    def complete(self) -> bool:
+        """The schedule is over (or the run was stopped): the loops end."""
+        return self.life.complete
 
     def send(self, messages: list[Send]) -> None:
         for m in messages:
@@ -109,9 +105,32 @@ class ProcessRun:
             return self.live
         return self.engine.stats if self.engine else None
 
+    def begin(self, now: float, *, master: bool, start_delay_s: float) -> None:
+        """A START's run begins (master or single process): launch 0 is due ``start_delay_s`` from now; the
+        loops that watch it (``sim.run.watch``) start."""
+        plan = self.plan
+        assert plan is not None
+        if master:
+            self.coord = MasterCoordinator(plan.schedule, plan.to_dict(), start_delay_s=start_delay_s)
+            self.send(self.coord.start(now, self.live_workers(with_users=False)))
+            t0 = self.coord.t0 if self.coord.t0 is not None else now + start_delay_s
+            self.life.start(t0)
+            self.log.info("run.started", run_id=plan.run_id, workers=len(self.coord.members),
+                          scheduled=plan.schedule.total)
+            gevent.spawn(self.coordinate)
+        else:
+            me = f"local-{os.getpid()}"
+            t0 = now + start_delay_s
+            self.start_engine(plan, t0, WorkerLease.whole(me, plan.schedule.total), me)
+        self.deadline = t0 + plan.scenario.duration_s + plan.scenario.follow_timeout_s + 30
+        gevent.spawn(watch.progress, self, getattr(self.env.parsed_options, "flowsim_live_file", ""))
+        if plan.abort_error_rate or plan.scenario.thresholds.abort_on_fail:
+            gevent.spawn(watch.guard, self, plan.abort_error_rate, plan.scenario.thresholds)
+
     # -- single process / worker ----------------------------------------------------------------------
     def start_engine(self, plan: RunPlan, t0: float, lease: WorkerLease, worker: str) -> Engine:
-        self.plan, self.t0 = plan, t0
+        self.plan = plan
+        self.life.start(t0)
         self.engine = Engine(plan, t0=t0, worker=worker, lease=lease, report=self.report, on_done=self.on_engine_done,
                              on_fatal=self.on_fatal, log_error=self.log_error,
                              # FLOWSIM_TRANSPORT=httpx: httpx's own transport (the benchmark compares both).
@@ -130,8 +149,7 @@ class ProcessRun:
                 self.runner.send_message(DONE, {"worker": self.runner.client_id, "stats": stats})
             except Exception as exc:  # the master may be gone already (it quit, or died)
                 self.log.warning("run.done_not_delivered", error=type(exc).__name__)
-        else:
-            self.complete = True
+        elif self.life.schedule_done():
             self.log.info("run.schedule_complete")
             self.end_later(0.2)
 
@@ -143,14 +161,12 @@ class ProcessRun:
             self.abort(reason, fatal=True)
 
     def abort(self, reason: str, *, fatal: bool = False) -> None:
-        if self.aborted is not None:
+        if not self.life.abort(reason, fatal=fatal):
             return
-        self.aborted, self.fatal = reason, fatal
         if fatal:
             self.log.error("run.stopped", reason=reason)
         else:
             self.log.warning("run.aborted", reason=reason)
-        self.complete = True
         self.end_later(0.1)
 
     # -- master ---------------------------------------------------------------------------------------
@@ -175,53 +191,11 @@ class ProcessRun:
             if coord.members != before:
                 self.log.warning("workers.changed", members=len(coord.members), lost=coord.lost,
                                  from_seq=coord.epochs[-1].from_seq)
-            if coord.finished(now):
-                self.complete = True
+            if coord.finished(now) and self.life.schedule_done():
                 self.log.info("run.schedule_complete", workers=len(coord.members))
                 self.end_later(0.5)
 
     # -- both -----------------------------------------------------------------------------------------
-    def progress(self, live_file: str = "") -> None:
-        """A line every 5 s: target vs achieved rate, in flight, errors, p95. With ``live_file`` (the parent
-        draws the live terminal view), the view's figures there every second instead."""
-        while not self.complete and self.plan is not None and self.t0 is not None:
-            gevent.sleep(1.0 if live_file else 5.0)
-            snap = self.snapshot()
-            if snap is None or self.complete:
-                continue
-            elapsed = time.time() - self.t0
-            if elapsed < 0:
-                continue
-            if live_file:
-                workers = len(self.coord.members) if self.coord is not None else 0
-                write_figures(live_file, figures(snap, elapsed_s=elapsed, duration_s=self.plan.schedule.duration_s,
-                                                 scheduled=self.plan.schedule.total, workers=workers))
-                continue
-            self.log.info("run.progress", **progress_fields(
-                snap, elapsed_s=elapsed, target_rate_per_s=self.plan.schedule.rate_at(max(0.0, elapsed - 2.5))))
-
-    def guard(self, limit: float | None, th: Thresholds) -> None:
-        """Stop the run when failures and 429s flood (``limit``), or when a threshold named in
-        ``abort_on_fail`` fails on the figures so far: never keep hammering a target past its knee."""
-        while not self.complete and self.t0 is not None:
-            gevent.sleep(1.0)
-            stats = self.stats()
-            if stats is None:
-                continue
-            reason = stats.flood(int(time.time() - self.t0) - 1, 3, limit) if limit else None
-            if reason is None and th.abort_on_fail and stats.counters["launched"] >= MIN_LIVE_LAUNCHES:
-                snap = self.snapshot()
-                observed = snap.figures.observed() if snap is not None else {}
-                failing = [r for r in judge(observed, th, th.abort_on_fail)
-                           if not r.passed and r.observed is not None]
-                if failing:
-                    r = failing[0]
-                    reason = (f"threshold {r.name} failed live (abort_on_fail): observed {r.observed}, limit "
-                              f"{r.limit} — {r.describes}")
-            if reason:
-                self.abort(reason)
-                return
-
     def snapshot(self) -> Snapshot | None:
         """What the metrics endpoint shows: the run so far (or as it ended)."""
         stats = self.stats()
@@ -234,9 +208,10 @@ class ProcessRun:
                         verdict=self.result.verdict if self.result is not None else "RUNNING",
                         section=driver_for(self.plan.scenario.kind).section)
 
-    def summary(self, *, interrupted: bool) -> RunSummary | None:
+    def summary(self) -> RunSummary | None:
         if self.plan is None or self.t0 is None:
             return None
+        interrupted = self.life.verdict_interrupted
         if self.coord is not None:
             expected = {w.ledger for w in self.coord.workers.values() if w.ledger}
             took_part = sum(1 for w in self.coord.workers.values() if w.state in ("member", "lost"))
@@ -245,6 +220,65 @@ class ProcessRun:
             took_part = 1
         stats = self.stats()
         return tally(self.plan, self.t0, expected_ledgers=expected, live=self.live, workers=took_part,
-                     workers_lost=tuple(self.coord.lost if self.coord else ()), aborted=self.aborted,
-                     fatal=self.fatal, interrupted=interrupted,
+                     workers_lost=tuple(self.coord.lost if self.coord else ()), aborted=self.life.aborted,
+                     fatal=self.life.fatal, interrupted=interrupted,
                      unrecorded=stats.counters["unrecorded"] if stats is not None else 0)
+
+    # -- the end --------------------------------------------------------------------------------------
+    def halt(self) -> None:
+        """Stop the schedule everywhere (nothing is sent or counted as missed after this) and give in-flight
+        launches a bounded grace to finish and reach the ledgers. Before Locust stops (or kills) the users."""
+        if not self.life.halt():
+            return
+        if self.coord is not None and self.life.stop_workers:
+            self.send(self.coord.stop())
+            deadline = time.monotonic() + STOP_GRACE_S
+            while time.monotonic() < deadline and not self.coord.finished(time.time()):
+                gevent.sleep(0.1)
+        if self.engine is not None:
+            self.engine.stop(grace_s=GIVE_UP_S)
+            self.engine.wait_finished(STOP_GRACE_S)
+
+    def finish(self) -> None:
+        """Count the run (master / single process: the summary, from the ledgers) — once."""
+        if self.life.counted or self.t0 is None:
+            return
+        self.halt()
+        self.life.count()
+        if self.engine is not None:
+            self.engine.close()
+        if self.role == "worker":
+            return
+        summary = self.summary()
+        self.result = summary
+        path = getattr(self.env.parsed_options, "flowsim_summary_json", "")
+        if summary is not None:
+            self.log.info("run.finished", run_id=summary.run_id, launched=summary.launched,
+                          achieved_rate_per_s=summary.achieved_rate_per_s, verdict=summary.verdict)
+            if path:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                Path(path).write_text(json.dumps(summary.to_dict(), indent=2))
+
+    # -- the master's handlers of the workers' messages -----------------------------------------------
+    def on_ack(self, data: dict[str, Any]) -> None:
+        if self.coord is not None:
+            self.coord.ack(time.time(), data["worker"], data.get("ledger"))
+
+    def on_done(self, data: dict[str, Any]) -> None:
+        if data.get("stats"):
+            self.live.merge(data["stats"])
+        if self.coord is not None:
+            self.coord.done(data["worker"])
+
+    def on_refused(self, data: dict[str, Any]) -> None:
+        self.log.error("worker.refused", worker=data["worker"], reason=data["reason"])
+        if self.coord is not None:
+            self.coord.refused(data["worker"], data["reason"])
+
+    def on_worker_fatal(self, data: dict[str, Any]) -> None:
+        self.abort(data["reason"], fatal=True)
+
+    def on_report(self, client_id: str, data: dict[str, Any]) -> None:
+        if "flowsim" in data and not self.life.counted:
+            self.live.merge(data["flowsim"])
+            self.busy[client_id] = int(data.get("flowsim_busy", 0))

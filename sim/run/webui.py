@@ -19,9 +19,12 @@ from typing import Any
 from gevent.pywsgi import WSGIServer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, make_wsgi_app
 
+from sim import logs
 from sim.load.figures import Figures
 from sim.load.thresholds import judge
 from sim.results.summary import RunSummary
+from sim.run import webform
+from sim.run.fleet import ProcessRun
 from sim.run.metrics import Snapshot, registry_for
 
 __all__ = ["TAB_KEY", "tab_rows", "install_tab", "install_login", "serve_metrics"]
@@ -168,3 +171,43 @@ def serve_metrics(web_ui: Any, address: str, snapshot: Callable[[], Snapshot | N
         print(f"flowsim: cannot serve metrics on {address}: {exc.strerror or exc}", file=sys.stderr)
         sys.exit(2)
     log.info("metrics.serving", url=f"http://{host}:{server.server_port}/metrics")
+
+
+def check_exposure(environment: Any, *, master: bool) -> None:
+    """Exit 2 with one line when the web UI would listen beyond loopback without a login; install the login when
+    asked; warn when the master listens beyond loopback (``sim.run.webform``)."""
+    opts = environment.parsed_options
+    problems = webform.check_exposure(web_host=getattr(opts, "web_host", None), web_ui=environment.web_ui is not None,
+                                      web_login=bool(getattr(opts, "web_login", False)),
+                                      password_set=bool(os.environ.get("FLOWSIM_WEB_PASSWORD")))
+    if problems:
+        print(f"flowsim: {problems[0]}", file=sys.stderr)
+        sys.exit(2)
+    if environment.web_ui is not None and getattr(opts, "web_login", False):
+        install_login(environment.web_ui, os.environ["FLOWSIM_WEB_PASSWORD"])
+    if master and not webform.is_loopback(getattr(opts, "master_bind_host", "*") or "*"):
+        logs.get_logger(component="locust").warning(
+            "master.exposed", bind=getattr(opts, "master_bind_host", "*"),
+            note="whoever reaches this port can join the run as a worker: keep it on a private network")
+
+
+def install_views(environment: Any, current: Callable[[], ProcessRun | None], log: Any) -> None:
+    """The flowsim tab in Locust's web UI and the Prometheus endpoint, both reading the current run."""
+    def view() -> tuple[Snapshot | None, RunSummary | None, str | None]:
+        run = current()
+        if run is None:
+            return None, None, None
+        return (run.snapshot() if run.t0 is not None else None), run.result, run.error
+
+    def thresholds() -> Any:
+        run = current()
+        return run.plan.scenario.thresholds if run is not None and run.plan is not None else None
+
+    def snapshot() -> Snapshot | None:
+        run = current()
+        return run.snapshot() if run is not None else None
+
+    web_ui = environment.web_ui
+    if web_ui is not None and web_ui.app is not None:
+        install_tab(web_ui.app, web_ui.template_args, view, thresholds)
+    serve_metrics(web_ui, getattr(environment.parsed_options, "flowsim_prometheus", ""), snapshot, log)

@@ -1,0 +1,108 @@
+"""What a START begins, in the Locust master or single process: the plan of the next run — ``flowsim run``'s
+resolved plan (once), or one resolved here from the ``--flowsim-*`` options as typed or as the web UI's form set
+them (only the form's own fields change; ``sim.run.webform``). No locust import: ``locust_user`` calls in."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from sim import logs
+from sim.errors import FlowsimError
+from sim.run import webform
+from sim.run.fleet import ProcessRun, Role
+from sim.run.live import LiveRules
+from sim.run.plan import RunPlan
+from sim.run.prepare import Prepared, prepare_from_options
+
+__all__ = ["add_options", "resolve_plan", "form_options", "current", "next_run"]
+
+
+def add_options(parser: Any) -> None:
+    """flowsim's ``--flowsim-*`` options on Locust's command line (and, marked, in its web UI's form)."""
+    # The web UI's form shows the run options (a START resolves a new plan from them); the plan file,
+    # the outputs and the metrics address are start-up options only.
+    def a(*args: Any, ui: bool = False, **kw: Any) -> None:
+        parser.add_argument(*args, include_in_web_ui=ui, **kw)
+
+    # Loopback unless told: Locust's own defaults are every interface, with no login (sim.run.webform).
+    parser.set_defaults(web_host="127.0.0.1", master_bind_host="127.0.0.1")
+
+    a("--flowsim-plan", default="", help="a resolved run plan (JSON) from `flowsim run`; replaces the options below")
+    a("--flowsim-scenario", default=os.environ.get("FLOWSIM_SCENARIO", "scenarios/smoke.toml"), ui=True,
+      help="scenario TOML file")
+    a("--flowsim-target", default="", ui=True, help="override the scenario's target (URL, region, embedded)")
+    a("--flowsim-run-id", default="", help="run id (default: generated)")
+    a("--flowsim-rate", default="", ui=True, help="one constant arrival rate (launches/s) instead of the stages")
+    a("--flowsim-duration", default="", ui=True, help="duration with --flowsim-rate, e.g. 20s, 5m")
+    a("--flowsim-ledger-dir", default="runs", help="where ledgers go (<dir>/<run_id>/)")
+    a("--flowsim-summary-json", default="", help="write the run summary JSON here")
+    # Never from the form (sim.run.webform.pin): the vendor's rules are agreed on the command line.
+    a("--flowsim-approval", default="", help="the vendor's approval reference, for load tests against a real org")
+    a("--flowsim-outside-window", action="store_true", help="another test window was agreed with the vendor")
+    a("--flowsim-prometheus", default="", help="HOST:PORT: serve live metrics for Prometheus at /metrics")
+    a("--flowsim-live-file", default="", help="write the live view's figures here every second (from `flowsim run`)")
+    a("--flowsim-abort-error-rate", type=float, default=0.0, ui=True,
+      help="stop early when failures + 429s exceed this share of launches over 3 s (0: never)")
+
+
+def resolve_plan(opts: Any) -> tuple[RunPlan, Prepared | None]:
+    """The plan from `flowsim run`, or resolved here (preflight included) in plain Locust use."""
+    if opts.flowsim_plan:
+        return RunPlan.from_dict(json.loads(Path(opts.flowsim_plan).read_text())), None
+    return _prepare(opts, run_id=opts.flowsim_run_id,
+                    processes=getattr(opts, "expect_workers", 1) if getattr(opts, "master", False) else 1)
+
+
+def _prepare(opts: Any, *, run_id: str, processes: int) -> tuple[RunPlan, Prepared]:
+    """A plan (preflight included) from the ``--flowsim-*`` options, as typed or as the web UI's form set them."""
+    return prepare_from_options(
+        scenario=opts.flowsim_scenario, target=opts.flowsim_target, rate=opts.flowsim_rate,
+        duration=opts.flowsim_duration, run_id=run_id, ledger_dir=opts.flowsim_ledger_dir,
+        abort_error_rate=opts.flowsim_abort_error_rate, processes=processes,
+        rules=LiveRules(approval=opts.flowsim_approval or None, outside_window=opts.flowsim_outside_window))
+
+
+def current(env: Any) -> ProcessRun | None:
+    """This process's current (or last) run."""
+    return getattr(env, "flowsim", None)
+
+
+def form_options(opts: Any) -> tuple[Any, ...]:
+    """The options a web-UI form can change between runs (a change means a new plan)."""
+    return tuple(getattr(opts, k, None) for k in ("flowsim_scenario", "flowsim_target", "flowsim_rate",
+                                                  "flowsim_duration", "flowsim_approval", "flowsim_outside_window",
+                                                  "flowsim_abort_error_rate"))
+
+
+def next_run(environment: Any, *, role: Role, processes: int) -> ProcessRun | None:
+    """The run a START begins (master / single process). ``--flowsim-plan``: the one plan, once. Plain
+    Locust: the plan resolved at start-up for the first run if the form left the options alone, else
+    resolved anew from the form (web UI). A bad form value: logged, shown in the flowsim tab, no run."""
+    prev = current(environment)
+    opts = environment.parsed_options
+    assert opts is not None
+    startup: dict[str, Any] = getattr(environment, "flowsim_startup", {})
+    webform.pin(opts, startup)  # only the form's own fields change a run; the rest is the command line's
+    if prev is not None and prev.t0 is None and prev.plan is not None and (
+            opts.flowsim_plan or prev.options == form_options(opts)):
+        return prev
+    if opts.flowsim_plan:
+        return None  # flowsim run's plan runs once
+    try:
+        webform.check_form(opts, startup)
+        plan, prepared = _prepare(opts, run_id="", processes=processes)
+    except FlowsimError as exc:
+        if prev is not None:
+            prev.error = str(exc)
+        logs.get_logger(component="locust").error("plan.refused", reason=str(exc))
+        return None
+    if prev is not None and prev.prepared is not None and prev.prepared is not prepared:
+        prev.prepared.close()
+        prev.prepared = None
+    run = ProcessRun(environment, plan, prepared, role=role)
+    run.options = form_options(opts)
+    environment.flowsim = run
+    return run

@@ -1,0 +1,210 @@
+"""A run's lifecycle without Locust, sockets or sleeping: the phases of :class:`~sim.run.lifecycle.Lifecycle` through
+every way a run starts and ends, and the worker's message handlers (:class:`~sim.run.lifecycle.WorkerSide`) with a
+fake engine and a recording sender — START after START, STOP with its grace, SIGTERM before the first launch, a
+refused plan, the 403-fatal stop, a worker lost during the stop."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sim.load.overrides import constant_rate
+from sim.load.scenario import Target, load_scenario
+from sim.run.coordination import ACK, REFUSED, START, STOP, Grant, MasterCoordinator, WorkerLease
+from sim.run.lifecycle import Lifecycle, WorkerSide
+from sim.run.plan import FlowPlan, RunPlan
+
+ROOT = Path(__file__).resolve().parent.parent
+T = 1_800_000_000.0
+
+
+def plan(run_id: str = "R1") -> RunPlan:
+    sc = constant_rate(load_scenario(ROOT / "scenarios" / "smoke.toml"), rate_per_s=10, duration_s=10)
+    return RunPlan(run_id=run_id, scenario=sc, target=Target(api_url="http://127.0.0.1:1", login_url="http://127.0.0.1:1"),
+                   credentials="builtin", flows=(FlowPlan(id="f", name="f", division_id="d", division="d", version="1",
+                                                          inputs=()),))
+
+
+# -- the phases ---------------------------------------------------------------------------------------------------
+def test_a_run_that_ends_with_its_schedule_is_counted_once_and_not_interrupted() -> None:
+    life = Lifecycle()
+    assert life.begin() and not life.begin()  # a second START does not take the same run again
+    life.start(T)
+    assert life.phase == "running" and not life.complete
+    assert life.schedule_done() and life.complete and not life.schedule_done()
+    assert life.halt() and not life.stop_workers  # the workers ended by themselves: no STOP
+    assert life.count() and not life.count()
+    assert life.phase == "counted" and not life.interrupted and not life.verdict_interrupted
+
+
+def test_stop_while_running_interrupts_and_tells_the_workers() -> None:
+    life = Lifecycle()
+    life.begin()
+    life.start(T)
+    assert life.halt() and life.interrupted and life.verdict_interrupted and life.stop_workers
+    assert not life.halt()  # the grace is given once
+    assert not life.schedule_done()  # a schedule that ends during the stop changes nothing
+    assert life.count() and life.interrupted
+
+
+def test_sigterm_before_the_first_launch_ends_the_run_with_nothing_to_count() -> None:
+    for before in ("planned", "starting"):
+        life = Lifecycle()
+        if before == "starting":
+            life.begin()
+        assert life.signal() == "end"
+        assert life.complete and life.interrupted and life.t0 is None
+        assert not life.halt() and not life.count()  # nothing was sent: no summary to make
+
+
+def test_sigterm_while_running_halts_and_later_signals_do_nothing_more() -> None:
+    life = Lifecycle()
+    life.start(T)
+    assert life.signal() == "halt"
+    assert life.halt() and life.signal() == "none"
+
+
+def test_the_403_fatal_stop_keeps_its_reason_and_is_no_interruption() -> None:
+    life = Lifecycle()
+    life.start(T)
+    assert life.abort("launch refused: 403 missing.permissions", fatal=True)
+    assert not life.abort("flood")  # the first reason is the run's reason
+    assert life.complete and life.aborted == "launch refused: 403 missing.permissions" and life.fatal
+    assert life.halt() and life.stop_workers  # the workers are still sending: they must be told
+    # Halting after an abort counts as stopped early by flowsim, not interrupted from outside.
+    assert life.count() and not life.verdict_interrupted
+
+
+def test_an_abort_after_the_halt_changes_nothing() -> None:
+    life = Lifecycle()
+    life.start(T)
+    life.halt()
+    assert not life.abort("late flood") and life.aborted is None
+
+
+def test_a_started_run_cannot_start_again() -> None:
+    life = Lifecycle()
+    life.start(T)
+    with pytest.raises(RuntimeError):
+        life.start(T + 1)
+
+
+# -- the worker's handlers ----------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class FakeEngine:
+    plan: RunPlan
+    t0: float
+    lease: WorkerLease
+    grants: list[Grant] = dataclasses.field(default_factory=list)
+    stopped_with: list[float | None] = dataclasses.field(default_factory=list)
+
+    @property
+    def ledger_name(self) -> str:
+        return f"{self.plan.run_id}-w.jsonl"
+
+    def grant(self, grant: Grant) -> None:
+        self.grants.append(grant)
+        self.lease.apply(grant)
+
+    def stop(self, grace_s: float | None = None) -> None:
+        self.stopped_with.append(grace_s)
+
+
+class Worker:
+    """A WorkerSide with a recording sender, a fake engine factory and a record of finished runs."""
+
+    def __init__(self, me: str = "w1") -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.engines: list[FakeEngine] = []
+        self.finished: list[FakeEngine] = []
+        self.logged: list[tuple[str, dict[str, Any]]] = []
+
+        def start_engine(p: RunPlan, t0: float, lease: WorkerLease) -> FakeEngine:
+            self.engines.append(FakeEngine(p, t0, lease))
+            return self.engines[-1]
+
+        self.side = WorkerSide(me, send=lambda kind, data: self.sent.append((kind, data)), start_engine=start_engine,
+                               finish=lambda e: self.finished.append(e),  # type: ignore[arg-type,return-value]
+                               log=lambda event, **kw: self.logged.append((event, kw)), give_up_s=3.5)
+
+
+def start_messages(p: RunPlan, workers: list[str]) -> dict[str, dict[str, Any]]:
+    m = MasterCoordinator(p.schedule, p.to_dict(), start_delay_s=2.0)
+    return {s.to: s.data for s in m.start(T, workers) if s.kind == START}
+
+
+def test_start_is_acknowledged_every_time_and_begins_the_run_once() -> None:
+    """The master repeats START until acknowledged: a repeat must not start a second engine (a second sender)."""
+    w = Worker()
+    msg = start_messages(plan(), ["w1", "w2"])["w1"]
+    w.side.on_start(msg)
+    w.side.on_start(msg)
+    assert len(w.engines) == 1 and w.engines[0].t0 == T + 2.0
+    assert w.sent == [(ACK, {"worker": "w1", "ledger": "R1-w.jsonl"})] * 2
+    assert w.engines[0].lease.serial >= 0  # the START's grant applied (-1: none): the engine obeys it at once
+
+
+def test_start_after_start_counts_the_last_run_then_begins_the_next() -> None:
+    """The web UI's second START: the previous run's engine is counted (closed) before the new one begins."""
+    w = Worker()
+    w.side.on_start(start_messages(plan("R1"), ["w1"])["w1"])
+    w.side.on_start(start_messages(plan("R2"), ["w1"])["w1"])
+    assert [e.plan.run_id for e in w.engines] == ["R1", "R2"]
+    assert w.finished == [w.engines[0]]
+    assert w.sent[-1] == (ACK, {"worker": "w1", "ledger": "R2-w.jsonl"})
+
+
+def test_a_plan_from_another_flowsim_is_refused_and_nothing_starts() -> None:
+    w = Worker()
+    msg = start_messages(plan(), ["w1"])["w1"]
+    msg = {**msg, "plan": {**msg["plan"], "flowsim_version": "0.0.0-other"}}
+    w.side.on_start(msg)
+    assert w.engines == [] and w.sent[0][0] == REFUSED and "install the same version" in w.sent[0][1]["reason"]
+    assert w.logged[0][0] == "plan.refused"
+
+
+def test_grants_reach_the_engine_and_are_acknowledged() -> None:
+    w = Worker()
+    w.side.on_grant(Grant(serial=0, epochs=(), until_seq=0).to_dict())
+    assert w.sent == []  # no run yet: nothing to grant to, nothing to acknowledge
+    p = plan()
+    m = MasterCoordinator(p.schedule, p.to_dict(), start_delay_s=2.0)
+    sends = m.start(T, ["w1"])
+    w.side.on_start(sends[0].data)
+    m.ack(T + 0.1, "w1", "R1-w.jsonl")
+    renewal = [s for s in m.tick(T + 1.0) if s.to == "w1"]
+    for s in renewal:
+        w.side.on_grant(s.data)
+    assert len(w.engines[0].grants) == len(renewal) and w.sent[-1] == (ACK, {"worker": "w1"})
+
+
+def test_stop_gives_work_in_flight_its_grace_and_a_stop_before_start_is_ignored() -> None:
+    w = Worker()
+    w.side.on_stop({})
+    assert w.engines == []
+    w.side.on_start(start_messages(plan(), ["w1"])["w1"])
+    w.side.on_stop({})
+    assert w.engines[0].stopped_with == [3.5]
+
+
+def test_a_worker_lost_during_the_stop_does_not_hold_the_count() -> None:
+    """The master's side of a stop: STOP goes to every member; one answers DONE, one is lost (Locust marks it
+    missing). The run is finished for counting once the survivor is done: the lost one's share is not waited on."""
+    p = plan()
+    m = MasterCoordinator(p.schedule, p.to_dict(), start_delay_s=2.0)
+    m.start(T, ["w1", "w2"])
+    for wid in ("w1", "w2"):
+        m.ack(T + 0.1, wid, f"{wid}.jsonl")
+    life = Lifecycle()
+    life.start(m.t0 or T)
+    assert life.halt() and life.stop_workers
+    stops = m.stop()
+    assert {s.to for s in stops if s.kind == STOP} == {"w1", "w2"}
+    m.done("w1")
+    assert not m.finished(T + 3)
+    m.missing("w2")
+    m.tick(T + 3)  # the lost worker leaves the membership
+    assert m.finished(T + 3) and life.count() and life.verdict_interrupted
