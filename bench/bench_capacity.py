@@ -1,10 +1,10 @@
 """What a capacity search costs: wall time and steps to find a simulated knee at a given precision.
 
-    python bench/bench_capacity.py [--knee 40] [--step-duration 10s] [--precision 0.05]
+    python bench/bench_capacity.py [--knee 40] [--step-duration 10s] [--precision 0.05] [--smoke]
 
 Starts the simulator with the built-in org whose test workflow has a capacity knee, runs
 `flowsim capacity` against it and prints the answer, its error against the knee, the steps and the
-time it took.
+time it took. ``--smoke``: a few 2 s steps to a 30 % precision (the test suite runs it so that it cannot rot).
 """
 
 from __future__ import annotations
@@ -32,7 +32,11 @@ def main() -> None:
     ap.add_argument("--step-duration", default="10s")
     ap.add_argument("--precision", type=float, default=0.05)
     ap.add_argument("--slo-p95-ms", type=float, default=100.0)
+    ap.add_argument("--smoke", action="store_true", help="short steps, coarse precision (the test suite runs this)")
     args = ap.parse_args()
+    start = "5"
+    if args.smoke:  # few, short steps: that it runs, not how well it finds the knee (tests/test_capacity_*)
+        args.step_duration, args.precision, start = "2s", 0.3, "25"
     org = default_org()
     flows = tuple(dataclasses.replace(f, capacity=Capacity(knee_per_s=args.knee)) if i == 0 else f
                   for i, f in enumerate(org.flows))
@@ -43,7 +47,7 @@ def main() -> None:
         out = Path(d) / "cap.json"
         began = time.monotonic()
         subprocess.run([sys.executable, "-m", "sim.cli", "capacity", str(ROOT / "scenarios" / "ramp.toml"),
-                        "--target", sim.url, "--slo-p95-ms", str(args.slo_p95_ms), "--start", "5", "--max", "500",
+                        "--target", sim.url, "--slo-p95-ms", str(args.slo_p95_ms), "--start", start, "--max", "500",
                         "--step-duration", args.step_duration, "--precision", str(args.precision),
                         "--summary-json", str(out), "--ledger-dir", str(Path(d) / "runs")], env=env, check=False)
         wall = time.monotonic() - began

@@ -2,7 +2,7 @@
 users running the same conversation by hand (HttpUser, FastHttpUser) and flowsim's workflow launches/s —
 side by side in one run, rounds interleaved, medians.
 
-    python bench/bench_conversations.py [--rounds 3] [--seconds 15]
+    python bench/bench_conversations.py [--rounds 3] [--seconds 15] [--smoke]
 
 Target: the simulator on core 1 with the per-token rate limit lifted and the test bot's turn latency ~0,
 so the generator on core 0 is what is measured (its CPU is printed: a simulator near 100 % would be the
@@ -91,7 +91,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=15)
     ap.add_argument("--users", type=int, default=50)
+    ap.add_argument("--smoke", action="store_true", help="one round of 3 s (the test suite runs this)")
     args = ap.parse_args()
+    if args.smoke:
+        args.rounds, args.seconds = 1, 3
     require("taskset")
     keys = ("flowsim sessions", "flowsim turns", "HttpUser sessions", "HttpUser turns", "FastHttpUser sessions",
             "FastHttpUser turns", "flowsim launches")

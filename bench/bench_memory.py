@@ -1,12 +1,13 @@
 """Memory over a long run: RSS growth of one Locust process running flowsim at a fixed rate, beside
 Locust's own FastHttpUser at the same rate (the reference), and of the simulator serving them.
 
-    python bench/bench_memory.py [--seconds 600] [--rate 200]
+    python bench/bench_memory.py [--seconds 600] [--rate 200] [--smoke]
 
 Samples RSS every 5 s, drops the first 60 s (imports, pools, caches warming), fits a line through the
 rest and prints the growth per hour of run and per million launches, and flowsim / reference as a ratio.
 The simulator's growth is its execution store filling up to its bounds (200,000 executions or 256 MiB
-of bodies by default), not a leak: it stops there.
+of bodies by default), not a leak: it stops there. ``--smoke``: 12 s at 50/s, sampled every second after 3 s
+(the test suite runs it so that the benchmark cannot rot; its figures mean little).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._tools import LAUNCH_BODY, ROOT, get_token, start_simulator, table, unlimited_org  # noqa: E402
 
 WARMUP_S = 60.0
+SAMPLE_S = 5.0
 
 
 def slope_per_s(samples: list[tuple[float, float]]) -> float:
@@ -36,7 +38,8 @@ def slope_per_s(samples: list[tuple[float, float]]) -> float:
     return sum((t - mt) * (b - mb) for t, b in samples) / den if den else 0.0
 
 
-def watch(proc: subprocess.Popen[bytes], sim_pid: int, seconds: float) -> tuple[list[tuple[float, float]], ...]:
+def watch(proc: subprocess.Popen[bytes], sim_pid: int, seconds: float, *, warmup_s: float = WARMUP_S,
+          every_s: float = SAMPLE_S) -> tuple[list[tuple[float, float]], ...]:
     me, sim = psutil.Process(proc.pid), psutil.Process(sim_pid)
     start = time.monotonic()
     gen: list[tuple[float, float]] = []
@@ -44,12 +47,12 @@ def watch(proc: subprocess.Popen[bytes], sim_pid: int, seconds: float) -> tuple[
     while proc.poll() is None and time.monotonic() - start < seconds + 120:
         t = time.monotonic() - start
         try:
-            if t >= WARMUP_S:
+            if t >= warmup_s:
                 gen.append((t, float(me.memory_info().rss)))
                 srv.append((t, float(sim.memory_info().rss)))
         except psutil.NoSuchProcess:
             break
-        time.sleep(5)
+        time.sleep(every_s)
     proc.wait(timeout=120)
     return gen, srv
 
@@ -84,7 +87,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=600)
     ap.add_argument("--rate", type=float, default=200.0)
+    ap.add_argument("--smoke", action="store_true", help="one short run (the test suite runs this)")
     args = ap.parse_args()
+    warmup_s, every_s = (3.0, 1.0) if args.smoke else (WARMUP_S, SAMPLE_S)
+    if args.smoke:
+        args.seconds, args.rate = 12, 50.0
     rows = [["process", "RSS after warm-up MB", "RSS at end MB", "growth MB/hour", "MB per 1M launches"]]
     growth: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as d:
@@ -93,7 +100,8 @@ def main() -> None:
         get_token(url)
         try:
             for name, start in (("flowsim (Locust process)", run_flowsim), ("Locust FastHttpUser", run_reference)):
-                gen, srv = watch(start(url, tmp, args.rate, args.seconds), sim.pid, args.seconds)
+                gen, srv = watch(start(url, tmp, args.rate, args.seconds), sim.pid, args.seconds, warmup_s=warmup_s,
+                                 every_s=every_s)
                 for label, samples in ((name, gen), (f"simulator, during {name.split(' ')[0]}", srv)):
                     per_h = slope_per_s(samples) * 3600 / 1e6
                     growth[label] = per_h
@@ -101,7 +109,7 @@ def main() -> None:
                                  f"{per_h / (args.rate * 3600) * 1e6:.1f}"])
         finally:
             sim.terminate()
-    print(f"{args.seconds} s at {args.rate:g} launches/s, RSS every 5 s after {WARMUP_S:.0f} s of warm-up "
+    print(f"{args.seconds} s at {args.rate:g} launches/s, RSS every {every_s:g} s after {warmup_s:.0f} s of warm-up "
           f"(growth = least-squares slope, extrapolated)")
     print(table(rows))
     ref = growth["Locust FastHttpUser"]

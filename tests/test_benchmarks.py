@@ -12,6 +12,54 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _smoke(script: str) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--smoke"], capture_output=True, text=True,
+                       timeout=300, cwd=ROOT)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stdout[-3000:] + r.stderr[-3000:]
+    return r
+
+
+def _needs(*tools: str) -> None:
+    import os
+    import shutil
+
+    missing = [t for t in tools if shutil.which(t) is None and not os.path.exists(f"/usr/sbin/{t}")]
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"{', '.join(missing)} missing in CI: .ci/run installs them")
+        pytest.skip(f"{', '.join(missing)} not installed; CI installs them")
+
+
+@pytest.mark.slow
+def test_bench_simulator_smoke_measures_the_harness_ceiling_in_the_same_run() -> None:
+    """bench/bench_simulator.py --smoke: simulator and nginx under wrk and the open-loop generator, and one flowsim
+    process's ceiling measured beside them (it compared against a constant before)."""
+    _needs("wrk", "nginx", "taskset")
+    out = _smoke("bench_simulator.py").stdout
+    assert "one flowsim process" in out and "simulator max / one flowsim harness process" in out
+    assert "measured above" in out
+
+
+@pytest.mark.slow
+def test_bench_capacity_smoke_finds_a_knee() -> None:
+    out = _smoke("bench_capacity.py").stdout
+    assert "found" in out and "steps" in out
+
+
+@pytest.mark.slow
+def test_bench_conversations_smoke_runs_flowsim_beside_locusts_users() -> None:
+    _needs("taskset")
+    out = _smoke("bench_conversations.py").stdout
+    assert "sessions vs FastHttpUser" in out and "flowsim workflow launches" in out
+
+
+@pytest.mark.slow
+def test_bench_memory_smoke_samples_both_generators() -> None:
+    _needs("taskset")
+    out = _smoke("bench_memory.py").stdout
+    assert "flowsim (Locust process)" in out and "Locust FastHttpUser" in out
+
+
 @pytest.mark.slow
 def test_bench_startup_smoke_runs_and_prints_its_figures() -> None:
     """bench/bench_startup.py --smoke: one flowsim run and one bare Locust run, both figures printed."""
