@@ -18,7 +18,7 @@ from sim import __version__, commands
 from sim.errors import EXIT_USAGE, ConfigError, FlowsimError
 from sim.logs import JSON_ENV
 
-__all__ = ["main"]
+__all__ = ["main", "MAX_WORKERS", "build_parser"]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -22,7 +22,8 @@ from sim.errors import EXIT_USAGE, ConfigError, FlowsimError
 from sim.load.overrides import check_load, constant_rate, scenario_for_run
 from sim.load.scenario import Scenario, load_scenario, parse_duration
 
-__all__ = ["serve", "validate", "run", "capacity", "compare", "report", "ledger_summary", "analytics"]
+__all__ = ["serve", "validate", "run", "capacity", "compare", "report", "ledger_summary", "analytics", "EXIT_OK",
+           "MAX_SUMMARY_BYTES", "live_view"]
 
 EXIT_OK = 0
 MAX_SUMMARY_BYTES = 64 << 20
@@ -143,7 +144,7 @@ def validate(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def _live_view(args: argparse.Namespace) -> bool:
+def live_view(args: argparse.Namespace) -> bool:
     """The live table on a terminal; log lines when piped, with --log-json or --plain, or on a dumb terminal."""
     return (sys.stderr.isatty() and not args.plain and not args.log_json
             and os.environ.get("TERM", "dumb") not in ("dumb", "unknown"))
@@ -187,21 +188,25 @@ def run(args: argparse.Namespace) -> int:
     from sim.results.report import run_report
     from sim.results.text import run_text
     from sim.run.plan import check_run_id, new_run_id
-    from sim.run.runner import RunOptions, run_locust
+    from sim.run.runner import Fleet, RunOptions
 
     sc = _scenario(args)
     _check_workers(args)
     _check_outputs(args, sc)
     if args.run_id:
         check_run_id(args.run_id, args.ledger_dir)
-    with _prepare(sc, args) as prepared:
-        plan = prepared.plan(run_id=args.run_id or new_run_id(), ledger_dir=args.ledger_dir,
-                             processes=max(1, args.workers))
-        for line in plan.sizing:
-            print(f"flowsim: {line}", file=sys.stderr)
-        summary, signum = run_locust(plan, RunOptions(workers=args.workers, summary_json=args.summary_json,
-                                                      locust_html=args.locust_html, csv=args.csv,
-                                                      prometheus=args.prometheus, live_view=_live_view(args)))
+    # Locust starts up while preflight runs (its master waits for the plan): a short run starts sooner.
+    with Fleet(RunOptions(workers=args.workers, summary_json=args.summary_json, locust_html=args.locust_html,
+                          csv=args.csv, prometheus=args.prometheus, live_view=live_view(args))) as fleet, \
+            _prepare(sc, args) as prepared:
+        try:
+            plan = prepared.plan(run_id=args.run_id or new_run_id(), ledger_dir=args.ledger_dir,
+                                 processes=max(1, args.workers))
+            for line in plan.sizing:
+                print(f"flowsim: {line}", file=sys.stderr)
+            summary, signum = fleet.run(plan)
+        finally:
+            fleet.close()  # every Locust process ends before the embedded simulator (closed next) does
         print(run_text(summary))
         if summary.launched and not summary.interrupted and not summary.fatal:
             if prepared.simulator:  # analytics are immediate there: prove the separation now

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 import structlog
 
-__all__ = ["configure", "reset", "redact", "get_logger", "REDACTED"]
+__all__ = ["configure", "reset", "redact", "get_logger", "REDACTED", "JSON_ENV"]
 
 REDACTED = "[REDACTED]"
 

@@ -101,3 +101,65 @@ def test_wings_import_only_downwards(wing: str, never: tuple[str, ...]) -> None:
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             crossings += [f"{path.name}: {n}" for n in names if n.startswith(never)]
     assert crossings == []
+
+
+def _module_names() -> dict[str, tuple[list[str] | None, set[str], set[str]]]:
+    """module → (its __all__, the public names it defines at top level, the names it imports)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    out = {}
+    for path in sorted((root / "sim").rglob("*.py")):
+        name = ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+        names: list[str] | None = None
+        defined: set[str] = set()
+        imported: set[str] = set()
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                defined.add(node.name)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                    for t in target.elts if isinstance(target, ast.Tuple) else [target]:
+                        if isinstance(t, ast.Name) and t.id == "__all__":
+                            names = [e.value for e in node.value.elts]  # type: ignore[union-attr,attr-defined]
+                        elif isinstance(t, ast.Name):
+                            defined.add(t.id)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                imported |= {a.asname or a.name for a in node.names}
+        public = {d for d in defined if not d.startswith("_") or (d.startswith("__") and d.endswith("__"))}
+        out[name] = (names, public, imported)
+    return out
+
+
+def test_every_module_exports_exactly_its_public_names() -> None:
+    """A module's __all__ is what it defines without a leading underscore (plus what it re-exports on purpose):
+    nothing public is left out, nothing listed is missing."""
+    problems = []
+    for name, (names, defined, imported) in _module_names().items():
+        if names is None:
+            if defined:
+                problems.append(f"{name}: no __all__ for {sorted(defined)}")
+            continue
+        if defined - set(names) or set(names) - defined - imported:
+            problems.append(f"{name}: not exported {sorted(defined - set(names))}, "
+                            f"exported but not there {sorted(set(names) - defined - imported)}")
+    assert problems == []
+
+
+def test_no_module_imports_a_name_another_does_not_export() -> None:
+    """`from sim.x import y` only for y in sim.x.__all__ (or a submodule y), in sim/, tests/ and bench/."""
+    import ast
+    from pathlib import Path
+
+    mods = _module_names()
+    root = Path(__file__).resolve().parent.parent
+    problems = []
+    for base in ("sim", "tests", "bench"):
+        for path in sorted((root / base).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module in mods:
+                    exported = mods[node.module][0] or []
+                    problems += [f"{path.relative_to(root)}: {node.module}.{a.name}" for a in node.names
+                                 if a.name not in exported and f"{node.module}.{a.name}" not in mods]
+    assert problems == []

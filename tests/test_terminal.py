@@ -130,7 +130,7 @@ def test_a_run_on_a_terminal_draws_the_live_view(tmp_path: Path, workers: int) -
 def test_the_view_is_only_for_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     """A TTY gets the view; --plain, --log-json, TERM=dumb and piped output get plain lines."""
     from sim.cli import build_parser
-    from sim.commands import _live_view
+    from sim.commands import live_view
 
     class Stream:
         def __init__(self, tty: bool) -> None:
@@ -141,14 +141,14 @@ def test_the_view_is_only_for_a_terminal(monkeypatch: pytest.MonkeyPatch) -> Non
 
     monkeypatch.setenv("TERM", "xterm")
     monkeypatch.setattr(sys, "stderr", Stream(True))
-    assert _live_view(build_parser().parse_args(["run"])) is True
+    assert live_view(build_parser().parse_args(["run"])) is True
     for flag in ("--plain", "--log-json"):
-        assert _live_view(build_parser().parse_args(["run", flag])) is False
+        assert live_view(build_parser().parse_args(["run", flag])) is False
     monkeypatch.setenv("TERM", "dumb")
-    assert _live_view(build_parser().parse_args(["run"])) is False
+    assert live_view(build_parser().parse_args(["run"])) is False
     monkeypatch.setenv("TERM", "xterm")
     monkeypatch.setattr(sys, "stderr", Stream(False))
-    assert _live_view(build_parser().parse_args(["run"])) is False
+    assert live_view(build_parser().parse_args(["run"])) is False
 
 
 def test_the_view_adds_conversation_rows_for_bot_sessions() -> None:

@@ -22,7 +22,7 @@ import orjson
 
 from sim.errors import FlowsimError, PlatformError, TransportError
 from sim.load.network import describe, ssl_context
-from sim.load.tokens import Reporter, TokenManager, _no_report
+from sim.load.tokens import Reporter, TokenManager, no_report
 
 __all__ = ["TokenManager", "FlowClient", "Attempt", "LaunchResult", "FollowResult", "Reporter",
            "RETRY_STATUSES", "TERMINAL"]
@@ -88,7 +88,7 @@ class FlowClient:
 
     api_url: str
     tokens: TokenManager
-    report: Reporter = _no_report
+    report: Reporter = no_report
     max_retries: int = 3
     max_retry_wait_s: float = 30.0
     timeout_s: float = 30.0

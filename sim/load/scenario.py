@@ -20,11 +20,9 @@ from sim.load.script import CHANNELS, USER_AGENTS, TurnSpec, parse_turns
 from sim.load.template import placeholders
 from sim.load.thresholds import Thresholds, read_thresholds
 
-__all__ = [
-    "KINDS",
-    "Scenario", "FlowSpec", "Stage", "Thresholds", "load_scenario", "parse_duration",
-    "REGIONS", "Target", "resolve_target", "TEMPLATE_FIELDS", "scenario_to_dict", "scenario_from_dict",
-]
+__all__ = ["KINDS", "Scenario", "FlowSpec", "Stage", "Thresholds", "load_scenario", "parse_duration", "REGIONS",
+           "Target", "resolve_target", "TEMPLATE_FIELDS", "scenario_to_dict", "scenario_from_dict",
+           "MAX_CONCURRENCY", "MAX_TOKENS"]
 
 KINDS = ("workflow", "conversation")
 """The kinds of traffic a scenario may name: one per driver in ``sim.drivers`` (a test keeps the two equal)."""

@@ -16,7 +16,7 @@ from sim._toml import TableReader
 from sim.load.template import placeholders
 
 __all__ = ["TurnSpec", "Expect", "parse_turns", "NEXT_ACTIONS", "TURN_EVENTS", "CHANNELS", "USER_AGENTS",
-           "END_REASONS"]
+           "END_REASONS", "prompt_text"]
 
 NEXT_ACTIONS = ("NoOp", "Disconnect", "WaitForInput", "Exit")
 TURN_EVENTS = ("UserInput", "NoInput", "NoMatch", "UserDisconnect")

@@ -15,7 +15,7 @@ import httpx
 from sim.errors import FlowsimError, PlatformError, TransportError
 from sim.load.network import describe, ssl_context
 
-__all__ = ["TokenManager", "Reporter", "Spawn"]
+__all__ = ["TokenManager", "Reporter", "Spawn", "no_report"]
 
 Spawn = Callable[[Callable[[], None]], None]
 """Runs a function in the background (a thread; under Locust's gevent, a greenlet). Tests run it at once."""
@@ -26,7 +26,7 @@ class Reporter(Protocol):
                  exception: BaseException | None, context: dict[str, Any]) -> None: ...
 
 
-def _no_report(**_kw: Any) -> None:
+def no_report(**_kw: Any) -> None:
     return None
 
 
@@ -63,7 +63,7 @@ class TokenManager:
 
     def __init__(self, *, login_url: str, client_id: str, client_secret: str, pool_size: int = 1,
                  refresh_margin_s: float = 60.0, clock: Callable[[], float] = time.monotonic,
-                 timeout_s: float = 30.0, report: Reporter = _no_report,
+                 timeout_s: float = 30.0, report: Reporter = no_report,
                  transport: httpx.BaseTransport | None = None, ca_bundle: str | None = None,
                  max_pool_size: int | None = None, spawn: Spawn = _thread, parallel: int = 16,
                  fetch_retries: int = 3, sleep: Callable[[float], None] = time.sleep) -> None:

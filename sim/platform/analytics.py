@@ -16,7 +16,8 @@ from typing import Any
 from sim.platform.executions import Execution
 from sim.platform.org import Org
 
-__all__ = ["DIMENSIONS", "AnalyticsQueryError", "run_query", "iso_ms"]
+__all__ = ["DIMENSIONS", "AnalyticsQueryError", "run_query", "iso_ms", "OPERATORS", "check_filter", "matches",
+           "parse_interval"]
 
 DIMENSIONS = ("divisionId", "flowId", "flowObjectId", "flowVersion")
 OPERATORS = ("matches", "exists", "notExists")

@@ -30,7 +30,10 @@ from sim.platform.http import (
 from sim.platform.org import Flow, Latency, Org
 from sim.platform.schema import FlowValidator, Problem, unknown_field_problems
 
-__all__ = ["create_app", "SimState", "ConnectionDropped"]
+__all__ = ["create_app", "SimState", "ConnectionDropped", "NetworkDelay", "PERM_ANALYTICS", "PERM_LAUNCH",
+           "PERM_VIEW_EXECUTION", "PERM_VIEW_FLOW", "analytics_query", "get_execution", "get_flow",
+           "get_flow_version", "launch", "oauth_token", "org_limits", "sim_executions", "sim_expire_tokens",
+           "sim_flows", "sim_health", "sim_stats"]
 
 PERM_LAUNCH = "architect:flow:launch"
 PERM_VIEW_EXECUTION = "architect:flowExecution:view"

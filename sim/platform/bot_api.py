@@ -31,7 +31,8 @@ from sim.platform.http import JSON, SimState, error, flow_faults, ok, read_json,
 from sim.platform.org import Flow, Latency, Org
 
 __all__ = ["BotSessions", "BotSession", "ROUTES", "PERM_BOT_SESSION", "PERM_BOT_ANALYTICS", "BOT_DIMENSIONS",
-           "bot_result"]
+           "bot_result", "BOT_METRICS", "CHANNELS", "USER_AGENTS", "bot_aggregates", "bot_analytics",
+           "launch_session", "post_turn", "sim_bot_sessions"]
 
 PERM_BOT_SESSION = "textbots:botFlowSession:execute"
 PERM_BOT_ANALYTICS = "analytics:botAggregate:view"

@@ -18,7 +18,7 @@ from typing import Any
 from sim._toml import TableReader
 
 __all__ = ["BotDefinition", "Intent", "Slot", "Dialog", "TurnRefused", "parse_bot", "SLOT_TYPES", "INPUT_EVENTS",
-           "extract"]
+           "extract", "match_intent"]
 
 SLOT_TYPES = ("text", "number", "email", "name", "phone", "yesno")
 INPUT_EVENTS = ("NoOp", "UserInput", "RichMediaInput", "Error", "NoMatch", "NoInput", "UserDisconnect",

@@ -12,7 +12,7 @@ from typing import Any
 
 from sim.platform.org import Flow, Latency, Variable
 
-__all__ = ["Execution", "ExecutionStore", "draw_latency_s", "TERMINAL_STATUSES"]
+__all__ = ["Execution", "ExecutionStore", "draw_latency_s", "TERMINAL_STATUSES", "output_data"]
 
 TERMINAL_STATUSES = ("COMPLETED", "FAILED", "ERROR", "TERMINATED")
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sim.platform.executions import draw_latency_s
 from sim.platform.org import Capacity, Faults
 
-__all__ = ["Decision", "FaultInjector", "LoadMeter"]
+__all__ = ["Decision", "FaultInjector", "LoadMeter", "PASS"]
 
 
 @dataclass(slots=True, frozen=True)

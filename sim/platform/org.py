@@ -17,21 +17,8 @@ from sim._toml import TableReader, read_toml_file
 from sim.errors import ConfigError
 from sim.platform.bots import BotDefinition, parse_bot
 
-__all__ = [
-    "Org",
-    "Settings",
-    "OAuthClient",
-    "Division",
-    "Flow",
-    "Variable",
-    "Latency",
-    "Faults",
-    "Capacity",
-    "load_org",
-    "default_org",
-    "VARIABLE_TYPES",
-    "FLOW_TYPES",
-]
+__all__ = ["Org", "Settings", "OAuthClient", "Division", "Flow", "Variable", "Latency", "Faults", "Capacity",
+           "load_org", "default_org", "VARIABLE_TYPES", "FLOW_TYPES", "ERROR_STATUSES"]
 
 VARIABLE_TYPES = ("string", "integer", "boolean", "decimal", "datetime")
 FLOW_TYPES = ("workflow", "digitalbot", "inboundcall", "inboundemail", "inboundshortmessage", "bot", "commonmodule",

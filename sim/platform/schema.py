@@ -10,7 +10,7 @@ from jsonschema import Draft7Validator, FormatChecker
 
 from sim.platform.org import Flow, Variable
 
-__all__ = ["LAUNCH_FIELDS", "Problem", "variables_schema", "FlowValidator"]
+__all__ = ["LAUNCH_FIELDS", "Problem", "variables_schema", "FlowValidator", "unknown_field_problems"]
 
 LAUNCH_FIELDS = ("flowId", "flowVersion", "inputData", "name")
 """The only fields of FlowExecutionLaunchRequest."""

@@ -24,8 +24,8 @@ import orjson
 from sim.errors import PlatformError
 from sim.load.client import FlowClient
 
-__all__ = ["AnalyticsCheck", "BotAnalyticsCheck", "check_analytics", "check_bot_analytics", "interval_of", "span_of",
-           "GRANULARITY_S"]
+__all__ = ["AnalyticsCheck", "BotAnalyticsCheck", "check_analytics", "check_bot_analytics", "interval_of",
+           "span_of", "GRANULARITY_S", "BOT_QUERY_PATH", "QUERY_PATH"]
 
 QUERY_PATH = "/api/v2/analytics/flowexecutions/aggregates/query"
 BOT_QUERY_PATH = "/api/v2/analytics/bots/aggregates/query"

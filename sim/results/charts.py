@@ -18,7 +18,7 @@ from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogFormatter
 
-__all__ = ["Line", "Rule", "line_chart", "histogram", "bar_chart", "PASS_COLOR", "FAIL_COLOR"]
+__all__ = ["Line", "Rule", "line_chart", "histogram", "bar_chart", "PASS_COLOR", "FAIL_COLOR", "Point"]
 
 PASS_COLOR, FAIL_COLOR = "#137333", "#b3261e"
 _RC: dict[Any, Any] = {"svg.fonttype": "none", "svg.hashsalt": "flowsim", "font.size": 9, "axes.titlesize": 11,

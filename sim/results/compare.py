@@ -13,7 +13,7 @@ from typing import Any
 from sim.errors import ConfigError
 from sim.results.summary import CapacityResult, RunSummary
 
-__all__ = ["Tolerances", "compare"]
+__all__ = ["Tolerances", "compare", "describe"]
 
 
 @dataclass(frozen=True, kw_only=True)

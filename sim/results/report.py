@@ -12,7 +12,7 @@ from sim.load.figures import RequestRow
 from sim.results.charts import FAIL_COLOR, PASS_COLOR, Line, Rule, bar_chart, histogram, line_chart
 from sim.results.summary import CapacityResult, Percentiles, RunSummary, ThresholdResult
 
-__all__ = ["run_report", "capacity_report"]
+__all__ = ["run_report", "capacity_report", "COLORS"]
 
 COLORS = {"target": "#888888", "achieved": "#1f77b4", "p50": "#2ca02c", "p95": "#ff7f0e", "p99": "#d62728",
           "failed": "#d62728", "r429": "#9467bd", "missed": "#8c564b", "error": "#d62728", "attempt": "#1f77b4",

@@ -25,10 +25,13 @@ from typing import Any, Literal
 
 from sim.load.schedule import Schedule
 
-__all__ = [
+__all__ = ["MAX_LATE_S", 
     "Epoch", "Partition", "Grant", "Send", "MasterCoordinator", "WorkerLease", "Pacer", "Action",
     "START", "GRANT", "STOP", "ACK", "DONE", "REFUSED", "FATAL",
 ]
+
+MAX_LATE_S = 1.0
+"""A launch not sent within this long after its due time is never sent (written as ``late``)."""
 
 START, GRANT, STOP = "flowsim_start", "flowsim_grant", "flowsim_stop"
 ACK, DONE, REFUSED, FATAL = "flowsim_ack", "flowsim_done", "flowsim_refused", "flowsim_fatal"
@@ -288,7 +291,7 @@ class Action:
 class Pacer:
     """Walks this worker's seqs in order: send when due and leased; drop what is overdue; never send late."""
 
-    def __init__(self, schedule: Schedule, t0: float, lease: WorkerLease, *, max_late_s: float = 1.0) -> None:
+    def __init__(self, schedule: Schedule, t0: float, lease: WorkerLease, *, max_late_s: float = MAX_LATE_S) -> None:
         self.schedule = schedule
         self.t0 = t0
         self.lease = lease

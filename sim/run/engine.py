@@ -10,6 +10,7 @@ gevent (inside Locust) but does not import locust; ``sim.run.locust_user`` wires
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,7 +28,7 @@ from sim.load.payload import PayloadBuilder
 from sim.load.stats import RunStats
 from sim.load.transport import GeventTransport
 from sim.logs import get_logger
-from sim.run.coordination import Grant, Pacer, WorkerLease
+from sim.run.coordination import MAX_LATE_S, Grant, Pacer, WorkerLease
 from sim.run.plan import RunPlan, credentials
 from sim.run.records import InFlight, Unsent
 
@@ -44,7 +45,7 @@ def gevent_transport(timeout_s: float, ca_bundle: str | None) -> httpx.BaseTrans
 
 
 class Engine:
-    def __init__(self, plan: RunPlan, *, t0: float, worker: str, lease: WorkerLease, report: Reporter,
+    def __init__(self, plan: RunPlan, *, worker: str, lease: WorkerLease, report: Reporter,
                  on_done: Callable[[], None] = lambda: None,
                  on_fatal: Callable[[str], None] = lambda _reason: None,
                  log_error: Callable[[str, str, str], None] = lambda _method, _name, _error: None,
@@ -59,14 +60,14 @@ class Engine:
         self.driver = driver_for(scenario.kind)
         self._clock = clock
         self._transport = transport
-        self.t0 = t0
-        """Epoch seconds at which launch 0 is due."""
+        self.t0 = math.inf
+        """Epoch seconds at which launch 0 is due (set by :meth:`start`)."""
         self.worker = worker
         self._report = report
         self.schedule = plan.schedule
         self.lease = lease
-        self.pacer = Pacer(self.schedule, t0, lease)
-        self.max_late_s = self.pacer.max_late_s
+        self.pacer: Pacer | None = None
+        self.max_late_s = MAX_LATE_S
         self.stats = RunStats()
         self.ledger = Ledger(run_dir(plan.ledger_dir, plan.run_id))
         self.builder = PayloadBuilder(scenario, plan.run_id, plan.declared_inputs)
@@ -114,8 +115,14 @@ class Engine:
             self.stats.counters["unrecorded"] += 1
 
     # -- pacing ------------------------------------------------------------------------------------
-    def start(self) -> None:
-        """Fetch the token pool now (before launch 0 is due, in the background) and start pacing."""
+    def prefetch(self, wait_s: float | None = None) -> None:
+        """Fetch the token pool now, in the background (``wait_s``: wait until it is full, or that long)."""
+        self.tokens.prefetch(wait_s=wait_s)
+
+    def start(self, t0: float) -> None:
+        """Launch 0 is due at ``t0`` (epoch s): start pacing (and fetch the token pool, if not yet done)."""
+        self.t0 = t0
+        self.pacer = Pacer(self.schedule, t0, self.lease, max_late_s=self.max_late_s)
         self.tokens.prefetch()
         self._pacer = gevent.spawn(self._pace)
 
@@ -133,6 +140,9 @@ class Engine:
             while not self._queue.empty():  # handed over, not yet taken: never sent
                 self._queue.get_nowait()
             self._topology.set()
+            if self.pacer is None:  # stopped before launch 0 was due: nothing was paced, nothing will be
+                self._pacer_done = True
+                self._check_done()
         if grace_s is not None and self._give_up is None:
             self._give_up = gevent.spawn_later(grace_s, self.give_up)
 
@@ -153,6 +163,7 @@ class Engine:
         return self._done_fired
 
     def _pace(self) -> None:
+        assert self.pacer is not None
         busy_turns = 0
         while not self.stopping:
             now = self._clock()
@@ -178,7 +189,7 @@ class Engine:
             else:
                 break
         self._unsent.flush()
-        if self.pacer.skipped:
+        if self.pacer is not None and self.pacer.skipped:
             self.log.info("pacer.skipped", seqs=self.pacer.skipped, reason="not leased in time")
         self._pacer_done = True
         self._check_done()

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import gevent
 
 from sim import logs
+from sim.errors import FlowsimError
 from sim.load.stats import RunStats
 from sim.drivers import driver_for
 from sim.results.summary import RunSummary
@@ -29,7 +30,16 @@ from sim.run.prepare import Prepared
 from sim.run.tally import tally
 from sim.run import watch
 
-__all__ = ["ProcessRun", "Role", "STOP_GRACE_S", "GIVE_UP_S"]
+__all__ = ["ProcessRun", "Role", "STOP_GRACE_S", "GIVE_UP_S", "WORKER_START_DELAY_S", "LOCAL_START_DELAY_S",
+           "TOKEN_WAIT_S"]
+
+WORKER_START_DELAY_S = 1.0
+"""From the master's START (sent once every worker's users are spawned) to launch 0: time for each worker to
+take the plan and fetch its token pool."""
+LOCAL_START_DELAY_S = 0.3
+"""A single process, from its token pool being fetched (users spawned) to launch 0."""
+TOKEN_WAIT_S = 5.0
+"""How long a single process waits for its token pool before launch 0 is set (retries included)."""
 
 STOP_GRACE_S = 5.0
 """A run cut short: how long in-flight launches get to finish (and be written to the ledger)."""
@@ -105,41 +115,54 @@ class ProcessRun:
             return self.live
         return self.engine.stats if self.engine else None
 
-    def begin(self, now: float, *, master: bool, start_delay_s: float) -> None:
-        """A START's run begins (master or single process): launch 0 is due ``start_delay_s`` from now; the
-        loops that watch it (``sim.run.watch``) start."""
+    def begin(self, *, master: bool) -> None:
+        """The START's users are all spawned (Locust's spawning_complete): the run begins. The master gives its
+        workers ``WORKER_START_DELAY_S`` to take the plan and fetch their tokens; a single process fetches its
+        token pool first, then launch 0 is due ``LOCAL_START_DELAY_S`` later. The loops that watch the run
+        (``sim.run.watch``) start."""
         plan = self.plan
         assert plan is not None
         if master:
-            self.coord = MasterCoordinator(plan.schedule, plan.to_dict(), start_delay_s=start_delay_s)
-            self.send(self.coord.start(now, self.live_workers(with_users=False)))
-            t0 = self.coord.t0 if self.coord.t0 is not None else now + start_delay_s
+            self.coord = MasterCoordinator(plan.schedule, plan.to_dict(), start_delay_s=WORKER_START_DELAY_S)
+            self.send(self.coord.start(time.time(), self.live_workers(with_users=False)))
+            assert self.coord.t0 is not None
+            t0 = self.coord.t0
             self.life.start(t0)
             self.log.info("run.started", run_id=plan.run_id, workers=len(self.coord.members),
                           scheduled=plan.schedule.total)
             gevent.spawn(self.coordinate)
         else:
             me = f"local-{os.getpid()}"
-            t0 = now + start_delay_s
-            self.start_engine(plan, t0, WorkerLease.whole(me, plan.schedule.total), me)
+            engine = self.new_engine(plan, WorkerLease.whole(me, plan.schedule.total), me)
+            try:
+                engine.prefetch(wait_s=TOKEN_WAIT_S)
+            except FlowsimError as exc:  # launches without a token are written as not sent (no_token)
+                self.log.error("tokens.unavailable", reason=str(exc))
+            t0 = time.time() + LOCAL_START_DELAY_S
+            self.start_engine(engine, t0)
         self.deadline = t0 + plan.scenario.duration_s + plan.scenario.follow_timeout_s + 30
         gevent.spawn(watch.progress, self, getattr(self.env.parsed_options, "flowsim_live_file", ""))
         if plan.abort_error_rate or plan.scenario.thresholds.abort_on_fail:
             gevent.spawn(watch.guard, self, plan.abort_error_rate, plan.scenario.thresholds)
 
     # -- single process / worker ----------------------------------------------------------------------
-    def start_engine(self, plan: RunPlan, t0: float, lease: WorkerLease, worker: str) -> Engine:
+    def new_engine(self, plan: RunPlan, lease: WorkerLease, worker: str) -> Engine:
+        """This process's engine for ``plan``, not yet started."""
         self.plan = plan
-        self.life.start(t0)
-        self.engine = Engine(plan, t0=t0, worker=worker, lease=lease, report=self.report, on_done=self.on_engine_done,
+        self.engine = Engine(plan, worker=worker, lease=lease, report=self.report, on_done=self.on_engine_done,
                              on_fatal=self.on_fatal, log_error=self.log_error,
                              # FLOWSIM_TRANSPORT=httpx: httpx's own transport (the benchmark compares both).
                              transport=gevent_transport if os.environ.get("FLOWSIM_TRANSPORT", "gevent") == "gevent"
                              else lambda _timeout, _ca: None)
-        self.engine.start()
-        self.log.info("run.started", run_id=plan.run_id, worker=worker, target=plan.target.api_url,
-                      scheduled=self.engine.schedule.total)
         return self.engine
+
+    def start_engine(self, engine: Engine, t0: float) -> Engine:
+        """Launch 0 is due at ``t0``: the run is running."""
+        self.life.start(t0)
+        engine.start(t0)
+        self.log.info("run.started", run_id=engine.plan.run_id, worker=engine.worker,
+                      target=engine.plan.target.api_url, scheduled=engine.schedule.total)
+        return engine
 
     def on_engine_done(self) -> None:
         if self.role == "worker":

@@ -16,7 +16,8 @@ from zoneinfo import ZoneInfo
 from sim.errors import ConfigError
 from sim.load.target import REGION_TIME_ZONES, REGIONS
 
-__all__ = ["LiveRules", "REGION_TIME_ZONES", "region_of", "check", "SMOKE_MAX_RATE_PER_S", "SMOKE_MAX_LAUNCHES"]
+__all__ = ["LiveRules", "REGION_TIME_ZONES", "region_of", "check", "SMOKE_MAX_RATE_PER_S", "SMOKE_MAX_LAUNCHES",
+           "WINDOW"]
 
 SMOKE_MAX_RATE_PER_S = 1.0
 SMOKE_MAX_LAUNCHES = 100

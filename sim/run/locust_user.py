@@ -36,12 +36,6 @@ from sim.run.webui import check_exposure, install_views
 
 __all__ = ["FlowUser", "FlowsimShape"]
 
-START_DELAY_S = 2.0
-"""Between test start and launch 0: time for (workers and) users to set up and for the token pool to be fetched.
-(0.5 s for one process was tried: the pool's fetch and the users' start then overlapped the first launches and
-stalled their answers for ~0.3 s on a busy machine. Shortening it needs the pool fetched *before* t0 is set.)"""
-
-
 events.init_command_line_parser.add_listener(add_options)
 
 
@@ -81,6 +75,8 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
     environment.events.quitting.add_listener(_on_quitting)
     environment.events.test_stopping.add_listener(_on_test_stopping)
     environment.events.test_stop.add_listener(_on_test_stop)
+    # Locust passes this listener no environment: it closes over this one.
+    environment.events.spawning_complete.add_listener(lambda **_: _on_spawning_complete(environment))
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
         _init_worker(environment, runner)
@@ -149,7 +145,7 @@ def _init_worker(environment: Environment, runner: WorkerRunner) -> None:
     def start_engine(plan: RunPlan, t0: float, lease: WorkerLease) -> Any:
         run = ProcessRun(environment, None, None, role="worker")
         environment.flowsim = run  # type: ignore[attr-defined]
-        return run.start_engine(plan, t0, lease, me)
+        return run.start_engine(run.new_engine(plan, lease, me), t0)
 
     def finish(_engine: Any) -> None:
         run = current(environment)
@@ -180,10 +176,18 @@ def _on_test_start(environment: Environment, **_kw: Any) -> None:
         # test_start, before its init event has run and before environment.runner is even set.)
         return
     if run is None or run.t0 is not None or run.life.counted:  # no shape (UI picker "Default"): a run per START
-        run = _next_run(environment)
-    if run is None or run.plan is None:
+        _next_run(environment)  # it begins once its users are spawned (below)
+
+
+def _on_spawning_complete(environment: Environment) -> None:
+    """Every user of this START is spawned (on the master: on every worker): the run begins — launch 0 is set
+    only now, so no launch is due while users are still being created or tokens fetched. (Locust fires this
+    again when users are rebalanced mid-run: a run begins once.)"""
+    run = current(environment)
+    if isinstance(environment.runner, WorkerRunner) or run is None or run.plan is None:
         return
-    run.begin(time.time(), master=isinstance(runner, MasterRunner), start_delay_s=START_DELAY_S)
+    if run.t0 is None and not run.life.complete:
+        run.begin(master=isinstance(environment.runner, MasterRunner))
 
 
 def _on_test_stopping(environment: Environment, **_kw: Any) -> None:

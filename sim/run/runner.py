@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -29,7 +30,7 @@ from sim.run.terminal import LiveView
 _STOP_TIMEOUT_S = 45.0
 """How long the master may take to stop the fleet and write the summary before it is killed."""
 
-__all__ = ["RunOptions", "run_locust", "locust_command", "locustfile_path", "free_port", "write_plan"]
+__all__ = ["RunOptions", "Fleet", "run_locust", "locust_command", "locustfile_path", "free_port", "write_plan"]
 
 
 def locustfile_path() -> str:
@@ -97,51 +98,84 @@ def locust_command(*, plan_path: str | None = None, worker: bool = False, summar
 
 
 def run_locust(plan: RunPlan, opts: RunOptions) -> tuple[RunSummary, int | None]:
-    """One Locust run of ``plan``: the master's summary, and the signal (SIGINT/SIGTERM) that cut it short.
+    """One Locust run of ``plan`` (see :class:`Fleet`): the master's summary, and the signal that cut it short."""
+    with Fleet(opts) as fleet:
+        return fleet.run(plan)
 
-    On SIGINT or SIGTERM the master gets SIGTERM: it stops the schedule on every worker, gives in-flight
-    launches a grace to finish, writes the summary and quits; the workers follow. A second signal kills
-    everything at once. Whatever happens, no child outlives this call.
+
+class Fleet:
+    """The Locust processes of one run — master (or single process) plus local workers — started before the plan
+    exists, so that they import and start up while the parent resolves the plan (preflight): the master waits
+    for the plan file. Leaving the ``with`` block ends every one of them, whatever happened.
+
+    On SIGINT or SIGTERM during :meth:`run` the master gets SIGTERM: it stops the schedule on every worker, gives
+    in-flight launches a grace to finish, writes the summary and quits; the workers follow. A second signal kills
+    everything at once.
     """
-    summary_path = (Path(opts.summary_json) if opts.summary_json
-                    else Path(tempfile.mkdtemp(prefix="flowsim-")) / "summary.json")
-    summary_path.unlink(missing_ok=True)
-    port = free_port()
-    live_file = str(summary_path.parent / f".{plan.run_id}.live.json") if opts.live_view else None
-    master = locust_command(plan_path=str(write_plan(plan)), summary_json=str(summary_path),
-                            locust_html=opts.locust_html, csv=opts.csv, workers=opts.workers, master_port=port,
-                            prometheus=opts.prometheus, live_file=live_file)
-    # Quiet: nothing on the terminal. Live view: the children's output goes through the view (above its table).
-    out: int | None = subprocess.DEVNULL if opts.quiet else subprocess.PIPE if live_file else None
-    err: int | None = subprocess.STDOUT if live_file and not opts.quiet else out
-    env = {**os.environ, "FLOWSIM_LOG_LEVEL": "warning"} if opts.quiet else None
-    procs: list[subprocess.Popen[bytes]] = []
-    signum: int | None = None
-    with ExitStack() as stack:
-        view = stack.enter_context(LiveView(live_file)) if live_file else None
+
+    def __init__(self, opts: RunOptions) -> None:
+        self.opts = opts
+        self._handoff = Path(tempfile.mkdtemp(prefix="flowsim-"))
+        self.plan_path = self._handoff / "plan.json"
+        self.summary_path = Path(opts.summary_json) if opts.summary_json else self._handoff / "summary.json"
+        self.live_file = str(self._handoff / "live.json") if opts.live_view else None
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self._stack = ExitStack()
+
+    def __enter__(self) -> Fleet:
+        opts = self.opts
+        self.summary_path.unlink(missing_ok=True)
+        port = free_port()
+        master = locust_command(plan_path=str(self.plan_path), summary_json=str(self.summary_path),
+                                locust_html=opts.locust_html, csv=opts.csv, workers=opts.workers, master_port=port,
+                                prometheus=opts.prometheus, live_file=self.live_file)
+        # Quiet: nothing on the terminal. Live view: the children's output goes through the view (above its table).
+        out: int | None = subprocess.DEVNULL if opts.quiet else subprocess.PIPE if self.live_file else None
+        err: int | None = subprocess.STDOUT if self.live_file and not opts.quiet else out
+        env = {**os.environ, "FLOWSIM_LOG_LEVEL": "warning"} if opts.quiet else None
         try:
-            with signals_interrupt():
-                try:
-                    for cmd in [master] + [locust_command(worker=True, master_port=port)] * opts.workers:
-                        procs.append(spawn(cmd, stdout=out, stderr=err, env=env))
-                        if view is not None and procs[-1].stdout is not None:
-                            view.forward(procs[-1].stdout)
-                    procs[0].wait()
-                except Interrupted as first:
-                    signum = first.signum
-                    try:
-                        if procs:
-                            procs[0].send_signal(signal.SIGTERM)  # the master stops everything, writes its summary
-                            procs[0].wait(timeout=_STOP_TIMEOUT_S)
-                    except (Interrupted, subprocess.TimeoutExpired):  # insisted, or the master hangs: kill it all
-                        for p in procs:
-                            p.kill()
+            view = self._stack.enter_context(LiveView(self.live_file)) if self.live_file else None
+            for cmd in [master] + [locust_command(worker=True, master_port=port)] * opts.workers:
+                self.procs.append(spawn(cmd, stdout=out, stderr=err, env=env))
+                if view is not None and self.procs[-1].stdout is not None:
+                    view.forward(self.procs[-1].stdout)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End every process of the fleet (those still running); again: nothing more to do."""
+        try:
+            terminate(self.procs, timeout_s=10)  # workers end with their master; nothing outlives the fleet
         finally:
-            terminate(procs, timeout_s=10)  # workers end with their master; nothing outlives this call
-            if live_file:
-                Path(live_file).unlink(missing_ok=True)
-    if not summary_path.exists():
-        if signum is not None:
-            raise Interrupted(signum)
-        raise FlowsimError(f"Locust ended (exit {procs[0].returncode}) without writing a summary; see its output")
-    return RunSummary.from_dict(json.loads(summary_path.read_text())), signum
+            self._stack.close()
+            shutil.rmtree(self._handoff, ignore_errors=True)
+
+    def run(self, plan: RunPlan) -> tuple[RunSummary, int | None]:
+        """Hand the master ``plan`` (and keep a copy with the ledgers) and wait for the run's summary."""
+        write_plan(plan)
+        tmp = self.plan_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(plan.to_dict()))
+        os.replace(tmp, self.plan_path)  # the master polls for the file: it never reads half of one
+        signum: int | None = None
+        procs = self.procs
+        with signals_interrupt():
+            try:
+                procs[0].wait()
+            except Interrupted as first:
+                signum = first.signum
+                try:
+                    procs[0].send_signal(signal.SIGTERM)  # the master stops everything, writes its summary
+                    procs[0].wait(timeout=_STOP_TIMEOUT_S)
+                except (Interrupted, subprocess.TimeoutExpired):  # insisted, or the master hangs: kill it all
+                    for p in procs:
+                        p.kill()
+        if not self.summary_path.exists():
+            if signum is not None:
+                raise Interrupted(signum)
+            raise FlowsimError(f"Locust ended (exit {procs[0].returncode}) without writing a summary; see its output")
+        return RunSummary.from_dict(json.loads(self.summary_path.read_text())), signum

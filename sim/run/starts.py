@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from sim.run.live import LiveRules
 from sim.run.plan import RunPlan
 from sim.run.prepare import Prepared, prepare_from_options
 
-__all__ = ["add_options", "resolve_plan", "form_options", "current", "next_run"]
+__all__ = ["add_options", "resolve_plan", "form_options", "current", "next_run", "PLAN_WAIT_S"]
 
 
 def add_options(parser: Any) -> None:
@@ -48,10 +49,25 @@ def add_options(parser: Any) -> None:
       help="stop early when failures + 429s exceed this share of launches over 3 s (0: never)")
 
 
+PLAN_WAIT_S = 600.0
+"""How long a master started by ``flowsim run`` waits for its plan (the parent resolves it meanwhile: preflight,
+sizing look-ups). The parent ends it sooner if preflight fails; the kernel, if the parent dies."""
+
+
+def _wait_for(path: Path) -> Path:
+    """``flowsim run`` starts Locust while it resolves the plan, and writes the file (atomically) when it has it."""
+    deadline = time.monotonic() + PLAN_WAIT_S
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise FlowsimError(f"no run plan at {path} after {PLAN_WAIT_S:.0f} s")
+        time.sleep(0.02)
+    return path
+
+
 def resolve_plan(opts: Any) -> tuple[RunPlan, Prepared | None]:
     """The plan from `flowsim run`, or resolved here (preflight included) in plain Locust use."""
     if opts.flowsim_plan:
-        return RunPlan.from_dict(json.loads(Path(opts.flowsim_plan).read_text())), None
+        return RunPlan.from_dict(json.loads(_wait_for(Path(opts.flowsim_plan)).read_text())), None
     return _prepare(opts, run_id=opts.flowsim_run_id,
                     processes=getattr(opts, "expect_workers", 1) if getattr(opts, "master", False) else 1)
 

@@ -27,7 +27,8 @@ from sim.run import webform
 from sim.run.fleet import ProcessRun
 from sim.run.metrics import Snapshot, registry_for
 
-__all__ = ["TAB_KEY", "tab_rows", "install_tab", "install_login", "serve_metrics"]
+__all__ = ["TAB_KEY", "tab_rows", "install_tab", "install_login", "serve_metrics", "View", "check_exposure",
+           "install_views"]
 
 TAB_KEY = "flowsim"
 
