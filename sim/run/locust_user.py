@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 import time
 from typing import Any
@@ -31,7 +30,7 @@ from sim.run.engine import Ticket
 from sim.run.fleet import GIVE_UP_S, STOP_GRACE_S, ProcessRun, Role
 from sim.run.lifecycle import WorkerSide
 from sim.run.plan import RunPlan
-from sim.run.starts import add_options, current, form_options, next_run, resolve_plan
+from sim.run.starts import add_options, current, form_options, halt_on_sigterm, next_run, resolve_plan
 from sim.run.webui import check_exposure, install_views
 
 __all__ = ["FlowUser", "FlowsimShape"]
@@ -100,41 +99,32 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
     if environment.shape_class is not None and not getattr(environment.parsed_options, "headless", True):
         environment.stop_timeout = max(environment.stop_timeout or 0, STOP_GRACE_S)  # STOP never kills a launch
     if environment.shape_class is not None and getattr(environment.parsed_options, "headless", False):
-        # Headless with a load shape, Locust's main blocks on the shape before it installs its SIGTERM
-        # handler: until then SIGTERM would kill this process uncounted. Halt the run instead (the schedule
-        # stops everywhere, in-flight launches finish); the shape then ends the test as after any run, and
-        # the summary is written (INTERRUPTED). Calling runner.quit() here would race Locust's own
-        # shutdown into stopping the users twice.
-        def on_sigterm() -> None:
-            run = current(environment)
-            if run is None:
-                return
-            run.log.warning("run.signal", signal="SIGTERM", action="stopping the run, then counting it")
-            if run.life.signal() == "halt":  # not begun ("end"): the shape ends the test at its next tick
-                gevent.spawn(run.halt)
-
-        gevent.signal_handler(signal.SIGTERM, on_sigterm)
-
+        halt_on_sigterm(environment)
     install_views(environment, lambda: current(environment), first.log)
     if isinstance(runner, MasterRunner):
-        def handler(method: str) -> Any:
-            def handle(environment: Environment, msg: Any, **_: Any) -> None:
-                run = current(environment)
-                if run is not None:
-                    getattr(run, method)(msg.data)
-            return handle
+        _init_master(environment, runner)
 
-        runner.register_message(ACK, handler("on_ack"))
-        runner.register_message(DONE, handler("on_done"))
-        runner.register_message(REFUSED, handler("on_refused"))
-        runner.register_message(FATAL, handler("on_worker_fatal"))
 
-        def on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
-            run = current(environment)  # Locust passes this listener no environment: it closes over this one
+def _init_master(environment: Environment, runner: MasterRunner) -> None:
+    """The master's handlers of its workers' messages: plain methods of the current run (``ProcessRun``)."""
+    def handler(method: str) -> Any:
+        def handle(environment: Environment, msg: Any, **_: Any) -> None:
+            run = current(environment)
             if run is not None:
-                run.on_report(client_id, data)
+                getattr(run, method)(msg.data)
+        return handle
 
-        environment.events.worker_report.add_listener(on_worker_report)
+    runner.register_message(ACK, handler("on_ack"))
+    runner.register_message(DONE, handler("on_done"))
+    runner.register_message(REFUSED, handler("on_refused"))
+    runner.register_message(FATAL, handler("on_worker_fatal"))
+
+    def on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
+        run = current(environment)  # Locust passes this listener no environment: it closes over this one
+        if run is not None:
+            run.on_report(client_id, data)
+
+    environment.events.worker_report.add_listener(on_worker_report)
 
 
 def _init_worker(environment: Environment, runner: WorkerRunner) -> None:

@@ -1,14 +1,18 @@
 """What a START begins, in the Locust master or single process: the plan of the next run — ``flowsim run``'s
 resolved plan (once), or one resolved here from the ``--flowsim-*`` options as typed or as the web UI's form set
-them (only the form's own fields change; ``sim.run.webform``). No locust import: ``locust_user`` calls in."""
+them (only the form's own fields change; ``sim.run.webform``) — and how SIGTERM stops it. No locust import:
+``locust_user`` calls in."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
+
+import gevent
 
 from sim import logs
 from sim.errors import FlowsimError
@@ -18,7 +22,7 @@ from sim.run.live import LiveRules
 from sim.run.plan import RunPlan
 from sim.run.prepare import Prepared, prepare_from_options
 
-__all__ = ["add_options", "resolve_plan", "form_options", "current", "next_run", "PLAN_WAIT_S"]
+__all__ = ["halt_on_sigterm", "add_options", "resolve_plan", "form_options", "current", "next_run", "PLAN_WAIT_S"]
 
 
 def add_options(parser: Any) -> None:
@@ -122,3 +126,19 @@ def next_run(environment: Any, *, role: Role, processes: int) -> ProcessRun | No
     run.options = form_options(opts)
     environment.flowsim = run
     return run
+
+
+def halt_on_sigterm(environment: Any) -> None:
+    """Headless with a load shape, Locust's main blocks on the shape before it installs its SIGTERM handler: until
+    then SIGTERM would kill this process uncounted. Halt the run instead (the schedule stops everywhere, in-flight
+    launches finish); the shape then ends the test as after any run, and the summary is written (INTERRUPTED).
+    Calling runner.quit() here would race Locust's own shutdown into stopping the users twice."""
+    def on_sigterm() -> None:
+        run = current(environment)
+        if run is None:
+            return
+        run.log.warning("run.signal", signal="SIGTERM", action="stopping the run, then counting it")
+        if run.life.signal() == "halt":  # not begun ("end"): the shape ends the test at its next tick
+            gevent.spawn(run.halt)
+
+    gevent.signal_handler(signal.SIGTERM, on_sigterm)
