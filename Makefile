@@ -20,11 +20,11 @@ run: $(BIN)/flowsim-stamp
 ## run the whole test suite (slow end-to-end tests included)
 test: $(BIN)/flowsim-stamp
 	$(BIN)/python -m mypy
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 ## the fast tier: everything that needs no real Locust run (not marked slow); for every change
 test-fast: $(BIN)/flowsim-stamp
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m "not slow"
 
 ## the simulator in the foreground on 127.0.0.1:8080
 serve: $(BIN)/flowsim-stamp

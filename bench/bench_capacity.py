@@ -4,7 +4,7 @@
 
 Starts the simulator with the built-in org whose test workflow has a capacity knee, runs
 `flowsim capacity` against it and prints the answer, its error against the knee, the steps and the
-time it took. ``--smoke``: a few 2 s steps to a 30 % precision (the test suite runs it so that it cannot rot).
+time it took. ``--smoke``: a knee at 10/s, a few 2 s steps to a 30 % precision (the test suite runs it so that it cannot rot).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def main() -> None:
     args = ap.parse_args()
     start = "5"
     if args.smoke:  # few, short steps: that it runs, not how well it finds the knee (tests/test_capacity_*)
-        args.step_duration, args.precision, start = "2s", 0.3, "25"
+        args.knee, args.step_duration, args.precision, start = 10.0, "2s", 0.3, "8"
     org = default_org()
     flows = tuple(dataclasses.replace(f, capacity=Capacity(knee_per_s=args.knee)) if i == 0 else f
                   for i, f in enumerate(org.flows))

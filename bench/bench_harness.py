@@ -111,10 +111,10 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=15)
     ap.add_argument("--users", type=int, default=50)
     ap.add_argument("--smoke", action="store_true",
-                    help="one round of 3 s and one accuracy rate: proves the benchmark runs (the test suite uses it)")
+                    help="one round of 2 s and one accuracy rate: proves the benchmark runs (the test suite uses it)")
     args = ap.parse_args()
     if args.smoke:
-        args.rounds, args.seconds = 1, 3
+        args.rounds, args.seconds = 1, 2
     require("nginx", "taskset")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)

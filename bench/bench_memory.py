@@ -6,7 +6,7 @@ Locust's own FastHttpUser at the same rate (the reference), and of the simulator
 Samples RSS every 5 s, drops the first 60 s (imports, pools, caches warming), fits a line through the
 rest and prints the growth per hour of run and per million launches, and flowsim / reference as a ratio.
 The simulator's growth is its execution store filling up to its bounds (200,000 executions or 256 MiB
-of bodies by default), not a leak: it stops there. ``--smoke``: 12 s at 50/s, sampled every second after 3 s
+of bodies by default), not a leak: it stops there. ``--smoke``: 6 s at 50/s, sampled every second after 2 s
 (the test suite runs it so that the benchmark cannot rot; its figures mean little).
 """
 
@@ -89,9 +89,9 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=200.0)
     ap.add_argument("--smoke", action="store_true", help="one short run (the test suite runs this)")
     args = ap.parse_args()
-    warmup_s, every_s = (3.0, 1.0) if args.smoke else (WARMUP_S, SAMPLE_S)
+    warmup_s, every_s = (2.0, 1.0) if args.smoke else (WARMUP_S, SAMPLE_S)
     if args.smoke:
-        args.seconds, args.rate = 12, 50.0
+        args.seconds, args.rate = 6, 50.0
     rows = [["process", "RSS after warm-up MB", "RSS at end MB", "growth MB/hour", "MB per 1M launches"]]
     growth: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as d:

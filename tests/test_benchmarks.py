@@ -31,6 +31,7 @@ def _needs(*tools: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("heavy")  # loads the CPU or checks timing: one such test at a time
 def test_bench_simulator_smoke_measures_the_harness_ceiling_in_the_same_run() -> None:
     """bench/bench_simulator.py --smoke: simulator and nginx under wrk and the open-loop generator, and one flowsim
     process's ceiling measured beside them (it compared against a constant before)."""
@@ -41,12 +42,14 @@ def test_bench_simulator_smoke_measures_the_harness_ceiling_in_the_same_run() ->
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("heavy")  # loads the CPU or checks timing: one such test at a time
 def test_bench_capacity_smoke_finds_a_knee() -> None:
     out = _smoke("bench_capacity.py").stdout
     assert "found" in out and "steps" in out
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("heavy")  # loads the CPU or checks timing: one such test at a time
 def test_bench_conversations_smoke_runs_flowsim_beside_locusts_users() -> None:
     _needs("taskset")
     out = _smoke("bench_conversations.py").stdout
@@ -54,6 +57,7 @@ def test_bench_conversations_smoke_runs_flowsim_beside_locusts_users() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("heavy")  # loads the CPU or checks timing: one such test at a time
 def test_bench_memory_smoke_samples_both_generators() -> None:
     _needs("taskset")
     out = _smoke("bench_memory.py").stdout
@@ -61,6 +65,7 @@ def test_bench_memory_smoke_samples_both_generators() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("heavy")  # loads the CPU or checks timing: one such test at a time
 def test_bench_startup_smoke_runs_and_prints_its_figures() -> None:
     """bench/bench_startup.py --smoke: one flowsim run and one bare Locust run, both figures printed."""
     r = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_startup.py"), "--smoke"], capture_output=True,
@@ -70,6 +75,7 @@ def test_bench_startup_smoke_runs_and_prints_its_figures() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("heavy")  # loads the CPU or checks timing: one such test at a time
 def test_bench_harness_smoke_runs_against_its_nginx_beside_locusts_users() -> None:
     """bench/bench_harness.py --smoke: flowsim (both transports), HttpUser and FastHttpUser against the loopback
     nginx, and the rate accuracy table (it ended in a traceback on c46245f: the vendor-rules guard refused nginx)."""

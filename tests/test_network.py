@@ -26,6 +26,7 @@ def records(tmp_path: Path, run_id: str, event: str) -> list[dict]:
     return [r for r in read_records(ledger_files(tmp_path / "runs" / run_id)) if r["event"] == event]
 
 
+@pytest.mark.xdist_group("heavy")  # loads the CPU or checks timing: one such test at a time
 @pytest.mark.parametrize("workers", [0, 2])
 def test_100_per_s_through_50_ms_each_way_is_on_time_and_exact(tmp_path: Path, workers: int) -> None:
     """100/s for 15 s through 50 ms each way (tokens fetched through it too): 0 missed, 0 late, every launch

@@ -48,6 +48,7 @@ def test_explicit_numbers_win_with_a_warning_naming_what_is_needed() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("heavy")  # loads the CPU or checks timing: one such test at a time
 def test_smoke_scenario_at_50_per_s_sizes_itself_and_passes(tmp_path: Path) -> None:
     """scenarios/smoke.toml unchanged with --rate 50: no missed starts, no 429s, the sizing printed in the header."""
     with SimulatorThread(default_org()) as sim:
