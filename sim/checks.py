@@ -100,7 +100,9 @@ def analytics_of(plan: Any, rdir: Path, target: Any, *, wait_s: float) -> int:
     from sim.run.prepare import is_flowsim_simulator
     from sim.run.preflight import preflight_client
 
-    kind = "session" if plan.scenario.kind == "conversation" else "launch"
+    from sim.drivers import driver_for
+
+    kind = driver_for(plan.scenario.kind).record_event
     launches = [r for r in read_records(ledger_files(rdir)) if r.get("event") == kind]
     if not launches:
         raise ConfigError(f"the ledger holds no {kind}s", source=str(rdir))
@@ -134,17 +136,23 @@ def analytics_of(plan: Any, rdir: Path, target: Any, *, wait_s: float) -> int:
     finally:
         client.close()
         client.tokens.close()
-    if kind == "session":
-        print(f"bot analytics over {bots.interval} (they have no divisionId: test sessions are kept apart by the "
-              "dedicated test bot's botId)")
-        print(f"  run's bot(s): {bots.run_bot_sessions} sessions, {bots.run_bot_turns} turns"
-              + _split(bots.ledger_sessions, bots.other_runs, bots.unexplained, "sessions")
-              + ("" if bots.caught_up else f" (analytics had not caught up after {bots.waited_s} s)"))
-        print(f"  ledger: {bots.ledger_sessions} sessions started, {bots.ledger_turns} turns")
-        print("  other bots in the interval: "
-              + (", ".join(f"{b}: {n}" for b, n in sorted(bots.other_bots.items())) or "none"))
-        return _verdict(True, bots.caught_up, bots.unexplained,
-                        "SEPARATED: the run's sessions count under its test bot(s) only")
+    return _print_bots(bots) if kind == "session" else _print_flows(result)
+
+
+def _print_bots(bots: Any) -> int:
+    print(f"bot analytics over {bots.interval} (they have no divisionId: test sessions are kept apart by the "
+          "dedicated test bot's botId)")
+    print(f"  run's bot(s): {bots.run_bot_sessions} sessions, {bots.run_bot_turns} turns"
+          + _split(bots.ledger_sessions, bots.other_runs, bots.unexplained, "sessions")
+          + ("" if bots.caught_up else f" (analytics had not caught up after {bots.waited_s} s)"))
+    print(f"  ledger: {bots.ledger_sessions} sessions started, {bots.ledger_turns} turns")
+    print("  other bots in the interval: "
+          + (", ".join(f"{b}: {n}" for b, n in sorted(bots.other_bots.items())) or "none"))
+    return _verdict(True, bots.caught_up, bots.unexplained,
+                    "SEPARATED: the run's sessions count under its test bot(s) only")
+
+
+def _print_flows(result: Any) -> int:
     print(f"analytics over {result.interval}")
     print(f"  run's flows under the test division(s): {result.run_flows_in_test_divisions} executions"
           + _split(result.ledger_accepted, result.other_runs, result.unexplained, "launches")

@@ -123,6 +123,13 @@ def _listen_address(text: str) -> str:
 
 
 def _add_load_commands(sub: Any) -> None:
+    _add_run(sub)
+    _add_validate_and_capacity(sub)
+    _add_compare(sub)
+    _add_checks(sub)
+
+
+def _add_run(sub: Any) -> None:
     r = sub.add_parser("run", help="run a scenario headless with Locust")
     r.add_argument("scenario", nargs="?", default="scenarios/smoke.toml", help="scenario TOML (default smoke)")
     r.add_argument("--target", help="embedded (default), a region such as us_east_1, or a base URL")
@@ -151,6 +158,9 @@ def _add_load_commands(sub: Any) -> None:
     _live_options(r)
     r.set_defaults(func=commands.run)
 
+
+
+def _add_validate_and_capacity(sub: Any) -> None:
     v = sub.add_parser("validate", help="check a scenario and preflight its payloads against the target")
     v.add_argument("scenario", help="scenario TOML")
     v.add_argument("--target", help="embedded (default), a region, or a base URL")
@@ -178,6 +188,9 @@ def _add_load_commands(sub: Any) -> None:
     _live_options(c)
     c.set_defaults(func=commands.capacity)
 
+
+
+def _add_compare(sub: Any) -> None:
     from sim.results.compare import Tolerances
 
     cmp_ = sub.add_parser("compare", help="compare two summaries; exit 1 when B regressed beyond tolerances")
@@ -200,6 +213,9 @@ def _add_load_commands(sub: Any) -> None:
     rep.add_argument("--out", required=True, help="HTML file to write")
     rep.set_defaults(func=commands.report)
 
+
+
+def _add_checks(sub: Any) -> None:
     an = sub.add_parser("analytics", help="check where the platform's analytics counted a run (vs its ledger)")
     an.add_argument("run", help="a run id (under --ledger-dir) or a run directory")
     an.add_argument("--ledger-dir", default="runs", help="where run directories are (default runs)")

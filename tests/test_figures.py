@@ -70,7 +70,7 @@ def test_live_judgement_uses_the_figures_so_far() -> None:
     stats = RunStats()
     for seq in range(30):
         status = 503 if seq % 3 == 0 else 200
-        stats.add({"event": "launch", "intended_at": 100.0 + seq / 10, "sent_at": 100.0, "answered_at": 100.1,
+        stats.add_json({"seq": 0, "event": "launch", "intended_at": 100.0 + seq / 10, "sent_at": 100.0, "answered_at": 100.1,
                    "http_status": status, "attempt_statuses": [status], "attempt_ms": [5.0], "latency_ms": 5.0}, 100.0)
     th = _th({"launch_error_rate": 0.2, "launch_p95_ms": 10, "abort_on_fail": ["launch_error_rate", "launch_p95_ms"]})
     results = {r.name: r for r in judge(figures(stats).observed(), th, th.abort_on_fail)}
@@ -103,17 +103,17 @@ def _mixed_run() -> RunStats:
         due = t0 + seq * 0.05
         statuses = [503, 200] if seq % 10 == 0 else [503, 503, 503] if seq % 25 == 1 else [429, 200] if seq % 40 == 2 \
             else [200]
-        st.add({"event": "launch", "seq": seq, "intended_at": due, "sent_at": due + 0.001,
+        st.add_json({"event": "launch", "seq": seq, "intended_at": due, "sent_at": due + 0.001,
                 "answered_at": due + 0.02 * len(statuses), "http_status": statuses[-1], "attempt_statuses": statuses,
                 "attempts": len(statuses), "attempt_ms": [5.0 + seq % 7] * len(statuses),
                 "latency_ms": 20.0 * len(statuses)}, t0)
         if statuses[-1] == 200 and seq % 3 == 0:
-            st.add({"event": "outcome", "intended_at": due, "answered_at": due + 0.02, "observed_at": due + 1.0,
+            st.add_json({"seq": 0, "event": "outcome", "intended_at": due, "answered_at": due + 0.02, "observed_at": due + 1.0,
                     "flow_status": "INTERRUPTED" if seq == 198 else "FAILED" if seq % 9 == 0 else "COMPLETED",
                     "polls": 2, "poll_429": 0}, t0)
-    st.add({"event": "missed", "intended_at": t0 + 3.0, "count": 4}, t0)
-    st.add({"event": "late", "intended_at": t0 + 4.0}, t0)
-    st.add({"event": "not_sent", "intended_at": t0 + 5.0, "count": 2}, t0)
+    st.add_json({"seq": 0, "event": "missed", "intended_at": t0 + 3.0, "count": 4}, t0)
+    st.add_json({"seq": 0, "event": "late", "intended_at": t0 + 4.0}, t0)
+    st.add_json({"seq": 0, "event": "not_sent", "intended_at": t0 + 5.0, "count": 2}, t0)
     return st
 
 

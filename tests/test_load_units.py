@@ -6,6 +6,7 @@ import io
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -13,6 +14,7 @@ import structlog
 from sim import logs
 from sim.errors import ConfigError
 from sim.load.identity import EXAMPLE_DOMAINS, IdentityFactory, is_fictional_phone
+from sim.load.records import LaunchRecord, OutcomeRecord, SessionOpenRecord, SessionRecord
 from sim.load.ledger import Ledger, ledger_files, replay, summarize
 from sim.load.payload import PayloadBuilder
 from sim.load.scenario import Stage, load_scenario, parse_duration
@@ -109,9 +111,10 @@ def test_ledger_survives_a_torn_line_and_finds_duplicates(tmp_path: Path) -> Non
     """A half-written last line is skipped; duplicate names and unresolved launches are counted."""
     led = Ledger(tmp_path)
     for seq in (0, 1, 1):
-        led.write({"event": "launch", "run_id": "R", "seq": seq, "name": f"p-R-{seq}", "http_status": 200,
-                   "execution_id": f"e{seq}"})
-    led.write({"event": "outcome", "run_id": "R", "name": "p-R-0", "flow_status": "COMPLETED"})
+        led.write(LaunchRecord(run_id="R", seq=seq, name=f"p-R-{seq}", http_status=200, execution_id=f"e{seq}",
+                               intended_at=1.0, sent_at=1.0))
+    led.write(OutcomeRecord(run_id="R", seq=0, name="p-R-0", flow_status="COMPLETED", intended_at=1.0,
+                            answered_at=1.1, observed_at=2.0))
     led.close()
     with open(led.path, "ab") as f:
         f.write(b'{"event": "launch", "na')
@@ -123,15 +126,15 @@ def test_ledger_survives_a_torn_line_and_finds_duplicates(tmp_path: Path) -> Non
 def test_a_session_opened_and_never_closed_counts_as_started_and_lost(tmp_path: Path) -> None:
     """A crash leaves session_open records: replay counts each as a started session that ended "lost"; one that
     closed counts once, by its closing record; ledger summary says how many never closed."""
-    start = {"run_id": "R", "flow_id": "b", "identity_id": "i", "http_status": 200, "error": None, "context_id": None,
-             "attempts": 1, "attempt_statuses": [200], "attempt_ms": [5.0], "intended_at": 100.0, "sent_at": 100.0,
-             "answered_at": 100.005, "latency_ms": 5.0, "worker": "w"}
+    start: dict[str, Any] = {
+        "run_id": "R", "flow_id": "b", "identity_id": "i", "http_status": 200, "attempt_statuses": [200],
+        "attempt_ms": [5.0], "intended_at": 100.0, "sent_at": 100.0, "answered_at": 100.005, "latency_ms": 5.0,
+        "worker": "w"}
     led = Ledger(tmp_path)
     for seq in (0, 1):
-        led.write({**start, "event": "session_open", "seq": seq, "name": f"p-R-{seq}", "session_id": f"s{seq}"})
-    led.write({**start, "event": "session", "seq": 0, "name": "p-R-0", "session_id": "s0", "turns": [],
-               "end": "Exit", "end_reason": "TriggeredByFlow", "output": {}, "expectation_failures": [],
-               "ended_at": 101.0, "billable_sessions": 1})
+        led.write(SessionOpenRecord(**start, seq=seq, name=f"p-R-{seq}", session_id=f"s{seq}"))
+    led.write(SessionRecord(**start, seq=0, name="p-R-0", session_id="s0", end="Exit", end_reason="TriggeredByFlow",
+                            ended_at=101.0, billable_sessions=1))
     led.close()
     stats, duplicates = replay(ledger_files(tmp_path), t0=100.0)
     assert stats.counters["launched"] == 2 == stats.counters["sessions"] and duplicates == 0

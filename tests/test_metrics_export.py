@@ -96,9 +96,9 @@ def test_the_grafana_dashboard_only_queries_metrics_flowsim_serves() -> None:
     from sim.run.metrics import Snapshot, registry_for
 
     stats = RunStats()
-    stats.add({"event": "launch", "intended_at": 1.0, "sent_at": 1.0, "answered_at": 1.1, "http_status": 200,
+    stats.add_json({"seq": 0, "event": "launch", "intended_at": 1.0, "sent_at": 1.0, "answered_at": 1.1, "http_status": 200,
                "attempt_statuses": [200], "attempt_ms": [5.0], "latency_ms": 5.0}, 0.0)
-    stats.add({"event": "outcome", "intended_at": 1.0, "answered_at": 1.1, "observed_at": 2.0,
+    stats.add_json({"seq": 0, "event": "outcome", "intended_at": 1.0, "answered_at": 1.1, "observed_at": 2.0,
                "flow_status": "COMPLETED", "polls": 1}, 0.0)
     snap = Snapshot(run_id="r", scenario="s", target_rate_per_s=1.0, stats=stats, in_flight=0, verdict="RUNNING")
     served = {s.name for fam in registry_for(lambda: snap).collect() for s in fam.samples}
@@ -113,7 +113,7 @@ def test_a_conversation_run_exports_its_bot_figures() -> None:
     from sim.run.metrics import Snapshot, registry_for
 
     stats = RunStats()
-    stats.add({"event": "session", "session_id": "s1", "intended_at": 1.0, "sent_at": 1.0, "answered_at": 1.1,
+    stats.add_json({"seq": 0, "event": "session", "session_id": "s1", "intended_at": 1.0, "sent_at": 1.0, "answered_at": 1.1,
                "http_status": 200, "attempt_statuses": [200], "attempt_ms": [5.0], "latency_ms": 5.0,
                "end": "Exit", "end_reason": "TriggeredByFlow", "ended_at": 3.0, "expectation_failures": [],
                "turns": [{"status": 200, "latency_ms": 40.0, "attempts": 1, "attempt_statuses": [200]}] * 4}, 0.0)

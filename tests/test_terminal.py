@@ -37,13 +37,13 @@ def _stats() -> RunStats:
     st = RunStats()
     for seq in range(100):  # 10/s for 10 s; seq 7 retried after a 429, seq 9 failed for good
         if seq == 7:
-            st.add(_launch(seq, statuses=[429, 200], ms=1004.0), T0)
+            st.add_json(_launch(seq, statuses=[429, 200], ms=1004.0), T0)
         elif seq == 9:
-            st.add(_launch(seq, status=503, statuses=[503, 503, 503], ms=30.0), T0)
+            st.add_json(_launch(seq, status=503, statuses=[503, 503, 503], ms=30.0), T0)
         else:
-            st.add(_launch(seq), T0)
-    st.add({"event": "missed", "intended_at": T0 + 10.05, "count": 2}, T0)
-    st.add({"event": "outcome", "intended_at": T0, "answered_at": T0, "observed_at": T0 + 1, "flow_status": "COMPLETED",
+            st.add_json(_launch(seq), T0)
+    st.add_json({"seq": 0, "event": "missed", "intended_at": T0 + 10.05, "count": 2}, T0)
+    st.add_json({"seq": 0, "event": "outcome", "intended_at": T0, "answered_at": T0, "observed_at": T0 + 1, "flow_status": "COMPLETED",
             "poll_429": 1, "polls": 2}, T0)
     return st
 
@@ -156,7 +156,7 @@ def test_the_view_adds_conversation_rows_for_bot_sessions() -> None:
     rec = {**_launch(0), "event": "session", "session_id": "s1", "end": "Exit", "end_reason": "TriggeredByFlow",
            "ended_at": T0 + 2, "expectation_failures": ["turn 3: next action Exit, expected WaitForInput"],
            "turns": [{"status": 200, "latency_ms": 30.0, "attempts": 1, "attempt_statuses": [200]}] * 5}
-    st.add(rec, T0)
+    st.add_json(rec, T0)
     snap = Snapshot(run_id="r2", scenario="bot", target_rate_per_s=1.0, stats=st, in_flight=0, verdict="RUNNING",
                     section=CONVERSATION.section)
     console = Console(record=True, width=160, color_system=None)

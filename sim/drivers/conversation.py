@@ -13,6 +13,7 @@ from sim.load.client import FlowClient
 from sim.load.conversation import SESSIONS_PATH, TURNS_PER_BILLED_SESSION, Conversation, converse, session_body
 from sim.drivers.sessions import Conversations
 from sim.load.identity import Identity, IdentityFactory
+from sim.load.records import SessionOpenRecord, SessionRecord
 from sim.load.scenario import FlowSpec, Scenario
 from sim.load.stats import RunStats
 
@@ -43,7 +44,7 @@ class ConversationDriver:
         base = {"run_id": ctx.run_id, "seq": seq, "name": body["externalSessionId"], "flow_id": flow.id,
                 "identity_id": identity.id, "intended_at": round(due, 6), "worker": ctx.worker}
 
-        def record(conv: Conversation) -> dict[str, Any]:
+        def start(conv: Conversation) -> dict[str, Any]:
             a = conv.start
             sent = a.sent_at or ctx.now()
             return {**base, "session_id": conv.session_id, "http_status": a.status, "error": a.error,
@@ -54,14 +55,13 @@ class ConversationDriver:
         def started(conv: Conversation) -> None:
             if not conv.start.sent:
                 return
-            opened = {**record(conv), "event": "session_open"}
+            opened = start(conv)
             if conv.session_id:
-                ctx.write(opened)
-            ctx.open_in_flight(seq, lambda now: {
-                **opened, "event": "session", "turns": list(conv.turns), "end": "interrupted",
-                "end_reason": "in flight when the stop's grace ran out", "output": {},
-                "expectation_failures": list(conv.failures), "ended_at": round(now, 6),
-                "billable_sessions": conv.billable_sessions})
+                ctx.write(SessionOpenRecord(**opened))
+            ctx.open_in_flight(seq, lambda now: SessionRecord(
+                **opened, turns=list(conv.turns), end="interrupted", end_reason="in flight when the stop's grace ran out",
+                expectation_failures=list(conv.failures), ended_at=round(now, 6),
+                billable_sessions=conv.billable_sessions))
 
         # Seeded per session: the same seed and seq say the same alternatives.
         rng = random.Random(f"{sc.seed}-{seq}") if sc.seed is not None else random.Random()
@@ -78,11 +78,10 @@ class ConversationDriver:
         if not a.sent:
             ctx.not_sent(a, seq, due)
             return
-        ctx.write({
-            **record(conv), "event": "session", "turns": conv.turns, "end": conv.end, "end_reason": conv.end_reason,
-            "output": conv.output, "expectation_failures": conv.failures,
-            "ended_at": round(conv.ended_at or ctx.now(), 6), "billable_sessions": conv.billable_sessions,
-        })
+        ctx.write(SessionRecord(
+            **start(conv), turns=conv.turns, end=conv.end, end_reason=conv.end_reason, output=conv.output,
+            expectation_failures=conv.failures, ended_at=round(conv.ended_at or ctx.now(), 6),
+            billable_sessions=conv.billable_sessions))
         if a.status == 403 and a.error in PERMISSION_CODES:
             ctx.fatal(f"session start refused: 403 {a.error} — the OAuth client's role needs "
                       "textbots:botFlowSession:execute")

@@ -12,6 +12,7 @@ from sim.drivers.base import PERMISSION_CODES, SizingInputs, Ticket, UnitContext
 from sim.load.client import FlowClient
 from sim.load.identity import Identity, IdentityFactory
 from sim.load.payload import PayloadBuilder
+from sim.load.records import LaunchRecord, OutcomeRecord
 from sim.load.scenario import FlowSpec, Scenario
 from sim.load.stats import RunStats
 
@@ -46,14 +47,13 @@ class WorkflowDriver:
     def run(self, ctx: UnitContext, client: FlowClient, ticket: Ticket, identity: Identity) -> None:
         seq, due = ticket.seq, ticket.due
         body = ctx.builder.build(seq, identity)
-        base = {"event": "launch", "run_id": ctx.run_id, "seq": seq, "name": body["name"], "flow_id": body["flowId"],
+        base = {"run_id": ctx.run_id, "seq": seq, "name": body["name"], "flow_id": body["flowId"],
                 "identity_id": identity.id, "intended_at": round(due, 6), "worker": ctx.worker}
         handed = ctx.now()
-        ctx.open_in_flight(seq, lambda now: {
-            **base, "execution_id": None, "http_status": 0, "error": "unanswered_at_stop",
-            "cause": "still in flight when the stop's grace ran out: it may have run", "context_id": None,
-            "attempts": 1, "attempt_statuses": [0], "attempt_ms": [], "sent_at": round(handed, 6),
-            "answered_at": None, "latency_ms": None, "given_up_at": round(now, 6)})
+        ctx.open_in_flight(seq, lambda now: LaunchRecord(
+            **base, http_status=0, error="unanswered_at_stop",
+            cause="still in flight when the stop's grace ran out: it may have run", attempt_statuses=[0],
+            sent_at=round(handed, 6), given_up_at=round(now, 6)))
         try:
             # The 1 s rule is applied with the token in hand, right before the request is written.
             res = client.launch(body, not_after=due + ctx.max_late_s)
@@ -65,13 +65,11 @@ class WorkflowDriver:
             ctx.not_sent(res, seq, due)
             return
         answered = ctx.now()
-        ctx.write({
-            **base, "execution_id": res.execution_id, "http_status": res.status,
-            "error": res.error, "context_id": res.context_id, "attempts": res.attempts,
-            "attempt_statuses": list(res.statuses), "attempt_ms": list(res.attempt_ms),
-            "sent_at": round(res.sent_at or handed, 6), "answered_at": round(answered, 6),
-            "latency_ms": round(res.elapsed_ms, 3),
-        })
+        ctx.write(LaunchRecord(
+            **base, execution_id=res.execution_id, http_status=res.status, error=res.error, context_id=res.context_id,
+            attempts=res.attempts, attempt_statuses=list(res.statuses), attempt_ms=list(res.attempt_ms),
+            sent_at=round(res.sent_at or handed, 6), answered_at=round(answered, 6),
+            latency_ms=round(res.elapsed_ms, 3)))
         if res.status == 403 and res.error in PERMISSION_CODES:
             ctx.fatal(f"launch refused: 403 {res.error} — the OAuth client's role needs architect:flow:launch")
         if res.execution_id and ctx.scenario.follow:
@@ -81,18 +79,19 @@ class WorkflowDriver:
     def _follow(ctx: UnitContext, client: FlowClient, seq: int, due: float, answered: float, name: str,
                 execution_id: str) -> None:
         sc = ctx.scenario
-        outcome = {"event": "outcome", "run_id": ctx.run_id, "seq": seq, "name": name, "execution_id": execution_id,
-                   "intended_at": round(due, 6), "answered_at": round(answered, 6), "worker": ctx.worker}
-        ctx.open_in_flight(seq, lambda now: {**outcome, "flow_status": "INTERRUPTED", "polls": 0, "poll_429": 0,
-                                             "observed_at": round(now, 6)})
+        outcome: dict[str, Any] = {"run_id": ctx.run_id, "seq": seq, "name": name, "execution_id": execution_id,
+                                   "intended_at": round(due, 6), "answered_at": round(answered, 6),
+                                   "worker": ctx.worker}
+        ctx.open_in_flight(seq, lambda now: OutcomeRecord(**outcome, flow_status="INTERRUPTED",
+                                                          observed_at=round(now, 6)))
         try:
             f = client.follow(execution_id, poll_interval_s=sc.poll_interval_s, timeout_s=sc.follow_timeout_s,
                               stopping=lambda: ctx.stopping)
         finally:
             mine = ctx.close_in_flight(seq)
         if mine:
-            ctx.write({**outcome, "flow_status": f.status, "polls": f.polls, "poll_429": f.rate_limited,
-                       "observed_at": round(ctx.now(), 6)})
+            ctx.write(OutcomeRecord(**outcome, flow_status=f.status, polls=f.polls, poll_429=f.rate_limited,
+                                    observed_at=round(ctx.now(), 6)))
 
     def section(self, stats: RunStats) -> None:
         return None  # a workflow's own figures (flow completion) are every run's: Figures.flow_completion

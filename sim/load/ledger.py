@@ -35,9 +35,10 @@ from typing import Any
 
 import orjson
 
+from sim.load.records import LaunchRecord, Record, SessionOpenRecord, SessionRecord, parse
 from sim.load.stats import RunStats
 
-__all__ = ["Ledger", "read_records", "summarize", "ledger_files", "run_dir", "replay", "LOST_SESSION"]
+__all__ = ["Ledger", "read_records", "summarize", "ledger_files", "run_dir", "replay"]
 
 
 def run_dir(ledger_dir: str | Path, run_id: str) -> Path:
@@ -54,13 +55,13 @@ class Ledger:
         self.lines = 0
         self.dropped = 0
 
-    def write(self, record: dict[str, Any]) -> None:
+    def write(self, record: Record) -> None:
         """Append and flush one record; OSError (disk full, file too large, I/O error) goes to the caller, which
         must stop sending (``sim.run.engine``)."""
         if self._file.closed:  # a request that outlived the stop grace: it is not in the ledger, say how many
             self.dropped += 1
             return
-        self._file.write(orjson.dumps(record) + b"\n")
+        self._file.write(orjson.dumps(record.to_json()) + b"\n")
         self._file.flush()
         self.lines += 1
 
@@ -91,35 +92,31 @@ def read_records(files: list[Path]) -> Iterator[dict[str, Any]]:
                     continue
 
 
-LOST_SESSION = {"event": "session", "turns": [], "end": "lost", "output": {}, "expectation_failures": [],
-                "end_reason": "no closing record: the process that ran it ended first", "billable_sessions": 1}
-"""What a ``session_open`` without its ``session`` counts as: a session started and never seen to end."""
-
-
 def replay(files: list[Path], t0: float) -> tuple[RunStats, int]:
-    """Statistics of a run counted from its ledger files, and how many seqs were launched more than once."""
+    """Statistics of a run counted from its ledger files, and how many seqs were launched more than once. A
+    ``session_open`` that no ``session`` closed counts as a session started and never seen to end (``lost``)."""
     stats = RunStats()
     seen = bytearray()
     duplicates = 0
-    opened: dict[str, dict[str, Any]] = {}
-    for rec in read_records(files):
-        ev = rec.get("event")
-        if ev == "session_open":
-            opened[str(rec["name"])] = rec
+    opened: dict[str, SessionOpenRecord] = {}
+    for data in read_records(files):
+        rec = parse(data)
+        if isinstance(rec, SessionOpenRecord):
+            opened[rec.name] = rec
             continue
-        if ev == "session":
-            opened.pop(str(rec["name"]), None)
-        if ev in ("launch", "session"):
-            seq = int(rec["seq"])
-            byte, bit = divmod(seq, 8)
+        if isinstance(rec, SessionRecord):
+            opened.pop(rec.name, None)
+        if isinstance(rec, (LaunchRecord, SessionRecord)):
+            byte, bit = divmod(rec.seq, 8)
             if byte >= len(seen):
                 seen.extend(bytes(byte + 1 - len(seen) + 1024))
             if seen[byte] >> bit & 1:
                 duplicates += 1
             seen[byte] |= 1 << bit
-        stats.add(rec, t0)
+        if rec is not None:
+            stats.add(rec, t0)
     for rec in opened.values():
-        stats.add({**rec, **LOST_SESSION, "ended_at": rec.get("answered_at")}, t0)
+        stats.add(SessionRecord.lost(rec), t0)
     return stats, duplicates
 
 

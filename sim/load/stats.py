@@ -16,6 +16,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from sim.load.records import LaunchRecord, OutcomeRecord, Record, SessionRecord, UnsentRecord, parse
 from sim.load.series import TimeSeries
 
 __all__ = ["RunStats", "HISTOGRAMS", "Percentiles"]
@@ -63,69 +64,78 @@ class RunStats:
         self.first_send: float = math.inf
         self.last_send: float = 0.0
 
-    def add(self, rec: dict[str, Any], t0: float) -> None:
-        """Count one ledger record (``launch``, ``session``, ``outcome``, ``missed``, ``late``, ``not_sent``; a
-        ``session_open`` counts only through :func:`sim.load.ledger.replay`, when no ``session`` closed it); ``t0`` is launch 0's
-        due time. A ``session`` (a bot conversation) counts as a launch (its start), then its turns."""
-        ev = rec.get("event")
-        c = self.counters
-        if ev == "session":
-            self._session(rec)
-        if ev in ("launch", "session"):
-            sec = _second(rec["intended_at"], t0)
-            status = int(rec["http_status"])
-            statuses = rec.get("attempt_statuses") or [status]
-            c["launched"] += 1
-            c["retries"] += int(rec.get("attempts", 1)) - 1
-            if statuses[0] != 200:
-                c["first_attempt_failed"] += 1
-            self.http_status[str(status)] += 1
-            self.sent(rec["sent_at"])
-            self.series.count(sec, "launched")
-            r429 = statuses.count(429)
-            if r429:
-                c["launch_429"] += r429
-                self.series.count(sec, "r429", r429)
-            if status == 200:
-                c["accepted"] += 1
-            else:
-                self.series.count(sec, "failed")
-                if status == 0:
-                    c["transport_errors"] += 1
-            for ms in rec.get("attempt_ms", ()):
-                self.record_ms("launch_attempt", ms)
-            if status and rec.get("latency_ms") is not None:
-                self.series.latency(sec, rec["latency_ms"])
-                self.record_ms("launch", rec["latency_ms"])
-                self.record_ms("launch_from_intended", (rec["answered_at"] - rec["intended_at"]) * 1000)
-        elif ev == "outcome":
-            sec = _second(rec["intended_at"], t0)
-            self.outcomes[rec["flow_status"]] += 1
-            if rec["flow_status"] != "COMPLETED":
-                self.series.count(sec, "outcome_failed")
-            if rec.get("poll_429"):
-                c["poll_429"] += rec["poll_429"]
-                self.series.count(sec, "r429", rec["poll_429"])
-            c["polls"] += rec.get("polls", 0)
-            self.record_ms("flow_completion", (rec["observed_at"] - rec["answered_at"]) * 1000)
-        elif ev in ("missed", "late"):  # one launch, or ``count`` of them in one second (an aggregate record)
-            n = int(rec.get("count", 1))
-            c["missed_starts" if ev == "missed" else "late"] += n
-            self.series.count(_second(rec["intended_at"], t0), ev, n)
-        elif ev == "not_sent":  # never left: no connection could be made, or no token (``reason``)
-            c["refused"] += int(rec.get("count", 1))
+    def add(self, rec: Record, t0: float) -> None:
+        """Count one ledger record; ``t0`` is launch 0's due time. A ``session`` (a conversation) counts as a
+        launch (its start), then its turns; a ``session_open`` counts only through :func:`sim.load.ledger.replay`,
+        when no ``session`` closed it."""
+        if isinstance(rec, (LaunchRecord, SessionRecord)):
+            if isinstance(rec, SessionRecord):
+                self._session(rec)
+            self._unit(rec, _second(rec.intended_at, t0))
+        elif isinstance(rec, OutcomeRecord):
+            self._outcome(rec, _second(rec.intended_at, t0))
+        elif isinstance(rec, UnsentRecord):
+            if rec.event == "not_sent":  # never left: no connection could be made, or no token (``reason``)
+                self.counters["refused"] += rec.n
+            else:  # one launch, or ``count`` of them in one second (an aggregate record)
+                self.counters["missed_starts" if rec.event == "missed" else "late"] += rec.n
+                self.series.count(_second(rec.intended_at, t0), rec.event, rec.n)
 
-    def _session(self, rec: dict[str, Any]) -> None:
+    def add_json(self, data: dict[str, Any], t0: float) -> None:
+        """Count one ledger line as read from JSON (an unknown event is not counted)."""
+        rec = parse(data)
+        if rec is not None:
+            self.add(rec, t0)
+
+    def _unit(self, rec: LaunchRecord | SessionRecord, sec: int) -> None:
         c = self.counters
-        if not rec.get("session_id"):
+        status = rec.http_status
+        statuses = rec.attempt_statuses or [status]
+        c["launched"] += 1
+        c["retries"] += rec.attempts - 1
+        if statuses[0] != 200:
+            c["first_attempt_failed"] += 1
+        self.http_status[str(status)] += 1
+        self.sent(rec.sent_at)
+        self.series.count(sec, "launched")
+        r429 = statuses.count(429)
+        if r429:
+            c["launch_429"] += r429
+            self.series.count(sec, "r429", r429)
+        if status == 200:
+            c["accepted"] += 1
+        else:
+            self.series.count(sec, "failed")
+            if status == 0:
+                c["transport_errors"] += 1
+        for ms in rec.attempt_ms:
+            self.record_ms("launch_attempt", ms)
+        if status and rec.latency_ms is not None and rec.answered_at is not None:
+            self.series.latency(sec, rec.latency_ms)
+            self.record_ms("launch", rec.latency_ms)
+            self.record_ms("launch_from_intended", (rec.answered_at - rec.intended_at) * 1000)
+
+    def _outcome(self, rec: OutcomeRecord, sec: int) -> None:
+        c = self.counters
+        self.outcomes[rec.flow_status] += 1
+        if rec.flow_status != "COMPLETED":
+            self.series.count(sec, "outcome_failed")
+        if rec.poll_429:
+            c["poll_429"] += rec.poll_429
+            self.series.count(sec, "r429", rec.poll_429)
+        c["polls"] += rec.polls
+        self.record_ms("flow_completion", (rec.observed_at - rec.answered_at) * 1000)
+
+    def _session(self, rec: SessionRecord) -> None:
+        c = self.counters
+        if not rec.session_id:
             return
-        turns = rec.get("turns") or []
+        turns = rec.turns
         c["sessions"] += 1
         c["turns"] += len(turns)
-        c["billable_sessions"] += int(rec.get("billable_sessions", 0))
-        failures = rec.get("expectation_failures") or []
-        c["expectation_failures"] += len(failures)
-        c["sessions_failing_expectations"] += 1 if failures else 0
+        c["billable_sessions"] += rec.billable_sessions
+        c["expectation_failures"] += len(rec.expectation_failures)
+        c["sessions_failing_expectations"] += 1 if rec.expectation_failures else 0
         for t in turns:
             statuses = t.get("attempt_statuses") or []
             c["turn_429"] += statuses.count(429)
@@ -134,10 +144,10 @@ class RunStats:
                 self.record_ms("turn", t["latency_ms"])
             else:
                 c["turn_failed"] += 1
-        end = rec.get("end", "?")
-        self.endings[f"{end}:{rec['end_reason']}" if end in ("Exit", "Disconnect") else end] += 1
-        if rec.get("ended_at") and rec.get("answered_at"):
-            self.record_ms("session", (rec["ended_at"] - rec["answered_at"]) * 1000)
+        end = rec.end
+        self.endings[f"{end}:{rec.end_reason}" if end in ("Exit", "Disconnect") else end] += 1
+        if rec.ended_at and rec.answered_at:
+            self.record_ms("session", (rec.ended_at - rec.answered_at) * 1000)
 
     def flood(self, last_second: int, seconds: int, limit: float) -> str | None:
         """Why to abort: failures + 429s above ``limit`` of launches over the last ``seconds`` (None: fine)."""

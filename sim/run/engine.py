@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Any
 
 import gevent
 import httpx
@@ -25,6 +24,7 @@ from sim.load.client import Attempt, FlowClient, Reporter, TokenManager
 from sim.load.identity import Identity, IdentityFactory
 from sim.load.ledger import Ledger, run_dir
 from sim.load.payload import PayloadBuilder
+from sim.load.records import Record
 from sim.load.stats import RunStats
 from sim.load.transport import GeventTransport
 from sim.logs import get_logger
@@ -96,7 +96,7 @@ class Engine:
         self.stopping = False
         self.log = get_logger(component="engine", worker=worker)
 
-    def _write(self, record: dict[str, Any]) -> None:
+    def _write(self, record: Record) -> None:
         """The ledger line first, then the count from that very line. A line that cannot be written stops
         the run at once: flowsim never sends what it cannot record. What was sent and not recorded is
         counted (``unrecorded``) and shipped with the live stats, so the summary can say so."""
@@ -111,7 +111,7 @@ class Engine:
             else:
                 self.stats.add(record, self.t0)
                 return
-        if record.get("event") == self.driver.record_event:
+        if record.event == self.driver.record_event:
             self.stats.counters["unrecorded"] += 1
 
     # -- pacing ------------------------------------------------------------------------------------
@@ -251,10 +251,10 @@ class Engine:
         self.driver.run(self, client, ticket, identity)
 
     # -- what a driver sees (sim.drivers.UnitContext) ----------------------------------------------
-    def write(self, record: dict[str, Any]) -> None:
+    def write(self, record: Record) -> None:
         self._write(record)
 
-    def open_in_flight(self, seq: int, record: Callable[[float], dict[str, Any]]) -> None:
+    def open_in_flight(self, seq: int, record: Callable[[float], Record]) -> None:
         self._inflight.open(seq, record)
 
     def close_in_flight(self, seq: int) -> bool:

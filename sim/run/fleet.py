@@ -102,23 +102,13 @@ class ProcessRun:
             self.env.runner.stats.log_error(method, name, error)
 
     def end_later(self, delay_s: float) -> None:
-        """The run is complete: end the test in ``delay_s`` (headless: quit; web UI: stop, ready for the next
-        START). With flowsim's load shape running, its end is done here as the shape would do it at its next
-        tick — which comes up to a second later: the shape's greenlet is retired first, so it cannot end the
-        test a second time."""
-        runner = self.runner
+        """The run is complete: end the test. With flowsim's load shape the shape does it at its next tick
+        (headless: quit; web UI: stop, ready for the next START); without it (the UI's shape picker set to
+        Default), here. (Ending it here with the shape running was tried: Locust then stops the users twice.)"""
+        if self.env.shape_class is not None and self.runner.shape_greenlet is not None:
+            return
         headless = bool(getattr(self.env.parsed_options, "headless", True))
-
-        def end() -> None:
-            shape = runner.shape_greenlet
-            if shape is not None:
-                if shape.dead:  # the shape ended the test already
-                    return
-                runner.shape_greenlet, runner.shape_last_tick = None, None
-                shape.kill(block=False)
-            runner.quit() if headless else runner.stop()
-
-        gevent.spawn_later(delay_s, end)
+        gevent.spawn_later(delay_s, self.runner.quit if headless else self.runner.stop)
 
     def stats(self) -> RunStats | None:
         if self.role == "master":
