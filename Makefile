@@ -20,7 +20,7 @@ run: $(BIN)/flowsim-stamp
 ## run the whole test suite (slow end-to-end tests included)
 test: $(BIN)/flowsim-stamp
 	$(BIN)/python -m mypy
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -q -n 3 --dist loadgroup
 
 ## the fast tier: everything that needs no real Locust run (not marked slow); for every change
 test-fast: $(BIN)/flowsim-stamp
