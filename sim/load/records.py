@@ -18,6 +18,9 @@ UNIT_EVENTS = ("launch", "session")
 UNSENT_EVENTS = ("missed", "late", "not_sent")
 
 
+_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 class _Json:
     """One JSON round trip: the event first, then the fields in order; optional (None) extras left out."""
 
@@ -25,14 +28,17 @@ class _Json:
     OPTIONAL: ClassVar[frozenset[str]] = frozenset()
 
     def to_json(self) -> dict[str, Any]:
+        names = _NAMES.get(type(self))
+        if names is None:  # once per class: the fields in order, the event first
+            names = _NAMES[type(self)] = tuple(f.name for f in dataclasses.fields(self)  # type: ignore[arg-type]
+                                               if f.name != "event")
         out: dict[str, Any] = {"event": self.event}
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            if f.name == "event":
+        optional = self.OPTIONAL
+        for name in names:
+            value = getattr(self, name)
+            if value is None and name in optional:
                 continue
-            value = getattr(self, f.name)
-            if value is None and f.name in self.OPTIONAL:
-                continue
-            out[f.name] = value
+            out[name] = value
         return out
 
     @classmethod
