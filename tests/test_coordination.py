@@ -11,9 +11,8 @@ import pytest
 
 from sim.load.scenario import Stage
 from sim.load.schedule import Schedule
-from sim.run.coordination import (
-    GRANT, START, Epoch, Grant, MasterCoordinator, Pacer, Partition, Send, WorkerLease,
-)
+from sim.run.coordination import GRANT, START, Epoch, Grant, MasterCoordinator, Partition, Send
+from sim.run.pacer import Pacer, WorkerLease
 
 T = 1_800_000_000.0  # the fake clock's epoch seconds at the start
 

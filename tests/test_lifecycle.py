@@ -13,7 +13,8 @@ import pytest
 
 from sim.load.overrides import constant_rate
 from sim.load.scenario import Target, load_scenario
-from sim.run.coordination import ACK, REFUSED, START, STOP, Grant, MasterCoordinator, WorkerLease
+from sim.run.coordination import ACK, REFUSED, START, STOP, Grant, MasterCoordinator
+from sim.run.pacer import WorkerLease
 from sim.run.lifecycle import Lifecycle, WorkerSide
 from sim.run.plan import FlowPlan, RunPlan
 

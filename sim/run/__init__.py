@@ -5,7 +5,8 @@ per-process engine, the Locust adapter (``locust_user``, the only module that im
 """
 
 from sim.run.capacity import SLO, search
-from sim.run.coordination import Grant, MasterCoordinator, Pacer, WorkerLease
+from sim.run.coordination import Grant, MasterCoordinator
+from sim.run.pacer import Pacer, WorkerLease
 from sim.run.plan import RunPlan, credentials
 from sim.run.prepare import Prepared
 from sim.run.runner import RunOptions, run_locust

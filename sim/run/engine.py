@@ -3,7 +3,7 @@ free users, runs each (identity → tag → launch → ledger → follow), and c
 
 Open model: launches are due at fixed instants whatever the responses do. A launch due while
 every user is busy is a **missed start** (counted, written to the ledger, never sent late). Which
-seqs this process owns, and whether its lease covers them, is the :class:`~sim.run.coordination.Pacer`'s
+seqs this process owns, and whether its lease covers them, is the :class:`~sim.run.pacer.Pacer`'s
 call. Every count comes from the ledger record written for it (``RunStats.add``). Runs under
 gevent (inside Locust) but does not import locust; ``sim.run.locust_user`` wires it in.
 """
@@ -28,7 +28,8 @@ from sim.load.records import Record
 from sim.load.stats import RunStats
 from sim.load.transport import GeventTransport
 from sim.logs import get_logger
-from sim.run.coordination import MAX_LATE_S, Grant, Pacer, WorkerLease
+from sim.run.coordination import Grant
+from sim.run.pacer import MAX_LATE_S, Pacer, WorkerLease
 from sim.run.plan import RunPlan, credentials
 from sim.run.records import InFlight, Unsent
 

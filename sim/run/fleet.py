@@ -21,7 +21,8 @@ from sim.errors import FlowsimError
 from sim.load.stats import RunStats
 from sim.drivers import driver_for
 from sim.results.summary import RunSummary
-from sim.run.coordination import DONE, FATAL, MasterCoordinator, Send, WorkerLease
+from sim.run.coordination import DONE, FATAL, MasterCoordinator, Send
+from sim.run.pacer import WorkerLease
 from sim.run.engine import Engine, gevent_transport
 from sim.run.lifecycle import Lifecycle
 from sim.run.metrics import Snapshot

@@ -22,7 +22,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
-from sim.run.coordination import ACK, REFUSED, Grant, WorkerLease
+from sim.run.coordination import ACK, REFUSED, Grant
+from sim.run.pacer import WorkerLease
 from sim.run.plan import PlanMismatch, RunPlan
 
 __all__ = ["Phase", "Lifecycle", "WorkerSide", "WorkerEngine"]

@@ -25,7 +25,8 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from sim import logs
 from sim.errors import FlowsimError
-from sim.run.coordination import ACK, DONE, FATAL, GRANT, REFUSED, START, STOP, WorkerLease
+from sim.run.coordination import ACK, DONE, FATAL, GRANT, REFUSED, START, STOP
+from sim.run.pacer import WorkerLease
 from sim.run.engine import Ticket
 from sim.run.fleet import GIVE_UP_S, STOP_GRACE_S, ProcessRun, Role
 from sim.run.lifecycle import WorkerSide
