@@ -1,6 +1,7 @@
 """After a run: does the world agree with its ledger? ``flowsim ledger summary`` (the ledger reconciled, and with
 a simulator's URL against what it received) and ``flowsim analytics`` (where the platform's aggregates counted the
-run, against its ledger and other runs' ledgers). Handlers called by ``sim.cli``; never imports locust."""
+run, against its ledger and other runs' ledgers); and what summaries say: ``flowsim compare`` (has B regressed?)
+and ``flowsim report`` (a summary's HTML). Handlers called by ``sim.cli``; never imports locust."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,8 @@ import httpx
 from sim._files import read_bounded
 from sim.errors import EXIT_USAGE, ConfigError
 
-__all__ = ["ledger_summary", "analytics", "analytics_of"]
+__all__ = ["ledger_summary", "analytics", "analytics_of", "compare", "report", "write_html",
+           "MAX_SUMMARY_BYTES"]
 
 
 def ledger_summary(args: argparse.Namespace) -> int:
@@ -224,3 +227,65 @@ def analytics(args: argparse.Namespace) -> int:
                           "pass its URL with --target", field="--target")
     print(f"run {plan.run_id}")
     return analytics_of(plan, rdir, resolve_target(args.target) if args.target else plan.target, wait_s=args.wait)
+
+
+MAX_SUMMARY_BYTES = 64 << 20
+"""A summary JSON larger than this is no flowsim summary (compare and report refuse it in one line)."""
+
+
+def write_html(path: str | None, render: Callable[[], str]) -> None:
+    """Render (matplotlib: ~1 s) and write the report only when one was asked for."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(render(), encoding="utf-8")
+        print(f"report: {path}", file=sys.stderr)
+
+
+def _load_json(path: str) -> Any:
+    from sim.results.summary import load_summary
+
+    try:
+        data = json.loads(read_bounded(path, what="a summary JSON file", max_bytes=MAX_SUMMARY_BYTES))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"not JSON: {exc}", source=path) from None
+    if not isinstance(data, dict):
+        raise ConfigError("not a flowsim run or capacity summary (--summary-json)", source=path)
+    return load_summary(data, source=path)
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4g}"
+
+
+def compare(args: argparse.Namespace) -> int:
+    from sim.results.compare import Tolerances, compare, describe
+
+    a, b = _load_json(args.a), _load_json(args.b)
+    tol = Tolerances(latency_rel=args.latency_rel, latency_abs_ms=args.latency_abs_ms,
+                     error_rate_abs=args.error_rate_abs, rate_rel=args.rate_rel)
+    rows = compare(a, b, tol)
+    print(f"A  {args.a}: {describe(a)}")
+    print(f"B  {args.b}: {describe(b)}")
+    print(f"tolerances: latency +{tol.latency_rel:.0%} and +{tol.latency_abs_ms:g} ms, error rates "
+          f"+{tol.error_rate_abs * 100:g} points, rates -{tol.rate_rel:.0%}")
+    print(f"{'metric':<26}{'A':>14}{'B':>14}{'change':>10}")
+    for r in rows:
+        ch = "" if r["change"] is None else f"{r['change']:+.1%}"
+        note = r["note"]
+        print(f"{r['metric']:<26}{_fmt(r['a']):>14}{_fmt(r['b']):>14}{ch:>10}  "
+              f"{'REGRESSED' if r['regressed'] else 'ok':<9}  {note}".rstrip())
+    bad = [r["metric"] for r in rows if r["regressed"]]
+    print(f"regression in: {', '.join(bad)}" if bad else "no regression beyond tolerances")
+    return 1 if bad else 0
+
+
+def report(args: argparse.Namespace) -> int:
+    from sim.results.report import capacity_report, run_report
+    from sim.results.summary import CapacityResult
+
+    from sim._files import check_output
+
+    data = _load_json(args.summary)
+    check_output(args.out, what="--out (the HTML report)")
+    write_html(args.out, lambda: capacity_report(data) if isinstance(data, CapacityResult) else run_report(data))
+    return 0

@@ -12,21 +12,18 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sim._files import read_bounded
-from sim.checks import analytics, analytics_of, ledger_summary
+from sim.checks import analytics, analytics_of, compare, ledger_summary, report, write_html
 from sim.errors import EXIT_USAGE, ConfigError, FlowsimError
 from sim.load.overrides import check_load, constant_rate, scenario_for_run
 from sim.load.scenario import Scenario, load_scenario, parse_duration
 
 __all__ = ["serve", "validate", "run", "capacity", "compare", "report", "ledger_summary", "analytics", "EXIT_OK",
-           "MAX_SUMMARY_BYTES", "live_view"]
+           "live_view"]
 
 EXIT_OK = 0
-MAX_SUMMARY_BYTES = 64 << 20
 """A summary holds one row per second of the run: 64 MiB is days of rows; anything larger is not a summary."""
 
 
@@ -113,14 +110,6 @@ def _prepare(sc: Scenario, args: argparse.Namespace, *, capacity_max_rate: float
         prepared.close()
         raise ConfigError("preflight failed: no load was sent", source=sc.source)
     return prepared
-
-
-def _write_html(path: str | None, render: Callable[[], str]) -> None:
-    """Render (matplotlib: ~1 s) and write the report only when one was asked for."""
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(render(), encoding="utf-8")
-        print(f"report: {path}", file=sys.stderr)
 
 
 def validate(args: argparse.Namespace) -> int:
@@ -217,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 print(f"flowsim: platform analytics lag behind: check them in a few minutes with "
                       f"`flowsim analytics {plan.run_id}`", file=sys.stderr)
-    _write_html(args.html, lambda: run_report(summary))
+    write_html(args.html, lambda: run_report(summary))
     if args.junit or args.csv_series:
         from sim.results.export import junit_xml, series_csv
 
@@ -274,55 +263,5 @@ def capacity(args: argparse.Namespace) -> int:
     if args.summary_json:
         Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.summary_json).write_text(json.dumps(result.to_dict(), indent=2))
-    _write_html(args.html, lambda: capacity_report(result))
+    write_html(args.html, lambda: capacity_report(result))
     return 0 if result.passed else 1
-
-
-def _load_json(path: str) -> Any:
-    from sim.results.summary import load_summary
-
-    try:
-        data = json.loads(read_bounded(path, what="a summary JSON file", max_bytes=MAX_SUMMARY_BYTES))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"not JSON: {exc}", source=path) from None
-    if not isinstance(data, dict):
-        raise ConfigError("not a flowsim run or capacity summary (--summary-json)", source=path)
-    return load_summary(data, source=path)
-
-
-def _fmt(v: float | None) -> str:
-    return "-" if v is None else f"{v:.4g}"
-
-
-def compare(args: argparse.Namespace) -> int:
-    from sim.results.compare import Tolerances, compare, describe
-
-    a, b = _load_json(args.a), _load_json(args.b)
-    tol = Tolerances(latency_rel=args.latency_rel, latency_abs_ms=args.latency_abs_ms,
-                     error_rate_abs=args.error_rate_abs, rate_rel=args.rate_rel)
-    rows = compare(a, b, tol)
-    print(f"A  {args.a}: {describe(a)}")
-    print(f"B  {args.b}: {describe(b)}")
-    print(f"tolerances: latency +{tol.latency_rel:.0%} and +{tol.latency_abs_ms:g} ms, error rates "
-          f"+{tol.error_rate_abs * 100:g} points, rates -{tol.rate_rel:.0%}")
-    print(f"{'metric':<26}{'A':>14}{'B':>14}{'change':>10}")
-    for r in rows:
-        ch = "" if r["change"] is None else f"{r['change']:+.1%}"
-        note = r["note"]
-        print(f"{r['metric']:<26}{_fmt(r['a']):>14}{_fmt(r['b']):>14}{ch:>10}  "
-              f"{'REGRESSED' if r['regressed'] else 'ok':<9}  {note}".rstrip())
-    bad = [r["metric"] for r in rows if r["regressed"]]
-    print(f"regression in: {', '.join(bad)}" if bad else "no regression beyond tolerances")
-    return 1 if bad else 0
-
-
-def report(args: argparse.Namespace) -> int:
-    from sim.results.report import capacity_report, run_report
-    from sim.results.summary import CapacityResult
-
-    from sim._files import check_output
-
-    data = _load_json(args.summary)
-    check_output(args.out, what="--out (the HTML report)")
-    _write_html(args.out, lambda: capacity_report(data) if isinstance(data, CapacityResult) else run_report(data))
-    return 0
