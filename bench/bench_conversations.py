@@ -91,10 +91,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=15)
     ap.add_argument("--users", type=int, default=50)
-    ap.add_argument("--smoke", action="store_true", help="one round of 3 s (the test suite runs this)")
+    ap.add_argument("--smoke", action="store_true", help="one round of 2 s (the test suite runs this)")
     args = ap.parse_args()
     if args.smoke:
-        args.rounds, args.seconds = 1, 3
+        args.rounds, args.seconds = 1, 2
     require("taskset")
     keys = ("flowsim sessions", "flowsim turns", "HttpUser sessions", "HttpUser turns", "FastHttpUser sessions",
             "FastHttpUser turns", "flowsim launches")

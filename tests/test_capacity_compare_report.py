@@ -73,10 +73,11 @@ def test_search_stops_at_first_failure_when_start_fails() -> None:
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("heavy")  # loads the CPU or checks timing: one such test at a time
-@pytest.mark.parametrize(("workers", "knee"), [(0, 40), (2, 30)])
+@pytest.mark.parametrize(("workers", "knee"), [(2, 30)])
 def test_capacity_finds_the_simulated_knee_within_10_percent(tmp_path: Path, workers: int, knee: int) -> None:
-    """`flowsim capacity` against a flow with a knee reports a sustainable rate within 10 % of it, one process
-    or a master with workers; no passing step sent less than 95 % of its rate. (A 10 % precision brackets the knee
+    """`flowsim capacity` against a flow with a knee reports a sustainable rate within 10 % of it, with a master
+    and workers (one process: bench/bench_capacity.py --smoke in tests/test_benchmarks.py); no passing step sent
+    less than 95 % of its rate. (A 10 % precision brackets the knee
     between a passing and a failing step at most 10 % apart: the answer is within 10 % by construction, in ~5
     steps from 0.8 x the knee; 2 s steps are ~60 launches at 30/s, and 30 % of them fail past the knee.)"""
     scenario = write_scenario(tmp_path, rate=1, duration="1s", tokens=12, concurrency=100)
@@ -101,7 +102,9 @@ def test_capacity_finds_the_simulated_knee_within_10_percent(tmp_path: Path, wor
 @pytest.mark.slow
 @pytest.mark.xdist_group("heavy")  # loads the CPU or checks timing: one such test at a time
 def test_compare_passes_on_noise_and_fails_on_a_real_regression(tmp_path: Path) -> None:
-    """Two runs of the same build compare clean; a run with 60 ms more latency is flagged, exit 1."""
+    """Two runs of the same build compare clean; a run with 60 ms more latency is flagged, exit 1. (The absolute
+    tolerance is 25 ms here: on a shared 2-core box running other tests, a p99 of 80 launches moves by ~10 ms
+    between identical runs; the regression is +60 ms at the median.)"""
     summaries = []
     for i, faults in enumerate((Faults(), Faults(), Faults(latency=Latency(median_ms=60, p99_ms=80)))):
         d = tmp_path / f"r{i}"
@@ -112,8 +115,8 @@ def test_compare_passes_on_noise_and_fails_on_a_real_regression(tmp_path: Path) 
         summaries.append(d / "summary.json")
 
     def cmp(a: Path, b: Path) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "sim.cli", "compare", str(a), str(b)], capture_output=True,
-                              text=True, timeout=60)
+        return subprocess.run([sys.executable, "-m", "sim.cli", "compare", str(a), str(b), "--latency-abs-ms", "25"],
+                              capture_output=True, text=True, timeout=60)
 
     noise = cmp(summaries[0], summaries[1])
     assert noise.returncode == 0, noise.stdout

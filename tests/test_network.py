@@ -29,23 +29,23 @@ def records(tmp_path: Path, run_id: str, event: str) -> list[dict]:
 @pytest.mark.xdist_group("heavy")  # loads the CPU or checks timing: one such test at a time
 @pytest.mark.parametrize("workers", [0, 2])
 def test_100_per_s_through_50_ms_each_way_is_on_time_and_exact(tmp_path: Path, workers: int) -> None:
-    """100/s for 15 s through 50 ms each way (tokens fetched through it too): 0 missed, 0 late, every launch
+    """100/s for 10 s through 50 ms each way (tokens fetched through it too): 0 missed, 0 late, every launch
     once, ledger = summary = simulator, and the ledger's sent_at within 50 ms of when the relay saw the request
     (99 %; every one within 100 ms), never after it."""
     scenario = write_scenario(tmp_path, rate=2, duration="30s", tokens=40, concurrency=100)
     sim = EmbeddedSimulator()  # its own process: the relay in this one should not share a GIL with it
     try:
         with relay(int(sim.url.rsplit(":", 1)[1]), delay_s=0.05) as net:
-            code, s, out = flowsim_run(scenario, tmp_path, net.url, "--rate", "100", "--duration", "15s",
+            code, s, out = flowsim_run(scenario, tmp_path, net.url, "--rate", "100", "--duration", "10s",
                                        "--workers", str(workers))
             assert code == 0, out[-3000:]
             received = sim_records(sim.url, s["run_id"])
     finally:
         sim.stop()
     ledger = records(tmp_path, s["run_id"], "launch")
-    assert s["scheduled"] == 1500 == s["launched"] == len(ledger) == len(received), out[-3000:]
+    assert s["scheduled"] == 1000 == s["launched"] == len(ledger) == len(received), out[-3000:]
     assert s["missed_starts"] == 0 and s["late"] == 0 and s["not_sent"] == 0 and s["duplicate_launches"] == 0
-    assert sorted(r["seq"] for r in ledger) == list(range(1500))
+    assert sorted(r["seq"] for r in ledger) == list(range(1000))
     # The harness's own clock: nothing went out more than 1 s after it was due.
     assert max(r["sent_at"] - r["intended_at"] for r in ledger) <= 1.0
     # The wire's clock: the relay saw every launch, within 50 ms of the ledger's sent_at.
