@@ -49,7 +49,6 @@ GIVE_UP_S = STOP_GRACE_S - 1.5
 worker's records and final stats then reach the master within its grace."""
 
 Role = Literal["master", "worker", "local"]
-_STATE_MISSING = "missing"  # locust.runners.STATE_MISSING: a worker that stopped sending heartbeats
 
 
 class ProcessRun:
@@ -131,7 +130,7 @@ class ProcessRun:
             self.life.start(t0)
             self.log.info("run.started", run_id=plan.run_id, workers=len(self.coord.members),
                           scheduled=plan.schedule.total)
-            gevent.spawn(self.coordinate)
+            gevent.spawn(watch.coordinate, self)
         else:
             me = f"local-{os.getpid()}"
             engine = self.new_engine(plan, WorkerLease.whole(me, plan.schedule.total), me)
@@ -196,28 +195,7 @@ class ProcessRun:
     # -- master ---------------------------------------------------------------------------------------
     def live_workers(self, *, with_users: bool) -> list[str]:
         nodes = sorted(self.runner.clients.values(), key=lambda n: self.runner.get_worker_index(n.id))
-        return [n.id for n in nodes if n.state != _STATE_MISSING and (n.user_count > 0 or not with_users)]
-
-    def coordinate(self) -> None:
-        """The master's loop: invitations, Locust's missing workers, re-splits and renewals, the end."""
-        coord = self.coord
-        assert coord is not None
-        while not self.complete:
-            gevent.sleep(0.25)
-            now = time.time()
-            for wid, node in list(self.runner.clients.items()):
-                if node.state == _STATE_MISSING:
-                    coord.missing(wid)
-            # A newcomer is invited once Locust has given it users: before that, every launch would be missed.
-            self.send(coord.connected(now, self.live_workers(with_users=True)))
-            before = coord.members
-            self.send(coord.tick(now))
-            if coord.members != before:
-                self.log.warning("workers.changed", members=len(coord.members), lost=coord.lost,
-                                 from_seq=coord.epochs[-1].from_seq)
-            if coord.finished(now) and self.life.schedule_done():
-                self.log.info("run.schedule_complete", workers=len(coord.members))
-                self.end_later(0.5)
+        return [n.id for n in nodes if n.state != watch.STATE_MISSING and (n.user_count > 0 or not with_users)]
 
     # -- both -----------------------------------------------------------------------------------------
     def snapshot(self) -> Snapshot | None:

@@ -1,5 +1,6 @@
 """The loops that watch a running run in the master (or single process), as greenlets: the progress line (or,
-under ``flowsim run`` on a terminal, the live view's figures file) and the abort guard. Both read the run's
+under ``flowsim run`` on a terminal, the live view's figures file), the abort guard, and the master's
+coordination loop (invitations, lost workers, re-splits, renewals, the end). Both read the run's
 snapshot, whose :class:`~sim.load.figures.Figures` every view shares."""
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from sim.run.terminal import figures, write_figures
 if TYPE_CHECKING:
     from sim.run.fleet import ProcessRun
 
-__all__ = ["progress", "guard", "progress_fields"]
+__all__ = ["progress", "guard", "progress_fields", "coordinate", "STATE_MISSING"]
+
+STATE_MISSING = "missing"  # locust.runners.STATE_MISSING: a worker that stopped sending heartbeats
 
 
 def progress_fields(snap: Snapshot, *, elapsed_s: float, target_rate_per_s: float) -> dict[str, Any]:
@@ -69,3 +72,25 @@ def guard(run: ProcessRun, limit: float | None, th: Thresholds) -> None:
         if reason:
             run.abort(reason)
             return
+
+
+def coordinate(run: ProcessRun) -> None:
+    """The master's loop: invitations, Locust's missing workers, re-splits and renewals, the end."""
+    coord = run.coord
+    assert coord is not None
+    while not run.complete:
+        gevent.sleep(0.25)
+        now = time.time()
+        for wid, node in list(run.runner.clients.items()):
+            if node.state == STATE_MISSING:
+                coord.missing(wid)
+        # A newcomer is invited once Locust has given it users: before that, every launch would be missed.
+        run.send(coord.connected(now, run.live_workers(with_users=True)))
+        before = coord.members
+        run.send(coord.tick(now))
+        if coord.members != before:
+            run.log.warning("workers.changed", members=len(coord.members), lost=coord.lost,
+                            from_seq=coord.epochs[-1].from_seq)
+        if coord.finished(now) and run.life.schedule_done():
+            run.log.info("run.schedule_complete", workers=len(coord.members))
+            run.end_later(0.5)
