@@ -166,7 +166,19 @@ def _placeholders(value: Any, r: TableReader, key: str) -> list[str]:
 def _parse(data: dict[str, Any], source: str) -> Scenario:
     root = TableReader(data, source, "")
     root.check_keys({"scenario", "flows", "stages", "thresholds", "live"})
-    s = TableReader(data.get("scenario", {}), source, "scenario")
+    kw = _settings(TableReader(data.get("scenario", {}), source, "scenario"), source)
+    flows = _flows(data, source, conversation=kw.get("kind", "workflow") == "conversation")
+    stages = _stages(data, source)
+    thresholds = read_thresholds(TableReader(data.get("thresholds", {}), source, "thresholds"))
+    live = TableReader(data.get("live", {}), source, "live")
+    live.check_keys({"approval"})
+    approval = live.get("approval", str, None) or None
+    return Scenario(name=str(kw.pop("name", Path(source).stem)), source=source, flows=flows,
+                    stages=stages, thresholds=thresholds, approval=approval, **kw)
+
+
+def _settings(s: TableReader, source: str) -> dict[str, Any]:
+    """The [scenario] table's settings, checked (the Scenario's keyword arguments)."""
     fields = {f.name for f in dataclasses.fields(Scenario)} - {"source", "flows", "stages", "thresholds", "approval"}
     s.check_keys(fields)
     kw: dict[str, Any] = {}
@@ -190,7 +202,8 @@ def _parse(data: dict[str, Any], source: str) -> Scenario:
     if "max_retries" in kw and kw["max_retries"] < 0:
         raise s.fail("max_retries", "must be >= 0")
     s.get("identity_per", str, "execution", choices=("execution", "user"))
-    conversation = s.get("kind", str, "workflow", choices=KINDS) == "conversation"
+    s.get("kind", str, "workflow", choices=KINDS)
+    conversation = kw.get("kind", "workflow") == "conversation"
     if kw.get("think_time_s", 0.0) < 0:
         raise s.fail("think_time_s", "must be >= 0 (seconds)")
     if kw.get("max_turns", 1) < 1:
@@ -217,7 +230,10 @@ def _parse(data: dict[str, Any], source: str) -> Scenario:
         kw["ca_bundle"] = str(bundle)
     if "tag_prefix" in kw and not re.fullmatch(r"[A-Za-z0-9_.]{1,32}", kw["tag_prefix"]):
         raise s.fail("tag_prefix", "must be 1-32 letters, digits, '_' or '.' (it starts every execution name)")
+    return kw
 
+
+def _flows(data: dict[str, Any], source: str, *, conversation: bool) -> tuple[FlowSpec, ...]:
     flows = []
     raw_flows = data.get("flows", [])
     if not isinstance(raw_flows, list) or not raw_flows:
@@ -246,7 +262,10 @@ def _parse(data: dict[str, Any], source: str) -> Scenario:
                               input=dict(inputs), run_id_input=r.get("run_id_input", str, "Flow.loadTestRunId") or None,
                               turns=turns, channel=r.get("channel", str, "Messaging", choices=CHANNELS),
                               user_agent=r.get("user_agent", str, "Open", choices=USER_AGENTS), language=r.get("language", str, None)))
+    return tuple(flows)
 
+
+def _stages(data: dict[str, Any], source: str) -> tuple[Stage, ...]:
     stages = []
     raw_stages = data.get("stages", [])
     if not isinstance(raw_stages, list) or not raw_stages:
@@ -265,13 +284,7 @@ def _parse(data: dict[str, Any], source: str) -> Scenario:
         stages.append(Stage(duration_s=dur, rate_per_s=rate, ramp=r.get("ramp", bool, False)))
     if all(st.rate_per_s == 0 for st in stages):
         raise ConfigError("every stage has rate 0: nothing would be launched", source=source, field="stages")
-
-    thresholds = read_thresholds(TableReader(data.get("thresholds", {}), source, "thresholds"))
-    live = TableReader(data.get("live", {}), source, "live")
-    live.check_keys({"approval"})
-    approval = live.get("approval", str, None) or None
-    return Scenario(name=str(kw.pop("name", Path(source).stem)), source=source, flows=tuple(flows),
-                    stages=tuple(stages), thresholds=thresholds, approval=approval, **kw)
+    return tuple(stages)
 
 
 def load_scenario(path: str | Path) -> Scenario:
