@@ -73,6 +73,43 @@ class LaunchResult(Attempt):
     execution_id: str | None = None
 
 
+def _unsent(why: str, *, cause: str | None = None, error: str | None = None) -> Attempt:
+    """A request that never left (``Attempt.unsent``): nothing can have run."""
+    return Attempt(status=0, body=None, attempts=0, retries=0, first_status=0, elapsed_ms=0.0, error=error or why,
+                   cause=cause, unsent=why)
+
+
+@dataclass(slots=True)
+class _Tries:
+    """One request's bookkeeping across its attempts."""
+
+    start: float
+    """perf_counter at the first send (end-to-end latency is measured from it)."""
+    attempts: int = 0
+    retries: int = 0
+    first_status: int | None = None
+    sent_at: float | None = None
+    statuses: list[int] = field(default_factory=list)
+    attempt_ms: list[float] = field(default_factory=list)
+    auth_retried: bool = False
+    cause: str | None = None
+
+    def result(self, *, status: int, body: Any = None, error: str | None = None, cause: str | None = None,
+               context_id: str | None = None) -> Attempt:
+        return Attempt(status=status, body=body, attempts=self.attempts, retries=self.retries,
+                       first_status=self.first_status or 0, elapsed_ms=(time.perf_counter() - self.start) * 1000,
+                       error=error, context_id=context_id, statuses=tuple(self.statuses), cause=cause,
+                       attempt_ms=tuple(self.attempt_ms), sent_at=self.sent_at)
+
+
+@dataclass(frozen=True, slots=True)
+class _Again:
+    """Try once more: on ``token`` (None: the pool's next), after ``wait_s``."""
+
+    token: str | None
+    wait_s: float = 0.0
+
+
 @dataclass(frozen=True, slots=True)
 class FollowResult:
     """How following an execution ended: its terminal status (or TIMEOUT / UNKNOWN), polls, 429s seen."""
@@ -128,95 +165,93 @@ class FlowClient:
         """Send with retries. ``not_after`` (epoch s): the first attempt is not sent later than this; a request
         that could only go later comes back ``unsent="late"``. The check is made with the token in hand, right
         before the request is written, and ``sent_at`` is stamped at that moment."""
-        first_status: int | None = None
-        sent_at: float | None = None
-        statuses: list[int] = []
-        attempt_ms: list[float] = []
-        attempts = retries = 0
-        auth_retried = False
-        start_all = time.perf_counter()
+        t = _Tries(start=time.perf_counter())
         token: str | None = None
         while True:
-            attempts += 1
+            t.attempts += 1
             try:
                 token = token or self.tokens.token()
             except FlowsimError as e:
                 if not self.token_failure_unsent:
                     raise
-                if sent_at is None:  # never sent: nothing can have run
-                    return Attempt(status=0, body=None, attempts=0, retries=0, first_status=0, elapsed_ms=0.0,
-                                   error="no_token", cause=str(e), unsent="no_token")
-                return Attempt(status=statuses[-1], body=None, attempts=attempts - 1, retries=retries,
-                               first_status=first_status or 0, elapsed_ms=(time.perf_counter() - start_all) * 1000,
-                               error="no_token", statuses=tuple(statuses), cause=str(e),
-                               attempt_ms=tuple(attempt_ms), sent_at=sent_at)
-            if sent_at is None:
-                sent_at = self.wall()
-                if not_after is not None and sent_at > not_after:
-                    return Attempt(status=0, body=None, attempts=0, retries=0, first_status=0, elapsed_ms=0.0,
-                                   error="late", unsent="late", sent_at=None)
-                start_all = time.perf_counter()
-            label = name if attempts == 1 else f"{name} (retry)"
-            start = time.perf_counter()
+                if t.sent_at is None:  # never sent: nothing can have run
+                    return _unsent("no_token", cause=str(e))
+                t.attempts -= 1
+                return t.result(status=t.statuses[-1], error="no_token", cause=str(e))
+            if t.sent_at is None:
+                t.sent_at = self.wall()
+                if not_after is not None and t.sent_at > not_after:
+                    return _unsent("late")
+                t.start = time.perf_counter()
+            label = name if t.attempts == 1 else f"{name} (retry)"
+            began = time.perf_counter()
             try:
                 r = self.http.request(method, path, content=body, headers={"Authorization": f"Bearer {token}"})
             except httpx.HTTPError as e:
-                ms = (time.perf_counter() - start) * 1000
-                cause = describe(e, url=self.api_url, ca_bundle=self.ca_bundle)
-                if isinstance(e, httpx.ConnectError) and not statuses:
-                    # No connection was made on the first attempt: the request certainly never reached the
-                    # platform. Said as "not sent", never as "unanswered, may have run".
-                    self.report(request_type=method, name=label, response_time=ms, response_length=0,
-                                exception=TransportError(f"ConnectError on {method} {name}: {cause}"), context={})
-                    return Attempt(status=0, body=None, attempts=0, retries=0, first_status=0, elapsed_ms=0.0,
-                                   error="ConnectError", cause=cause, unsent="refused")
-                self.report(request_type=method, name=label, response_time=ms, response_length=0,
-                            exception=TransportError(f"{type(e).__name__} on {method} {name}: {cause}"), context={})
-                if first_status is None:
-                    first_status = 0
-                statuses.append(0)
-                if retry_transport and retries < self.max_retries:
-                    retries += 1
-                    self.sleep(self._wait_s(None, retries))
+                failed = self._no_answer(e, t, method, name, label, (time.perf_counter() - began) * 1000)
+                if failed is not None:
+                    return failed
+                if retry_transport and t.retries < self.max_retries:
+                    t.retries += 1
+                    self.sleep(self._wait_s(None, t.retries))
                     continue
-                return Attempt(status=0, body=None, attempts=attempts, retries=retries, first_status=first_status,
-                               elapsed_ms=(time.perf_counter() - start_all) * 1000, error=type(e).__name__,
-                               statuses=tuple(statuses), cause=cause, attempt_ms=tuple(attempt_ms), sent_at=sent_at)
-            ms = (time.perf_counter() - start) * 1000
-            attempt_ms.append(round(ms, 3))
-            status = r.status_code
-            if first_status is None:
-                first_status = status
-            statuses.append(status)
-            try:
-                data = orjson.loads(r.content) if r.content else None
-            except orjson.JSONDecodeError:
-                data = None
-            exc = None if status < 400 else PlatformError.from_body(status, data)
-            self.report(request_type=method, name=label, response_time=ms, response_length=len(r.content),
-                        exception=exc, context={"status": status})
-            if status == 401 and not auth_retried:
-                auth_retried = True
-                retries += 1
-                token = self.tokens.replace(token)  # the retry goes out on a fresh token
-                continue
-            token = None
-            if (status == 429 and retries < self.max_retries and _per_token_limit(data)
-                    and (grown := self.tokens.grow()) is not None):
-                retries += 1  # the limit is per token: a new token in the pool, and the retry goes out on it now
-                token = grown
-                continue
-            if status in RETRY_STATUSES and retries < self.max_retries:
-                wait = self._wait_s(r, retries + 1)
-                if wait <= self.max_retry_wait_s:
-                    retries += 1
-                    self.sleep(wait)
-                    continue
-            return Attempt(status=status, body=data, attempts=attempts, retries=retries, first_status=first_status,
-                           elapsed_ms=(time.perf_counter() - start_all) * 1000,
-                           error=exc.code if isinstance(exc, PlatformError) else None,
-                           context_id=r.headers.get("ININ-Correlation-Id"), statuses=tuple(statuses),
-                           attempt_ms=tuple(attempt_ms), sent_at=sent_at)
+                return t.result(status=0, error=type(e).__name__, cause=t.cause)
+            answered = self._answered(r, t, method, label, (time.perf_counter() - began) * 1000, token)
+            if isinstance(answered, Attempt):
+                return answered
+            token = answered.token
+            if answered.wait_s:
+                self.sleep(answered.wait_s)
+
+    def _no_answer(self, e: httpx.HTTPError, t: _Tries, method: str, name: str, label: str,
+                   ms: float) -> Attempt | None:
+        """A request that got no HTTP answer: reported; an Attempt when it certainly never left (no connection on
+        the first attempt: "not sent", never "unanswered, may have run"), else None (the caller may retry)."""
+        cause = describe(e, url=self.api_url, ca_bundle=self.ca_bundle)
+        if isinstance(e, httpx.ConnectError) and not t.statuses:
+            self.report(request_type=method, name=label, response_time=ms, response_length=0,
+                        exception=TransportError(f"ConnectError on {method} {name}: {cause}"), context={})
+            return _unsent("refused", cause=cause, error="ConnectError")
+        self.report(request_type=method, name=label, response_time=ms, response_length=0,
+                    exception=TransportError(f"{type(e).__name__} on {method} {name}: {cause}"), context={})
+        if t.first_status is None:
+            t.first_status = 0
+        t.statuses.append(0)
+        t.cause = cause
+        return None
+
+    def _answered(self, r: httpx.Response, t: _Tries, method: str, label: str, ms: float,
+                  token: str | None) -> Attempt | _Again:
+        """An HTTP answer: reported, and either final (an Attempt) or to be tried again (on which token, after
+        what wait). 401: once more on a fresh token; a per-token 429: at once on a new token when the pool can
+        grow; 429/5xx: after a backoff within ``max_retry_wait_s``."""
+        t.attempt_ms.append(round(ms, 3))
+        status = r.status_code
+        if t.first_status is None:
+            t.first_status = status
+        t.statuses.append(status)
+        try:
+            data = orjson.loads(r.content) if r.content else None
+        except orjson.JSONDecodeError:
+            data = None
+        exc = None if status < 400 else PlatformError.from_body(status, data)
+        self.report(request_type=method, name=label, response_time=ms, response_length=len(r.content),
+                    exception=exc, context={"status": status})
+        if status == 401 and not t.auth_retried:
+            t.auth_retried = True
+            t.retries += 1
+            return _Again(token=self.tokens.replace(token or ""))  # the retry goes out on a fresh token
+        if (status == 429 and t.retries < self.max_retries and _per_token_limit(data)
+                and (grown := self.tokens.grow()) is not None):
+            t.retries += 1  # the limit is per token: a new token in the pool, and the retry goes out on it now
+            return _Again(token=grown)
+        if status in RETRY_STATUSES and t.retries < self.max_retries:
+            wait = self._wait_s(r, t.retries + 1)
+            if wait <= self.max_retry_wait_s:
+                t.retries += 1
+                return _Again(token=None, wait_s=wait)
+        return t.result(status=status, body=data, error=exc.code if isinstance(exc, PlatformError) else None,
+                        context_id=r.headers.get("ININ-Correlation-Id"))
 
     def launch(self, body: dict[str, Any], *, not_after: float | None = None) -> LaunchResult:
         a = self.request("POST", "/api/v2/flows/executions", "launch", body=orjson.dumps(body), retry_transport=False,

@@ -91,6 +91,25 @@ def _turn_body(event: str, prev: str | None, text: str | None) -> bytes:
     return orjson.dumps(body)
 
 
+def _turn(n: int, event: str, text: str | None, a: Attempt, answer: dict[str, Any], failed: list[str]) -> dict[str, Any]:
+    """One turn as the ledger keeps it: what was sent, how it was answered, what broke."""
+    return {"n": n, "event": event, "text": text, "status": a.status, "attempts": a.attempts,
+            "attempt_statuses": list(a.statuses), "latency_ms": round(a.elapsed_ms, 3), "error": a.error,
+            "next_action": answer.get("nextActionType"), "prompt": prompt_text(answer)[:200] if answer else None,
+            "failed": failed}
+
+
+def _bot_ended(conv: Conversation, answer: dict[str, Any], n: int, *, unsaid: int) -> None:
+    """The bot said Exit or Disconnect: how, with what output, and whether the script had more to say."""
+    nat = answer.get("nextActionType")
+    action = answer.get("nextActionExit") or answer.get("nextActionDisconnect") or {}
+    conv.end, conv.end_reason = str(nat), action.get("reason")
+    conv.output = (action.get("outputData") or {}).get("variables") or {}
+    if unsaid:
+        conv.failures.append(f"turn {n}: the bot ended the session ({nat} {conv.end_reason}) with "
+                             f"{unsaid} scripted turn(s) unsaid")
+
+
 def converse(client: FlowClient, body: dict[str, Any], script: tuple[TurnSpec, ...], *, identity: Identity,
              seq: int, run_id: str, prefix: str, rng: random.Random, think_time_s: float, max_turns: int,
              stopping: Callable[[], bool] = lambda: False, sleep: Callable[[float], None] = time.sleep,
@@ -122,10 +141,7 @@ def converse(client: FlowClient, body: dict[str, Any], script: tuple[TurnSpec, .
         nat = answer.get("nextActionType")
         n = len(conv.turns) + 1
         failed: list[str] = spec.expect.failures(answer) if spec is not None and answer else []
-        conv.turns.append({"n": n, "event": event, "text": text, "status": a.status, "attempts": a.attempts,
-                           "attempt_statuses": list(a.statuses), "latency_ms": round(a.elapsed_ms, 3),
-                           "error": a.error, "next_action": nat, "prompt": prompt_text(answer)[:200] if answer else None,
-                           "failed": failed})
+        conv.turns.append(_turn(n, event, text, a, answer, failed))
         conv.failures.extend(f"turn {n}: {f}" for f in failed)
         if event == "UserDisconnect" and spec is None:  # the harness's own goodbye: conv.end says why
             break
@@ -134,19 +150,11 @@ def converse(client: FlowClient, body: dict[str, Any], script: tuple[TurnSpec, .
             if event != "UserDisconnect":  # say goodbye so the session does not linger (no retry: best effort)
                 bye = client.request("POST", path, "bot turn", body=_turn_body("UserDisconnect", prev, None),
                                      retry_transport=False)
-                conv.turns.append({"n": n + 1, "event": "UserDisconnect", "text": None, "status": bye.status,
-                                   "attempts": bye.attempts, "attempt_statuses": list(bye.statuses),
-                                   "latency_ms": round(bye.elapsed_ms, 3), "error": bye.error,
-                                   "next_action": None, "prompt": None, "failed": []})
+                conv.turns.append(_turn(n + 1, "UserDisconnect", None, bye, {}, []))
             break
         prev = str(answer["id"])
         if nat in ("Exit", "Disconnect"):
-            action = answer.get("nextActionExit") or answer.get("nextActionDisconnect") or {}
-            conv.end, conv.end_reason = nat, action.get("reason")
-            conv.output = (action.get("outputData") or {}).get("variables") or {}
-            if script_left:
-                conv.failures.append(f"turn {n}: the bot ended the session ({nat} {conv.end_reason}) with "
-                                     f"{len(script_left)} scripted turn(s) unsaid")
+            _bot_ended(conv, answer, n, unsaid=len(script_left))
             break
         if len(conv.turns) >= max_turns or stopping():
             conv.end = "max_turns" if len(conv.turns) >= max_turns else "interrupted"
