@@ -110,6 +110,48 @@ def _bot_ended(conv: Conversation, answer: dict[str, Any], n: int, *, unsaid: in
                              f"{unsaid} scripted turn(s) unsaid")
 
 
+_BYE: tuple[str, str | None, TurnSpec | None] = ("UserDisconnect", None, None)
+
+
+@dataclass
+class _Customer:
+    """What the simulated customer sends next, given the bot's last answer."""
+
+    script_left: list[TurnSpec]
+    rng: random.Random
+    think_time_s: float
+    max_turns: int
+    stopping: Callable[[], bool]
+    sleep: Callable[[float], None]
+    say: Callable[[str], str]
+    noops: int = 0
+
+    def next(self, conv: Conversation, nat: Any, n: int) -> tuple[str, str | None, TurnSpec | None]:
+        """NoOp while the bot says NoOp (up to a limit), the script's next line when it waits for input (after a
+        think time), or goodbye: at max_turns, at the stop, when stalled, when the script has nothing more."""
+        if len(conv.turns) >= self.max_turns or self.stopping():
+            conv.end = "max_turns" if len(conv.turns) >= self.max_turns else "interrupted"
+            return _BYE
+        if nat == "NoOp":
+            self.noops += 1
+            if self.noops > _MAX_NOOPS:
+                conv.end = "stalled"
+                return _BYE
+            return "NoOp", None, None
+        self.noops = 0
+        if not self.script_left:  # the bot still waits, the script has nothing more to say
+            conv.failures.append(f"turn {n}: the bot still waits for input after the last scripted turn")
+            conv.end = "script_ended"
+            return _BYE
+        spec = self.script_left.pop(0)
+        if self.think_time_s > 0:
+            self.sleep(self.think_time_s * self.rng.uniform(0.5, 1.5))
+            if self.stopping():
+                conv.end = "interrupted"
+                return _BYE
+        return spec.event, self.say(self.rng.choice(spec.say)) if spec.say else None, spec
+
+
 def converse(client: FlowClient, body: dict[str, Any], script: tuple[TurnSpec, ...], *, identity: Identity,
              seq: int, run_id: str, prefix: str, rng: random.Random, think_time_s: float, max_turns: int,
              stopping: Callable[[], bool] = lambda: False, sleep: Callable[[float], None] = time.sleep,
@@ -131,10 +173,11 @@ def converse(client: FlowClient, body: dict[str, Any], script: tuple[TurnSpec, .
     sid = conv.session_id
     path = f"{SESSIONS_PATH}/{sid}/turns"
     flow_id = body["flow"]["id"]
-    script_left = list(script)
+    customer = _Customer(list(script), rng=rng, think_time_s=think_time_s, max_turns=max_turns, stopping=stopping,
+                         sleep=sleep, say=lambda line: render(line, identity, seq=seq, run_id=run_id, prefix=prefix,
+                                                              flow_id=flow_id))
     prev: str | None = None
     event, text, spec = "NoOp", None, None
-    noops = 0
     while True:
         a = client.request("POST", path, "bot turn", body=_turn_body(event, prev, text), retry_transport=False)
         answer = a.body if a.status == 200 and isinstance(a.body, dict) else {}
@@ -154,35 +197,8 @@ def converse(client: FlowClient, body: dict[str, Any], script: tuple[TurnSpec, .
             break
         prev = str(answer["id"])
         if nat in ("Exit", "Disconnect"):
-            _bot_ended(conv, answer, n, unsaid=len(script_left))
+            _bot_ended(conv, answer, n, unsaid=len(customer.script_left))
             break
-        if len(conv.turns) >= max_turns or stopping():
-            conv.end = "max_turns" if len(conv.turns) >= max_turns else "interrupted"
-            event, text, spec = "UserDisconnect", None, None
-            continue
-        if nat == "NoOp":
-            noops += 1
-            if noops > _MAX_NOOPS:
-                conv.end = "stalled"
-                event, text, spec = "UserDisconnect", None, None
-                continue
-            event, text, spec = "NoOp", None, None
-            continue
-        noops = 0
-        if not script_left:  # the bot still waits, the script has nothing more to say
-            conv.failures.append(f"turn {n}: the bot still waits for input after the last scripted turn")
-            conv.end = "script_ended"
-            event, text, spec = "UserDisconnect", None, None
-            continue
-        spec = script_left.pop(0)
-        if think_time_s > 0:
-            sleep(think_time_s * rng.uniform(0.5, 1.5))
-            if stopping():
-                conv.end = "interrupted"
-                event, text, spec = "UserDisconnect", None, None
-                continue
-        event = spec.event
-        text = (render(rng.choice(spec.say), identity, seq=seq, run_id=run_id, prefix=prefix, flow_id=flow_id)
-                if spec.say else None)
+        event, text, spec = customer.next(conv, nat, n)
     conv.ended_at = time.time()
     return conv
