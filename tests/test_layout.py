@@ -38,13 +38,22 @@ def test_only_one_module_imports_locust() -> None:
     assert importers == ["run/locust_user.py"]
 
 
-def test_load_side_modules_stay_small() -> None:
-    """No module of sim/load/ (what one launch needs) or sim/drivers/ grows past ~300 lines: split it instead."""
+def test_modules_and_functions_stay_small() -> None:
+    """No module of sim/ grows past 300 lines and no function past 60: split it instead (checked by reading every
+    module's syntax tree)."""
+    import ast
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent / "sim"
-    sizes = {p.name: len(p.read_text().splitlines()) for wing in ("load", "drivers") for p in (root / wing).glob("*.py")}
-    assert max(sizes.values()) <= 300, sizes
+    too_long = []
+    for path in sorted(root.rglob("*.py")):
+        text = path.read_text()
+        if len(text.splitlines()) > 300:
+            too_long.append(f"{path.relative_to(root)}: {len(text.splitlines())} lines")
+        too_long += [f"{path.relative_to(root)}:{n.lineno} {n.name}: {n.end_lineno - n.lineno + 1} lines"
+                     for n in ast.walk(ast.parse(text)) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+                     and (n.end_lineno or n.lineno) - n.lineno + 1 > 60]
+    assert too_long == []
 
 
 VIEWS = ("run/engine.py", "results/text.py", "results/report.py", "results/compare.py", "run/capacity.py",

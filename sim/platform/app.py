@@ -1,7 +1,7 @@
 """The simulated Genesys Cloud API as an ASGI app: ``create_app(org)``.
 
 Paths, bodies, status codes and headers follow ``shared/reference/genesys-platform-api.md``.
-Admin endpoints live under ``/_sim``, outside ``/api/v2``.
+Admin endpoints live under ``/_sim``, outside ``/api/v2`` (``sim.platform.admin``).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sim.platform import bot_api, models
-from sim.platform.analytics import AnalyticsQueryError, iso_ms, run_query
+from sim.platform import admin, bot_analytics, bot_api, models
+from sim.platform.analytics import AnalyticsQueryError, run_query
 from sim.platform.auth import RateLimiter, Token, TokenStore, parse_basic_auth
 from sim.platform.executions import Execution, ExecutionStore, draw_latency_s
 from sim.platform.faults import FaultInjector
@@ -32,8 +32,7 @@ from sim.platform.schema import FlowValidator, Problem, unknown_field_problems
 
 __all__ = ["create_app", "SimState", "ConnectionDropped", "NetworkDelay", "PERM_ANALYTICS", "PERM_LAUNCH",
            "PERM_VIEW_EXECUTION", "PERM_VIEW_FLOW", "analytics_query", "get_execution", "get_flow",
-           "get_flow_version", "launch", "oauth_token", "org_limits", "sim_executions", "sim_expire_tokens",
-           "sim_flows", "sim_health", "sim_stats"]
+           "get_flow_version", "launch", "oauth_token", "org_limits"]
 
 PERM_LAUNCH = "architect:flow:launch"
 PERM_VIEW_EXECUTION = "architect:flowExecution:view"
@@ -199,46 +198,6 @@ async def analytics_query(state: SimState, request: Request, _token: Token, cid:
     return ok(result, cid, rl)
 
 
-def _record(e: Execution, now: float) -> dict[str, Any]:
-    return {"id": e.id, "name": e.name, "flowId": e.flow.id, "flowVersion": e.version,
-            "divisionId": e.flow.division_id, "inputData": e.input_data, "clientId": e.client_id,
-            "dateLaunched": iso_ms(e.launched_at), "status": e.status_at(now),
-            "dateCompleted": iso_ms(e.completed_at()) if now >= e.completed_at() else None}
-
-
-async def sim_executions(request: Request) -> Response:
-    """Admin: what the simulator received, filtered by ``name_prefix`` / ``flow_id``, paged."""
-    state: SimState = request.app.state.sim
-    q = request.query_params
-    prefix, flow_id = q.get("name_prefix"), q.get("flow_id")
-    try:
-        limit = min(int(q.get("limit", "1000")), 100_000)
-        offset = int(q.get("offset", "0"))
-        if limit < 0 or offset < 0:
-            raise ValueError
-    except ValueError:
-        return error(state, 400, "invalid.value", "limit and offset must be whole numbers >= 0")
-    now = state.clock()
-    matched = [e for e in state.store
-               if (prefix is None or (e.name or "").startswith(prefix)) and (flow_id is None or e.flow.id == flow_id)]
-    page = matched[offset:offset + limit]
-    return JSON({"total": len(matched), "offset": offset, "limit": limit,
-                 "stored": len(state.store), "evicted": state.store.evicted,
-                 "entities": [_record(e, now) for e in page]})
-
-
-async def sim_stats(request: Request) -> Response:
-    state: SimState = request.app.state.sim
-    return JSON({"received": state.store.received, "stored": len(state.store), "evicted": state.store.evicted,
-                 "counters": dict(sorted(state.counters.items()))})
-
-
-async def sim_expire_tokens(request: Request) -> Response:
-    """Admin: expire all tokens (or those of ``?client_id=``), to exercise refresh on 401."""
-    state: SimState = request.app.state.sim
-    return JSON({"expired": state.tokens.expire(request.query_params.get("client_id"))})
-
-
 @requires(None)  # the vendor SDK documents the limits endpoints as "Requires no permissions"
 async def org_limits(state: SimState, request: Request, _token: Token, cid: str, rl: dict[str, str]) -> Response:
     """``GET /api/v2/organizations/limits/namespaces/{namespace}``: this org's effective limits (LimitsEntityListing)."""
@@ -250,17 +209,6 @@ async def org_limits(state: SimState, request: Request, _token: Token, cid: str,
         {"key": "request.bytes.max", "namespace": ns, "value": st.request_bytes_max},
     ]
     return ok({"entities": entities}, cid, rl)
-
-
-async def sim_flows(request: Request) -> Response:
-    """Admin: each flow's duration profile (what a run may expect of it: flowsim sizes runs from this)."""
-    org = request.app.state.sim.org
-    return JSON({"entities": [{"id": f.id, "type": f.type, "durationMedianMs": f.duration.median_ms,
-                               "durationP99Ms": f.duration.p99_ms} for f in org.flows]})
-
-
-async def sim_health(request: Request) -> Response:
-    return JSON({"status": "ok", "org": request.app.state.sim.org.name})
 
 
 def create_app(org: Org, *, seed: int = 0, clock: Callable[[], float] = time.time) -> Starlette:
@@ -293,12 +241,9 @@ def create_app(org: Org, *, seed: int = 0, clock: Callable[[], float] = time.tim
         Route("/api/v2/flows/{flow_id}/versions/{version_id}", get_flow_version, methods=["GET"]),
         Route("/api/v2/analytics/flowexecutions/aggregates/query", analytics_query, methods=["POST"]),
         Route("/api/v2/organizations/limits/namespaces/{namespace}", org_limits, methods=["GET"]),
-        Route("/_sim/health", sim_health, methods=["GET"]),
-        Route("/_sim/flows", sim_flows, methods=["GET"]),
-        Route("/_sim/executions", sim_executions, methods=["GET"]),
-        Route("/_sim/stats", sim_stats, methods=["GET"]),
-        Route("/_sim/tokens/expire", sim_expire_tokens, methods=["POST"]),
+        *admin.ROUTES,
         *bot_api.ROUTES,
+        *bot_analytics.ROUTES,
     ])
     app.state.sim = state
     if org.network is not None:
