@@ -81,7 +81,11 @@ def reference(user: str, url: str, token: str, seconds: int, users: int) -> tupl
                           "-r", str(users), "--run-time", f"{seconds}s", "-H", url, "--json", "--skip-log",
                           "--only-summary"], capture_output=True, text=True, env=env, timeout=seconds + 60).stdout
     stats = {s["name"]: s for s in json.loads(out)}
-    start, turn = stats["bot session start"], stats["bot turn"]
+    start, turn = stats.get("bot session start"), stats.get("bot turn")
+    if start is None or turn is None:  # a round too short, or a machine too busy, for one conversation to start
+        print(f"{user}: no {'turn' if start else 'session start'} answered within {seconds} s: its rates are "
+              "counted as 0/s and its ratios left out", flush=True)
+        return 0.0, 0.0
     span = turn["last_request_timestamp"] - start["start_time"]
     return start["num_requests"] / span, turn["num_requests"] / span
 
@@ -135,7 +139,8 @@ def main() -> None:
             sim.wait()
 
     def ratio(a: str, b: str) -> str:
-        return f"{median([x / y for x, y in zip(res[a], res[b])]):.2f}"
+        pairs = [x / y for x, y in zip(res[a], res[b]) if y]
+        return f"{median(pairs):.2f}" if pairs else "–"
 
     print()
     print(f"one generator core, medians of {args.rounds} interleaved rounds of {args.seconds} s, {args.users} users; "
