@@ -35,7 +35,7 @@ from typing import Any
 
 import orjson
 
-from sim.load.records import LaunchRecord, Record, SessionOpenRecord, SessionRecord, parse
+from sim.load.records import UNIT_EVENTS, LaunchRecord, Record, SessionOpenRecord, SessionRecord, parse
 from sim.load.stats import RunStats
 
 __all__ = ["Ledger", "read_records", "summarize", "ledger_files", "run_dir", "replay"]
@@ -139,7 +139,7 @@ def summarize(files: list[Path]) -> dict[str, Any]:
         if ev == "session":
             kind = "session"
             opened.pop(rec["name"], None)
-        if ev in ("launch", "session"):
+        if ev in UNIT_EVENTS:
             if rec["name"] in launches:
                 duplicates += 1
             launches[rec["name"]] = rec

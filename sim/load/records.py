@@ -11,11 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 __all__ = ["Record", "LaunchRecord", "OutcomeRecord", "SessionOpenRecord", "SessionRecord", "UnsentRecord", "parse",
-           "UNIT_EVENTS", "UNSENT_EVENTS"]
+           "UNIT_EVENTS"]
 
 UNIT_EVENTS = ("launch", "session")
 """A unit of work that was sent: a launch, a conversation (its start counts as the launch)."""
-UNSENT_EVENTS = ("missed", "late", "not_sent")
 
 
 _NAMES: dict[type, tuple[str, ...]] = {}

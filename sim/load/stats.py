@@ -207,9 +207,3 @@ class RunStats:
             bins[int(per_doubling * math.log2(max(1, it.value_iterated_to)))] += it.count_added_in_this_iter_step
         return [(round(2 ** (b / per_doubling) / 1000, 4), round(2 ** ((b + 1) / per_doubling) / 1000, 4), n)
                 for b, n in sorted(bins.items())]
-
-    def achieved_rate_per_s(self) -> float:
-        """Send rate actually achieved: (launches − 1) / (last send − first send)."""
-        n = self.counters["launched"]
-        span = self.last_send - self.first_send
-        return (n - 1) / span if n > 1 and span > 0 else float(n)

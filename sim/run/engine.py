@@ -89,7 +89,7 @@ class Engine:
         """A failure that is no request (a missed start): listed by Locust, never timed as a request."""
         self._done_fired = False
         self._topology = gevent.event.Event()
-        self._unsent = Unsent(self._write, run_id=plan.run_id, prefix=scenario.tag_prefix, worker=worker)
+        self._unsent = Unsent(self.write, run_id=plan.run_id, prefix=scenario.tag_prefix, worker=worker)
         self._inflight = InFlight()
         self._give_up: gevent.Greenlet | None = None
         self.ledger_error: str | None = None
@@ -97,7 +97,7 @@ class Engine:
         self.stopping = False
         self.log = get_logger(component="engine", worker=worker)
 
-    def _write(self, record: Record) -> None:
+    def write(self, record: Record) -> None:
         """The ledger line first, then the count from that very line. A line that cannot be written stops
         the run at once: flowsim never sends what it cannot record. What was sent and not recorded is
         counted (``unrecorded``) and shipped with the live stats, so the summary can say so."""
@@ -154,7 +154,7 @@ class Engine:
 
     def _write_in_flight(self) -> None:
         for record in self._inflight.give_up(self._clock()):
-            self._write(record)
+            self.write(record)
 
     def wait_finished(self, timeout_s: float) -> bool:
         """After :meth:`stop`: wait (cooperatively) up to ``timeout_s`` for in-flight work to end."""
@@ -252,9 +252,6 @@ class Engine:
         self.driver.run(self, client, ticket, identity)
 
     # -- what a driver sees (sim.drivers.UnitContext) ----------------------------------------------
-    def write(self, record: Record) -> None:
-        self._write(record)
-
     def open_in_flight(self, seq: int, record: Callable[[float], Record]) -> None:
         self._inflight.open(seq, record)
 
