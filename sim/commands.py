@@ -66,28 +66,16 @@ def serve(args: argparse.Namespace) -> int:
     if args.describe:
         print(json.dumps(_describe(org), indent=2))
         return EXIT_OK
-    from sim.platform.server import bind
-    from sim.platform.server import serve as serve_forever
+    from sim.platform.server import bind, serve_announced
 
     logs.configure(level=args.log_level)
     try:
         sock = bind(args.host, args.port)
     except OSError as exc:
         raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}", field="--port") from None
-    host, port = sock.getsockname()[:2]
-
     if bool(args.tls_cert) != bool(args.tls_key):
         raise ConfigError("give both --tls-cert and --tls-key (PEM files), or neither", field="--tls-cert")
-    tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
-    scheme = "https" if tls else "http"
-
-    def announce() -> None:
-        # This exact line is what `flowsim run` waits for; keep its shape.
-        print(f"flowsim simulator listening on {scheme}://{host}:{port}", flush=True)
-        logs.get_logger().info("simulator.started", url=f"http://{host}:{port}", org=org.name, seed=args.seed)
-
-    serve_forever(org, sock, seed=args.seed, log_level="warning", announce=announce, tls=tls)
-    logs.get_logger().info("simulator.stopped")
+    serve_announced(org, sock, seed=args.seed, tls=(args.tls_cert, args.tls_key) if args.tls_cert else None)
     return EXIT_OK
 
 
@@ -173,8 +161,15 @@ def _check_outputs(args: argparse.Namespace, sc: Scenario) -> None:
         check_output(getattr(args, name, None), what="--" + name.replace("_", "-"))
 
 
+def _report() -> Any:
+    """The HTML report module, imported only when a report is written: matplotlib takes a second to import, and
+    a run's start should not wait for it."""
+    from sim.results import report
+
+    return report
+
+
 def run(args: argparse.Namespace) -> int:
-    from sim.results.report import run_report
     from sim.results.text import run_text
     from sim.run.plan import check_run_id, new_run_id
     from sim.run.runner import Fleet, RunOptions
@@ -206,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 print(f"flowsim: platform analytics lag behind: check them in a few minutes with "
                       f"`flowsim analytics {plan.run_id}`", file=sys.stderr)
-    write_html(args.html, lambda: run_report(summary))
+    write_html(args.html, lambda: _report().run_report(summary))
     if args.junit or args.csv_series:
         from sim.results.export import junit_xml, series_csv
 
@@ -224,7 +219,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def capacity(args: argparse.Namespace) -> int:
-    from sim.results.report import capacity_report
     from sim.results.summary import CapacityStep, RunSummary
     from sim.results.text import capacity_line, step_line
     from sim.run.capacity import SLO, search
@@ -263,5 +257,5 @@ def capacity(args: argparse.Namespace) -> int:
     if args.summary_json:
         Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.summary_json).write_text(json.dumps(result.to_dict(), indent=2))
-    write_html(args.html, lambda: capacity_report(result))
+    write_html(args.html, lambda: _report().capacity_report(result))
     return 0 if result.passed else 1

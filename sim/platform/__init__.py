@@ -3,8 +3,6 @@
 Never imports locust or gevent.
 """
 
-from sim.platform.app import create_app
-from sim.platform.org import Org, default_org, load_org
-from sim.platform.server import SimulatorThread
-
-__all__ = ["create_app", "Org", "default_org", "load_org", "SimulatorThread"]
+# Imports nothing: importing one module of the package (say sim.run.process) must not import the rest
+# (a run's first launch waits on these imports). Import from the modules themselves.
+__all__: list[str] = []

@@ -14,10 +14,11 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from sim import logs
 from sim.platform.app import ConnectionDropped, create_app
 from sim.platform.org import Org
 
-__all__ = ["bind", "serve", "SimulatorThread"]
+__all__ = ["bind", "serve", "serve_announced", "SimulatorThread"]
 
 
 class _QuietDrops(logging.Filter):
@@ -121,6 +122,20 @@ def serve(org: Org, sock: socket.socket, *, seed: int = 0, log_level: str = "war
     signal.signal(signal.SIGTERM, stop)
     announce()
     server.run(sockets=[sock])
+
+
+def serve_announced(org: Org, sock: socket.socket, *, seed: int = 0, tls: tuple[str, str] | None = None) -> None:
+    """Serve on ``sock`` (from :func:`bind`) until SIGINT/SIGTERM, printing the line ``flowsim run`` waits for once
+    the signal handlers are in place."""
+    host, port = sock.getsockname()[:2]
+    url = f"{'https' if tls else 'http'}://{host}:{port}"
+
+    def announce() -> None:
+        print(f"flowsim simulator listening on {url}", flush=True)  # `flowsim run` waits for this line: keep its shape
+        logs.get_logger().info("simulator.started", url=url, org=org.name, seed=seed)
+
+    serve(org, sock, seed=seed, log_level="warning", announce=announce, tls=tls)
+    logs.get_logger().info("simulator.stopped")
 
 
 class SimulatorThread:

@@ -4,12 +4,6 @@ per-process engine, the Locust adapter (``locust_user``, the only module that im
 ``flowsim run`` parent and the capacity search. Importing this package imports neither locust nor gevent.
 """
 
-from sim.run.capacity import SLO, search
-from sim.run.coordination import Grant, MasterCoordinator
-from sim.run.pacer import Pacer, WorkerLease
-from sim.run.plan import RunPlan, credentials
-from sim.run.prepare import Prepared
-from sim.run.runner import RunOptions, run_locust
-
-__all__ = ["RunPlan", "credentials", "Prepared", "MasterCoordinator", "WorkerLease", "Pacer", "Grant",
-           "RunOptions", "run_locust", "SLO", "search"]
+# Imports nothing: importing one module of the package (say sim.run.process) must not import the rest
+# (a run's first launch waits on these imports). Import from the modules themselves.
+__all__: list[str] = []

@@ -37,7 +37,7 @@ __all__ = ["ProcessRun", "Role", "STOP_GRACE_S", "GIVE_UP_S", "WORKER_START_DELA
 WORKER_START_DELAY_S = 1.0
 """From the master's START (sent once every worker's users are spawned) to launch 0: time for each worker to
 take the plan and fetch its token pool."""
-LOCAL_START_DELAY_S = 0.3
+LOCAL_START_DELAY_S = 0.1
 """A single process, from its token pool being fetched (users spawned) to launch 0."""
 TOKEN_WAIT_S = 5.0
 """How long a single process waits for its token pool before launch 0 is set (retries included)."""

@@ -37,7 +37,7 @@ class EmbeddedSimulator:
     """``flowsim serve`` on a free loopback port, for the length of a command."""
 
     def __init__(self, org: str | None = None) -> None:
-        cmd = [sys.executable, "-m", "sim.cli", "serve", "--port", "0", "--log-level", "warning"]
+        cmd = [sys.executable, "-m", "sim.platform", "--port", "0", "--log-level", "warning"]
         if org:
             cmd += ["--org", org]
         # Its own session: a terminal's Ctrl-C must not take the target away from in-flight launches;
