@@ -102,13 +102,21 @@ class ProcessRun:
             self.env.runner.stats.log_error(method, name, error)
 
     def end_later(self, delay_s: float) -> None:
-        """The run is complete: end the test. With flowsim's load shape the shape does it at its next tick
-        (headless: quit; web UI: stop, ready for the next START); without it (the UI's shape picker set to
-        Default), here. (Ending it here with the shape running was tried: Locust then stops the users twice.)"""
-        if self.env.shape_class is not None and self.runner.shape_greenlet is not None:
+        """The run is complete: end the test ``delay_s`` from now (headless: quit; web UI: stop, ready for the
+        next START) — at once, not at the load shape's next tick (up to 1 s later)."""
+        gevent.spawn_later(delay_s, self._end_test)
+
+    def _end_test(self) -> None:
+        """What the shape does when its tick says the end, done here. Locust's stop() run beside the shape's own
+        (a tick ending while another greenlet stops) stops the users twice, so: nothing if a stop has begun;
+        else the shape greenlet is ended first (it sleeps between ticks: never caught inside a stop)."""
+        runner = self.runner
+        if runner.state not in ("spawning", "running"):  # locust.runners.STATE_*: a stop or quit is under way
             return
-        headless = bool(getattr(self.env.parsed_options, "headless", True))
-        gevent.spawn_later(delay_s, self.runner.quit if headless else self.runner.stop)
+        if runner.shape_greenlet is not None:
+            runner.shape_greenlet.kill(block=True)
+            runner.shape_greenlet, runner.shape_last_tick = None, None
+        (runner.quit if getattr(self.env.parsed_options, "headless", True) else runner.stop)()
 
     def stats(self) -> RunStats | None:
         if self.role == "master":

@@ -50,11 +50,10 @@ class EmbeddedSimulator:
         self.url = line.strip().rsplit(" ", 1)[-1]
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        """Killed, not asked: it holds nothing to flush, and a graceful uvicorn shutdown kept ``flowsim run`` ~0.3 s
+        past its summary."""
+        self.proc.kill()
+        self.proc.wait()
 
 
 def is_flowsim_simulator(api_url: str, ca_bundle: str | None = None, *, unreachable_raises: bool = False) -> bool:

@@ -73,7 +73,8 @@ def write_plan(plan: RunPlan) -> Path:
 
 def locust_command(*, plan_path: str | None = None, worker: bool = False, summary_json: str = "",
                    locust_html: str | None = None, csv: str | None = None, workers: int = 0,
-                   master_port: int = 5557, prometheus: str | None = None, live_file: str | None = None) -> list[str]:
+                   master_port: int = 5557, prometheus: str | None = None, live_file: str | None = None,
+                   locust_stats: str | None = None) -> list[str]:
     cmd = [sys.executable, "-m", "locust", "-f", locustfile_path()]
     if worker:
         return cmd + ["--worker", "--master-host", "127.0.0.1", "--master-port", str(master_port)]
@@ -81,6 +82,8 @@ def locust_command(*, plan_path: str | None = None, worker: bool = False, summar
     # concurrency while its schedule runs, a safety deadline after it. No -u / -r / --run-time.
     cmd += ["--flowsim-plan", str(plan_path), "--headless", "--flowsim-summary-json", summary_json,
             "--only-summary", "--stop-timeout", "5"]
+    if locust_stats:  # Locust's own tables go to this file (+ .json), not in front of flowsim's summary
+        cmd += ["--json-file", locust_stats]
     if locust_html:
         cmd += ["--html", locust_html]
     if prometheus:
@@ -128,7 +131,8 @@ class Fleet:
         port = free_port()
         master = locust_command(plan_path=str(self.plan_path), summary_json=str(self.summary_path),
                                 locust_html=opts.locust_html, csv=opts.csv, workers=opts.workers, master_port=port,
-                                prometheus=opts.prometheus, live_file=self.live_file)
+                                prometheus=opts.prometheus, live_file=self.live_file,
+                                locust_stats=str(self._handoff / "locust-stats"))
         # Quiet: nothing on the terminal. Live view: the children's output goes through the view (above its table).
         out: int | None = subprocess.DEVNULL if opts.quiet else subprocess.PIPE if self.live_file else None
         err: int | None = subprocess.STDOUT if self.live_file and not opts.quiet else out

@@ -93,4 +93,4 @@ def coordinate(run: ProcessRun) -> None:
                             from_seq=coord.epochs[-1].from_seq)
         if coord.finished(now) and run.life.schedule_done():
             run.log.info("run.schedule_complete", workers=len(coord.members))
-            run.end_later(0.5)
+            run.end_later(0.2)
