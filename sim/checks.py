@@ -18,7 +18,7 @@ import httpx
 from sim._files import read_bounded
 from sim.errors import EXIT_USAGE, ConfigError
 
-__all__ = ["ledger_summary", "analytics", "analytics_of", "compare", "report", "write_html",
+__all__ = ["ledger_summary", "analytics", "compare", "report", "write_html",
            "MAX_SUMMARY_BYTES"]
 
 
@@ -93,126 +93,11 @@ def _run_dir(run: str, ledger_dir: str) -> Path:
     return path
 
 
-def analytics_of(plan: Any, rdir: Path, target: Any, *, wait_s: float) -> int:
-    """Check and print where analytics counted the run; 0 separated and caught up, 1 not, 2 not checkable."""
-    from sim.errors import PlatformError
-    from sim.load.ledger import ledger_files, read_records
-    from sim.results.analytics import check_analytics, check_bot_analytics, span_of
-    from sim.run.plan import credentials
-    from sim.load.target import check_credential_destination
-    from sim.run.prepare import is_flowsim_simulator
-    from sim.run.preflight import preflight_client
-
-    from sim.drivers import driver_for
-
-    kind = driver_for(plan.scenario.kind).record_event
-    launches = [r for r in read_records(ledger_files(rdir)) if r.get("event") == kind]
-    if not launches:
-        raise ConfigError(f"the ledger holds no {kind}s", source=str(rdir))
-    accepted = sum(1 for r in launches if r.get("http_status") == 200)
-    simulator = is_flowsim_simulator(target.api_url, plan.scenario.ca_bundle)
-    env_set = bool(os.environ.get(plan.scenario.client_id_env) and os.environ.get(plan.scenario.client_secret_env))
-    mode = "builtin" if simulator and not env_set else "env"
-    if mode == "env":
-        check_credential_destination(target, simulator=simulator)
-    cid, sec = credentials(plan.scenario, mode)
-    client = preflight_client(plan.scenario, target, client_id=cid, client_secret=sec)
-    span = {"first_s": min(r["sent_at"] for r in launches),
-            "last_s": max(r.get("ended_at") or r.get("answered_at") or r["sent_at"] for r in launches)}
-    others = _other_runs(rdir, plan, kind, *span_of(span["first_s"], span["last_s"]))
-    try:
-        if kind == "session":
-            bots = check_bot_analytics(client, **span, run_bots={f.id for f in plan.flows}, ledger_sessions=accepted,
-                                       ledger_turns=sum(len(r.get("turns") or []) for r in launches), wait_s=wait_s,
-                                       other_runs=others, progress=lambda line: print(line, file=sys.stderr))
-        else:
-            result = check_analytics(
-                client, **span, run_flows={f.id for f in plan.flows}, test_divisions={f.division_id for f in plan.flows},
-                ledger_accepted=accepted, wait_s=wait_s, other_runs=others, progress=lambda line: print(line, file=sys.stderr))
-    except PlatformError as exc:
-        if exc.status == 403:
-            perm = "analytics:botAggregate:view" if kind == "session" else "analytics:flowExecutionAggregate:view"
-            print(f"flowsim: analytics not checked: the OAuth client's role needs {perm} ({exc.code})",
-                  file=sys.stderr)
-            return EXIT_USAGE
-        raise
-    finally:
-        client.close()
-        client.tokens.close()
-    return _print_bots(bots) if kind == "session" else _print_flows(result)
-
-
-def _print_bots(bots: Any) -> int:
-    print(f"bot analytics over {bots.interval} (they have no divisionId: test sessions are kept apart by the "
-          "dedicated test bot's botId)")
-    print(f"  run's bot(s): {bots.run_bot_sessions} sessions, {bots.run_bot_turns} turns"
-          + _split(bots.ledger_sessions, bots.other_runs, bots.unexplained, "sessions")
-          + ("" if bots.caught_up else f" (analytics had not caught up after {bots.waited_s} s)"))
-    print(f"  ledger: {bots.ledger_sessions} sessions started, {bots.ledger_turns} turns")
-    print("  other bots in the interval: "
-          + (", ".join(f"{b}: {n}" for b, n in sorted(bots.other_bots.items())) or "none"))
-    return _verdict(True, bots.caught_up, bots.unexplained,
-                    "SEPARATED: the run's sessions count under its test bot(s) only")
-
-
-def _print_flows(result: Any) -> int:
-    print(f"analytics over {result.interval}")
-    print(f"  run's flows under the test division(s): {result.run_flows_in_test_divisions} executions"
-          + _split(result.ledger_accepted, result.other_runs, result.unexplained, "launches")
-          + ("" if result.caught_up else f" (analytics had not caught up after {result.waited_s} s)"))
-    print("  run's flows under any other division: "
-          + (", ".join(f"{d}: {n}" for d, n in sorted(result.run_flows_elsewhere.items())) or "none"))
-    print("  other executions in the interval, by division: "
-          + (", ".join(f"{d}: {n}" for d, n in sorted(result.other_divisions.items())) or "none"))
-    return _verdict(result.separated, result.caught_up, result.unexplained,
-                    "SEPARATED: test executions count only under the test division(s)")
-
-
-def _split(ours: int, others: dict[str, int], unexplained: int, what: str) -> str:
-    """How a count breaks down: this run's ledger, other flowsim runs' ledgers, nobody's."""
-    text = f" = this run {ours} {what} (its ledger)"
-    if others:
-        text += (f" + other flowsim runs in the interval {sum(others.values())} ("
-                 + ", ".join(f"{rid}: {n}" for rid, n in sorted(others.items())) + ", from their ledgers)")
-    if unexplained:
-        text += f" + {unexplained} from no ledger here (other callers of the same flows)"
-    return text
-
-
-def _verdict(separated: bool, caught_up: bool, unexplained: int, ok: str) -> int:
-    if not separated:
-        print("  verdict   NOT SEPARATED")
-    elif not caught_up:
-        print("  verdict   NOT CAUGHT UP")
-    elif unexplained:
-        print(f"  verdict   UNPROVEN: {unexplained} execution(s) in the interval come from no ledger here; aggregates "
-              "have no run dimension, so this run's own count cannot be told apart from them")
-    else:
-        print(f"  verdict   {ok}")
-        return 0
-    return 1
-
-
-def _other_runs(rdir: Path, plan: Any, kind: str, start_s: float, end_s: float) -> dict[str, int]:
-    """Other flowsim runs beside this one in the ledger folder that sent to the same flows within [start, end):
-    run id → accepted launches (or sessions started) in that window, from their ledgers."""
-    from sim.load.ledger import ledger_files, read_records
-
-    flows = {f.id for f in plan.flows}
-    found: dict[str, int] = {}
-    for other in sorted(p for p in rdir.parent.iterdir() if p.is_dir() and p.name != rdir.name):
-        n = sum(1 for r in read_records(ledger_files(other))
-                if r.get("event") == kind and r.get("http_status") == 200 and r.get("flow_id") in flows
-                and start_s <= float(r.get("sent_at") or 0) < end_s)
-        if n:
-            found[other.name] = n
-    return found
-
-
 def analytics(args: argparse.Namespace) -> int:
     """Where did the platform's analytics count this run? Compared with the ledger."""
     from sim.load.target import resolve_target
     from sim.run.plan import RunPlan
+    from sim.separation import analytics_of
 
     rdir = _run_dir(args.run, args.ledger_dir)
     if not (rdir / "plan.json").exists():
@@ -226,7 +111,15 @@ def analytics(args: argparse.Namespace) -> int:
         raise ConfigError("the run's embedded simulator stopped with the run: run against `flowsim serve` and "
                           "pass its URL with --target", field="--target")
     print(f"run {plan.run_id}")
-    return analytics_of(plan, rdir, resolve_target(args.target) if args.target else plan.target, wait_s=args.wait)
+    check = analytics_of(plan, rdir, resolve_target(args.target) if args.target else plan.target, wait_s=args.wait)
+    if not check.lines:
+        print(f"flowsim: analytics {check.verdict}", file=sys.stderr)
+        return check.code
+    print(check.lines[0])
+    for line in check.lines[1:]:
+        print(f"  {line}")
+    print(f"  verdict   {check.verdict}")
+    return check.code
 
 
 MAX_SUMMARY_BYTES = 64 << 20

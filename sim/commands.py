@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sim.checks import analytics, analytics_of, compare, ledger_summary, report, write_html
+from sim.checks import analytics, compare, ledger_summary, report, write_html
 from sim.errors import EXIT_USAGE, ConfigError, FlowsimError
 from sim.load.overrides import check_load, constant_rate, scenario_for_run
 from sim.load.scenario import Scenario, load_scenario, parse_duration
@@ -170,7 +170,7 @@ def _report() -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sim.results.text import run_text
+    from sim.results.text import print_run
     from sim.run.plan import check_run_id, new_run_id
     from sim.run.runner import Fleet, RunOptions
 
@@ -191,16 +191,7 @@ def run(args: argparse.Namespace) -> int:
             summary, signum = fleet.run(plan)
         finally:
             fleet.close()  # every Locust process ends before the embedded simulator (closed next) does
-        print(run_text(summary))
-        if summary.launched and not summary.interrupted and not summary.fatal:
-            if prepared.simulator:  # analytics are immediate there: prove the separation now
-                try:
-                    analytics_of(plan, Path(summary.ledger_path), prepared.target, wait_s=10)
-                except FlowsimError as exc:  # a check after the run never turns it into a failure
-                    print(f"flowsim: analytics not checked: {exc}", file=sys.stderr)
-            else:
-                print(f"flowsim: platform analytics lag behind: check them in a few minutes with "
-                      f"`flowsim analytics {plan.run_id}`", file=sys.stderr)
+        summary = _separation(summary, plan, prepared, args.summary_json)
     write_html(args.html, lambda: _report().run_report(summary))
     if args.junit or args.csv_series:
         from sim.results.export import junit_xml, series_csv
@@ -209,13 +200,39 @@ def run(args: argparse.Namespace) -> int:
             if path:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
                 Path(path).write_text(text(summary), encoding="utf-8")
+    interrupted = signum is not None or summary.interrupted
+    if interrupted and not summary.fatal:
+        print("flowsim: interrupted; the summary and ledger below cover what was sent", file=sys.stderr)
+    print_run(summary)  # last: its RESULT line ends the output
     if summary.fatal:
-        print(f"flowsim: {summary.aborted}", file=sys.stderr)
         return EXIT_USAGE
-    if signum is not None or summary.interrupted:
-        print("flowsim: interrupted; the summary and ledger above cover what was sent", file=sys.stderr)
+    if interrupted:
         return 128 + (signum or signal.SIGINT)
     return 0 if summary.passed else 1
+
+
+def _separation(summary: Any, plan: Any, prepared: Any, summary_json: str | None) -> Any:
+    """The separation proof, in the summary (and its JSON, rewritten): on the embedded simulator analytics are
+    immediate, so it is checked now; a real org's analytics lag behind, so the summary says how to check later.
+    A check after the run never turns it into a failure."""
+    import dataclasses
+
+    from sim.separation import analytics_of
+
+    if not summary.launched or summary.interrupted or summary.fatal:
+        return summary
+    if prepared.simulator:
+        try:
+            check = analytics_of(plan, Path(summary.ledger_path), prepared.target, wait_s=10).to_dict()
+        except FlowsimError as exc:
+            check = {"verdict": f"NOT CHECKED: {exc}", "separated": False, "lines": []}
+    else:
+        check = {"verdict": f"PENDING: platform analytics lag behind; check them in a few minutes with "
+                            f"`flowsim analytics {plan.run_id}`", "separated": None, "lines": []}
+    summary = dataclasses.replace(summary, analytics={**summary.analytics, "check": check})
+    if summary_json:
+        Path(summary_json).write_text(json.dumps(summary.to_dict(), indent=2), encoding="utf-8")
+    return summary
 
 
 def capacity(args: argparse.Namespace) -> int:

@@ -241,7 +241,9 @@ def test_junit_output_is_read_by_a_junit_parser() -> None:
     s = dataclasses.replace(fake_summary(10, p95=3), thresholds=(
         ThresholdResult(name="launch_p95_ms", limit=5, observed=3, passed=True),
         ThresholdResult(name="missed_start_rate", limit=0.01, observed=0.2, passed=False)),
-        duplicate_launches=0, timeseries=({"t": 0, "launched": 10, "p95": 3.1},))
+        duplicate_launches=0, started_at="2026-11-30T10:00:00.000Z",
+        timeseries=({"t": 0, "launched": 10, "p95": 3.1}, {"t": 1, "launched": 10, "first_failed": 2, "retries": 2,
+                                                           "busy_ms": 1500}))
     xml = JUnitXml.fromstring(junit_xml(s))
     (suite,) = list(xml)
     cases = {c.name: c for c in suite}
@@ -249,10 +251,12 @@ def test_junit_output_is_read_by_a_junit_parser() -> None:
                           "run completed"}
     assert cases["threshold launch_p95_ms"].is_passed
     failure = cases["threshold missed_start_rate"].result[0]
-    assert isinstance(failure, Failure) and "observed 0.2, limit 0.01" in failure.message
+    assert isinstance(failure, Failure) and "20.00% > 1.00%" in failure.message  # in the threshold's unit
     assert suite.tests == 4 and suite.failures == 1
-    assert series_csv(s).splitlines()[:2] == ["t,target,launched,failed,r429,missed,late,outcome_failed,p50,p95,p99",
-                                              "0,,10,,,,,,,3.1,"]
+    assert series_csv(s).splitlines() == [
+        "t,time,target,launched,first_failed,failed,retries,r429,missed,late,outcome_failed,in_flight,p50,p95,p99",
+        "0,2026-11-30T10:00:00Z,,10,,,,,,,,,,3.1,",
+        "1,2026-11-30T10:00:01Z,,10,2,,2,,,,,1.5,,,"]
 
 
 def test_conversation_steps_are_judged_on_turns_and_scripts_and_compared() -> None:

@@ -34,9 +34,20 @@ def test_with_503s_both_latencies_are_reported_and_labelled(tmp_path: Path) -> N
     assert s["first_attempt_failed"] == first_failed > 0
     assert s["latency_ms"]["max"] >= 1000.0  # a retried launch waited >= 1 s before its retry
     assert s["attempt_latency_ms"]["max"] < s["latency_ms"]["max"]
-    assert "latency   per attempt" in out and "latency   end to end" in out and "errors    first attempt" in out
+    assert "latency    per attempt" in out and "latency    end to end" in out and "errors     first attempt" in out
     th = {t["name"]: t for t in s["thresholds"]}
     assert "per attempt" in th["launch_p95_ms"]["describes"] and "end to end" in th["launch_e2e_p95_ms"]["describes"]
+    # Per second, first-attempt failures and retries add up to the run's counts, and the report draws them
+    ts = s["timeseries"]
+    assert sum(r.get("first_failed", 0) for r in ts) == first_failed
+    assert sum(r.get("retries", 0) for r in ts) == s["retries"] > 0
+    assert sum(r.get("failed", 0) for r in ts) == s["failed"]
+    from sim.results.report import run_report
+    from sim.results.summary import RunSummary
+
+    page = run_report(RunSummary.from_dict(s))
+    assert "failed at first attempt" in page and "retries (attempts after the first)" in page
+    assert "Launches in flight" in page
 
 
 @pytest.mark.slow
@@ -49,7 +60,7 @@ def test_abort_on_fail_stops_the_run_at_the_first_live_failure(tmp_path: Path) -
     assert code == 1, out
     assert "abort_on_fail" in (s["aborted"] or "") and s["passed"] is False
     assert s["launched"] < s["scheduled"] == 400
-    assert "RESULT    FAIL" in out
+    assert "RESULT     FAIL" in out
 
 
 def _th(table: dict[str, object]) -> Thresholds:

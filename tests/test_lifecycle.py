@@ -209,3 +209,23 @@ def test_a_worker_lost_during_the_stop_does_not_hold_the_count() -> None:
     m.missing("w2")
     m.tick(T + 3)  # the lost worker leaves the membership
     assert m.finished(T + 3) and life.count() and life.verdict_interrupted
+
+
+def test_one_ctrl_c_delivered_twice_is_one_stop_and_a_later_one_insists() -> None:
+    """Terminal and `timeout` both send SIGINT on one Ctrl-C: the repeat within REPEAT_WINDOW_S is ignored (the
+    orderly stop goes on, its summary is written); a signal after the window forces (everything is killed)."""
+    import os
+    import signal
+
+    from sim.run.process import REPEAT_WINDOW_S, Interrupted, signals_interrupt
+
+    now = [100.0]
+    raised: list[Interrupted] = []
+    with signals_interrupt(clock=lambda: now[0]):
+        for step in (0.0, 0.1, REPEAT_WINDOW_S - 0.2, 0.2):  # at 100.0, 100.1, 100.9 (ignored), 101.1
+            now[0] += step
+            try:
+                os.kill(os.getpid(), signal.SIGINT)  # the handler runs before os.kill returns to this frame
+            except Interrupted as exc:
+                raised.append(exc)
+    assert [(e.signum, e.force) for e in raised] == [(signal.SIGINT, False), (signal.SIGINT, True)]

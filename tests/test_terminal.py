@@ -122,7 +122,7 @@ def test_a_run_on_a_terminal_draws_the_live_view(tmp_path: Path, workers: int) -
     assert "achieved" in plain and "per attempt" in plain and "end to end" in plain
     assert "run.progress" not in plain  # the view replaces the progress lines
     assert "run.started" in plain  # the Locust processes' log lines still reach the terminal, above the view
-    assert "RESULT    PASS" in plain  # the summary after it
+    assert "RESULT     PASS" in plain  # the summary after it
     assert s["launched"] == 60 == len(launches(tmp_path, s["run_id"])) == len(received)
     assert not list((tmp_path).glob("**/.*.live.json"))  # the figures file goes with the run
 

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from sim.load.stats import Percentiles, RunStats
 
 __all__ = ["Figures", "FlowCompletion", "Section", "BarChart", "RequestRow", "MetricSpec", "figures",
-           "rate_per_s", "counts_text"]
+           "rate_per_s", "counts_text", "ms_text"]
 
 
 def counts_text(d: dict[str, int]) -> str:
@@ -205,3 +205,10 @@ def figures(stats: RunStats, *, section: Callable[[RunStats], Any] | None = None
                                        duration_ms=stats.percentiles("flow_completion"), polls=c["polls"],
                                        poll_interval_s=poll_interval_s),
         first_send=first, last_send=last, section=sec)
+
+
+def ms_text(v: float | None) -> str:
+    """A latency in ms as a person reads it: 3 significant digits below 100 ms, whole ms above ("—": none)."""
+    if v is None:
+        return "—"
+    return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 100 else f"{v:.0f}"

@@ -1,7 +1,7 @@
 """Per-second series of a run, compact: counters and launch-latency buckets in flat arrays.
 
-A run of a day must not grow a generator by gigabytes: each second costs 6 counters and 96 latency
-buckets (4 B each, ~0.4 KB: ~1.4 MB an hour), where an HDR histogram per second cost ~26 KB. The
+A run of a day must not grow a generator by gigabytes: each second costs 9 counters and 96 latency
+buckets (4 B each, ~0.4 KB: ~1.5 MB an hour), where an HDR histogram per second cost ~26 KB. The
 buckets are logarithmic, four per doubling from 10 µs (each ±9 % around its middle): fine for charts;
 SLO percentiles come from the run's HDR histograms (``sim.load.stats``), never from these.
 """
@@ -16,8 +16,10 @@ from typing import Any
 
 __all__ = ["TimeSeries", "KEYS"]
 
-KEYS = ("launched", "failed", "r429", "missed", "late", "outcome_failed")
-"""What is counted per second (by the second each launch was due)."""
+KEYS = ("launched", "failed", "first_failed", "retries", "r429", "missed", "late", "outcome_failed", "busy_ms")
+"""What is counted per second (by the second each launch was due): ``failed`` after retries, ``first_failed`` at
+the first attempt (what retries hide), ``retries`` (attempts after the first), and ``busy_ms``, the launches'
+end-to-end time summed: busy_ms / 1000 is the average number of that second's launches in flight (Little's law)."""
 
 _PER_DOUBLING = 4
 _N = 96

@@ -93,8 +93,11 @@ class RunStats:
         statuses = rec.attempt_statuses or [status]
         c["launched"] += 1
         c["retries"] += rec.attempts - 1
+        if rec.attempts > 1:
+            self.series.count(sec, "retries", rec.attempts - 1)
         if statuses[0] != 200:
             c["first_attempt_failed"] += 1
+            self.series.count(sec, "first_failed")
         self.http_status[str(status)] += 1
         self.sent(rec.sent_at)
         self.series.count(sec, "launched")
@@ -110,6 +113,8 @@ class RunStats:
                 c["transport_errors"] += 1
         for ms in rec.attempt_ms:
             self.record_ms("launch_attempt", ms)
+        if rec.latency_ms is not None:
+            self.series.count(sec, "busy_ms", round(rec.latency_ms))
         if status and rec.latency_ms is not None and rec.answered_at is not None:
             self.series.latency(sec, rec.latency_ms)
             self.record_ms("launch", rec.latency_ms)

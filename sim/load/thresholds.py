@@ -7,9 +7,10 @@ import dataclasses
 from dataclasses import dataclass
 
 from sim._toml import TableReader
+from sim.load.figures import ms_text
 
 __all__ = ["Thresholds", "ThresholdResult", "LIVE_THRESHOLDS", "MEANING", "read_thresholds", "judge",
-           "MIN_LIVE_LAUNCHES"]
+           "MIN_LIVE_LAUNCHES", "value_text"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,6 +69,22 @@ class ThresholdResult:
     passed: bool
     describes: str = ""
     """What the observed figure is, in words (e.g. per attempt or end to end)."""
+
+    @property
+    def judged(self) -> str:
+        """Observed against the limit, both in the threshold's unit: "4.15 ms ≤ 500 ms", "7.00% > 1.00%"."""
+        if self.observed is None:
+            return f"nothing measured (limit {value_text(self.name, self.limit)})"
+        low = self.name.startswith("min_")
+        op = ("≥" if self.passed else "<") if low else ("≤" if self.passed else ">")
+        return f"{value_text(self.name, self.observed)} {op} {value_text(self.name, self.limit)}"
+
+
+def value_text(name: str, value: float) -> str:
+    """A threshold's value in its unit: ms for ``*_ms``, a percentage for rates and ratios."""
+    if name.endswith("_ms"):
+        return f"{ms_text(value)} ms"
+    return f"{value:.1%}" if name.endswith("_ratio") else f"{value:.2%}"
 
 
 def read_thresholds(th: TableReader) -> Thresholds:

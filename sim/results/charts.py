@@ -16,7 +16,7 @@ from matplotlib import rc_context
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogFormatter
+from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator
 
 __all__ = ["Line", "Rule", "line_chart", "histogram", "bar_chart", "PASS_COLOR", "FAIL_COLOR", "Point"]
 
@@ -36,6 +36,7 @@ class Line:
     points: Sequence[Point]
     dashed: bool = False
     dots: bool = False
+    dotted: bool = False
     passed: Sequence[bool] | None = None
     """One per point: drawn as a pass (circle) or fail (cross) marker, with a legend entry for each."""
 
@@ -58,6 +59,11 @@ class _Chart:
     ylabel: str
     rules: Sequence[Rule] = field(default_factory=tuple)
     log_x: bool = False
+
+    @property
+    def counts(self) -> bool:
+        """A y axis of counts: whole-number ticks, and at least 0-1 (all zeros must not read as 0-0.05)."""
+        return self.ylabel == "count"
 
 
 def _svg(fig: Figure, title: str) -> str:
@@ -86,8 +92,11 @@ def _figure(c: _Chart) -> tuple[Figure, Axes]:
     return fig, ax
 
 
-def _finish(fig: Figure, ax: Axes, title: str) -> str:
+def _finish(fig: Figure, ax: Axes, title: str, counts: bool = False) -> str:
     ax.set_ylim(bottom=0)
+    if counts:
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylim(top=max(1.0, ax.get_ylim()[1]))
     handles, _labels = ax.get_legend_handles_labels()
     if handles:
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
@@ -98,14 +107,16 @@ def line_chart(lines: Sequence[Line], *, title: str, xlabel: str, ylabel: str,
                rules: Sequence[Rule] = ()) -> str:
     """Lines over a shared x axis, with threshold rules and optional pass/fail markers."""
     with rc_context(_RC):
-        fig, ax = _figure(_Chart(title, xlabel, ylabel, rules))
+        chart = _Chart(title, xlabel, ylabel, rules)
+        fig, ax = _figure(chart)
         for ln in lines:
             if not ln.points:
                 continue
             xs, ys = zip(*ln.points)
             ax.plot(xs, ys, color=ln.color, label=ln.label,
-                    linestyle="--" if ln.dashed else "-", linewidth=1.8, marker="o" if ln.dots else None,
-                    markersize=3.5, zorder=2.5 if ln.dashed else 2)  # a dashed reference line stays visible on top
+                    linestyle="--" if ln.dashed else ":" if ln.dotted else "-", linewidth=1.8,
+                    marker="o" if ln.dots else None, markersize=3.5,
+                    zorder=2.5 if ln.dashed or ln.dotted else 2)  # a dashed line stays visible on a solid one
             if ln.passed is not None:
                 for ok, marker, color, name in ((True, "o", PASS_COLOR, "passed"), (False, "X", FAIL_COLOR, "failed")):
                     pts = [p for p, good in zip(ln.points, ln.passed) if good is ok]
@@ -113,7 +124,7 @@ def line_chart(lines: Sequence[Line], *, title: str, xlabel: str, ylabel: str,
                         px, py = zip(*pts)
                         ax.scatter(px, py, marker=marker, s=46, color=color, zorder=3,
                                    label=f"{ln.label}: step {name}")
-        return _finish(fig, ax, title)
+        return _finish(fig, ax, title, chart.counts)
 
 
 def histogram(dists: Sequence[tuple[str, str, Sequence[Sequence[float]]]], *, title: str, xlabel: str,
@@ -125,7 +136,7 @@ def histogram(dists: Sequence[tuple[str, str, Sequence[Sequence[float]]]], *, ti
             if bins:
                 ax.bar([b[0] for b in bins], [b[2] for b in bins], width=[b[1] - b[0] for b in bins],
                        align="edge", label=label, color=color, alpha=0.45, edgecolor=color, linewidth=0.8)
-        return _finish(fig, ax, title)
+        return _finish(fig, ax, title, counts=True)
 
 
 def bar_chart(bars: Sequence[tuple[str, float, str]], *, title: str, ylabel: str = "count") -> str:
@@ -135,4 +146,4 @@ def bar_chart(bars: Sequence[tuple[str, float, str]], *, title: str, ylabel: str
         drawn = ax.bar(labels, [b[1] for b in bars], color=[b[2] for b in bars])
         ax.bar_label(drawn)
         ax.grid(axis="x", visible=False)
-        return _finish(fig, ax, title)
+        return _finish(fig, ax, title, counts=ylabel == "count")

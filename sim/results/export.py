@@ -4,6 +4,7 @@ per-second series as CSV."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 from xml.etree import ElementTree as ET
 
@@ -11,7 +12,8 @@ from sim.results.summary import RunSummary
 
 __all__ = ["junit_xml", "series_csv", "SERIES_COLUMNS"]
 
-SERIES_COLUMNS = ("t", "target", "launched", "failed", "r429", "missed", "late", "outcome_failed", "p50", "p95", "p99")
+SERIES_COLUMNS = ("t", "time", "target", "launched", "first_failed", "failed", "retries", "r429", "missed", "late",
+                  "outcome_failed", "in_flight", "p50", "p95", "p99")
 """Seconds since launch 0 was due; target rate; counts by due second; launch latency percentiles (ms)."""
 
 
@@ -20,7 +22,7 @@ def junit_xml(s: RunSummary) -> str:
     cases: list[tuple[str, str | None]] = []
     for t in s.thresholds:
         cases.append((f"threshold {t.name}",
-                      None if t.passed else f"observed {t.observed}, limit {t.limit}"))
+                      None if t.passed else f"{t.judged}" + (f" ({t.describes})" if t.describes else "")))
     cases.append(("no launch sent twice", None if s.duplicate_launches == 0 else
                   f"{s.duplicate_launches} sequence numbers were launched more than once"))
     cases.append(("run completed", None if not (s.interrupted or s.aborted) else
@@ -45,6 +47,17 @@ def series_csv(s: RunSummary) -> str:
     out = io.StringIO()
     w = csv.DictWriter(out, fieldnames=SERIES_COLUMNS, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
+    start = _epoch(s.started_at)
     for row in s.timeseries:
-        w.writerow({k: row.get(k, "") for k in SERIES_COLUMNS})
+        extra = {"time": _iso(start + row["t"]) if start is not None else "",
+                 "in_flight": round(row["busy_ms"] / 1000, 2) if "busy_ms" in row else ""}
+        w.writerow({k: row.get(k, "") for k in SERIES_COLUMNS} | extra)
     return out.getvalue()
+
+
+def _epoch(iso: str | None) -> float | None:
+    return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() if iso else None
+
+
+def _iso(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")

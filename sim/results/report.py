@@ -10,20 +10,23 @@ from typing import Any
 from sim.drivers import driver_for
 from sim.load.figures import RequestRow
 from sim.results.charts import FAIL_COLOR, PASS_COLOR, Line, Rule, bar_chart, histogram, line_chart
+from sim.load.thresholds import value_text
 from sim.results.summary import CapacityResult, Percentiles, RunSummary, ThresholdResult
 
 __all__ = ["run_report", "capacity_report", "COLORS"]
 
 COLORS = {"target": "#888888", "achieved": "#1f77b4", "p50": "#2ca02c", "p95": "#ff7f0e", "p99": "#d62728",
           "failed": "#d62728", "r429": "#9467bd", "missed": "#8c564b", "error": "#d62728", "attempt": "#1f77b4",
-          "end_to_end": "#ff7f0e"}
+          "end_to_end": "#ff7f0e", "first_failed": "#ff7f0e", "retries": "#17becf", "in_flight": "#1f77b4"}
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1000px;color:#222}
 h1{font-size:22px;margin-bottom:4px} h2{font-size:17px;margin-top:28px} .sub{color:#666;margin-top:0}
 table{border-collapse:collapse;margin:8px 0} td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}
 th{background:#f4f4f4} td.n{text-align:right;font-variant-numeric:tabular-nums}
-.pass{color:#137333;font-weight:600} .fail{color:#b3261e;font-weight:600}
+.pass{color:#137333;font-weight:600} .fail{color:#b3261e;font-weight:600} .warn{color:#9a6700;font-weight:600}
+.kpi.pass{border-color:#137333;background:#e6f4ea} .kpi.fail{border-color:#b3261e;background:#fce8e6}
+.kpi.warn{border-color:#9a6700;background:#fff8c5} pre{font-size:12px;background:#f6f8fa;padding:8px;overflow:auto}
 .kpis{display:flex;flex-wrap:wrap;gap:12px} .kpi{border:1px solid #ddd;border-radius:6px;padding:8px 14px;min-width:120px}
 .kpi b{display:block;font-size:20px} svg{max-width:100%;height:auto;margin:6px 0}
 """
@@ -41,9 +44,14 @@ def _page(title: str, subtitle: str, body: str, data: dict[str, Any]) -> str:
             f'{body}<script type="application/json" id="summary">{blob}</script></body></html>')
 
 
+_VERDICT_CLASS = {"PASS": "pass", "FAIL": "fail", "INTERRUPTED": "warn"}
+
+
 def _kpis(items: list[tuple[str, Any]]) -> str:
+    """Headline numbers; the one named ``result`` is coloured by its verdict."""
     return '<div class="kpis">' + "".join(
-        f'<div class="kpi">{html.escape(k)}<b>{html.escape(str(v))}</b></div>' for k, v in items) + "</div>"
+        f'<div class="kpi {_VERDICT_CLASS.get(str(v), "") if k == "result" else ""}">{html.escape(k)}'
+        f'<b>{html.escape("—" if v is None else str(v))}</b></div>' for k, v in items) + "</div>"
 
 
 def _verdict(passed: bool, text: str | None = None) -> str:
@@ -54,7 +62,8 @@ def _thresholds(rows: tuple[ThresholdResult, ...]) -> str:
     if not rows:
         return "<p>No thresholds configured.</p>"
     cells = "".join(
-        f"<tr><td>{html.escape(t.name)}</td><td class=n>{t.limit}</td><td class=n>{t.observed}</td>"
+        f"<tr><td>{html.escape(t.name)}</td><td class=n>{html.escape(value_text(t.name, t.limit))}</td>"
+        f"<td class=n>{'—' if t.observed is None else html.escape(value_text(t.name, t.observed))}</td>"
         f"<td>{_verdict(t.passed)}</td><td>{html.escape(t.describes)}</td></tr>" for t in rows)
     return ("<table><tr><th>threshold</th><th>limit</th><th>observed</th><th></th><th>what it measures</th></tr>"
             f"{cells}</table>")
@@ -108,6 +117,27 @@ def _section(s: RunSummary) -> str:
     return "".join(out)
 
 
+def _failures_and_concurrency(ts: tuple[dict[str, Any], ...]) -> list[str]:
+    """Per-second failures (first attempt and after retries), retries, 429s, missed starts; launches in flight."""
+    out = []
+    out.append("<h2>Errors, retries, 429s and missed starts</h2>" + line_chart(
+        [Line("failed at first attempt (retries may have saved them)", COLORS["first_failed"],
+              [(r["t"], r.get("first_failed", 0)) for r in ts]),
+         Line("retries (attempts after the first)", COLORS["retries"], [(r["t"], r.get("retries", 0)) for r in ts],
+              dotted=True),
+         Line("failed launches (after retries)", COLORS["failed"], [(r["t"], r["failed"]) for r in ts]),
+         Line("429 responses (launch and status poll)", COLORS["r429"], [(r["t"], r["r429"]) for r in ts]),
+         Line("missed starts", COLORS["missed"], [(r["t"], r["missed"]) for r in ts])],
+        title="Per second (by the second each launch was due)", xlabel="seconds since start", ylabel="count"))
+    if any("busy_ms" in r for r in ts):
+        out.append("<h2>Concurrency</h2>" + line_chart(
+            [Line("launches in flight, average (each second's launches × their end-to-end time, Little's law)",
+                  COLORS["in_flight"], [(r["t"], r.get("busy_ms", 0) / 1000) for r in ts])],
+            title="Launches in flight (by the second each launch was due)", xlabel="seconds since start",
+            ylabel="in flight"))
+    return out
+
+
 def run_report(s: RunSummary) -> str:
     """The HTML report of one load run summary."""
     ts = s.timeseries
@@ -135,14 +165,12 @@ def run_report(s: RunSummary) -> str:
             title="Launch latency histogram (log scale; 4 bins per doubling)", xlabel="ms",
             rules=_latency_rules(s, None)))
     body.append("<h2>Latency over time</h2>" + line_chart(
-        [Line(p, COLORS[p], [(r["t"], r[p]) for r in ts if p in r]) for p in ("p50", "p95", "p99")],
+        # p95 dashed and p50 dotted, over a solid p99: at a few launches a second they coincide and stay visible
+        [Line(p, COLORS[p], [(r["t"], r[p]) for r in ts if p in r], dashed=p == "p95", dotted=p == "p50")
+         for p in ("p99", "p95", "p50")],
         title="Launch latency per second, end to end (first send to final answer)", xlabel="seconds since start",
         ylabel="ms", rules=_latency_rules(s, "end to end")))
-    body.append("<h2>Errors, 429s and missed starts</h2>" + line_chart(
-        [Line("failed launches (after retries)", COLORS["failed"], [(r["t"], r["failed"]) for r in ts]),
-         Line("429 responses (launch and status poll)", COLORS["r429"], [(r["t"], r["r429"]) for r in ts]),
-         Line("missed starts", COLORS["missed"], [(r["t"], r["missed"]) for r in ts])],
-        title="Per second (by the second each launch was due)", xlabel="seconds since start", ylabel="count"))
+    body += _failures_and_concurrency(s.timeseries)
     if s.section is not None:
         body.append(_section(s))
     outcomes = s.flow_completion.outcomes
@@ -154,11 +182,22 @@ def run_report(s: RunSummary) -> str:
     status = "".join(f"<tr><td>{html.escape(k)}</td><td class=n>{v}</td></tr>" for k, v in s.http_status.items())
     body.append(f"<h2>HTTP status of launches (after retries)</h2><table><tr><th>status</th><th>count</th></tr>"
                 f"{status}</table><p>Ledger: <code>{html.escape(s.ledger_path)}</code></p>")
-    note = s.analytics.get("note")
-    if note:
-        body.append(f"<h2>Analytics</h2><p>{html.escape(note)}</p>")
+    body.append(_analytics(s.analytics))
     return _page(f"flowsim run {s.run_id} — {s.verdict}",
                  f"scenario {s.scenario} · target {s.target} · {s.workers} worker(s)", "".join(body), s.to_dict())
+
+
+def _analytics(a: dict[str, Any]) -> str:
+    """The separation note, and the proof's verdict and lines when the run checked it."""
+    out = [f"<p>{html.escape(str(a['note']))}</p>"] if a.get("note") else []
+    check = a.get("check")
+    if check:
+        sep = check.get("separated")
+        cls = "warn" if sep is None else "pass" if sep else "fail"
+        out.append(f'<p>Separation: <span class="{cls}">{html.escape(str(check.get("verdict")))}</span></p>')
+        if check.get("lines"):
+            out.append("<pre>" + html.escape("\n".join(map(str, check["lines"]))) + "</pre>")
+    return "<h2>Analytics</h2>" + "".join(out) if out else ""
 
 
 def capacity_report(c: CapacityResult) -> str:
@@ -167,7 +206,9 @@ def capacity_report(c: CapacityResult) -> str:
     steps = sorted(c.steps, key=lambda st: st.rate_per_s)
     knee = c.sustainable_rate_per_s
     passed = [st.passed for st in steps]
-    body = [_kpis([("sustainable /s", knee), ("first failing /s", c.first_failing_rate_per_s),
+    unbounded = c.first_failing_rate_per_s is None
+    body = [_kpis([("sustainable /s", f"≥ {knee}" if unbounded and knee else knee),
+                   ("first failing /s", "none up to --max" if unbounded else c.first_failing_rate_per_s),
                    ("steps", len(steps)), ("search s", c.search_duration_s),
                    ("limited by", c.limiting_factor or "—")])]
     body.append(f"<p>{html.escape(c.confidence)}. SLO: p95 end to end ≤ {c.slo['p95_ms']} ms, "
@@ -192,11 +233,15 @@ def capacity_report(c: CapacityResult) -> str:
         rules=[Rule(100 * c.slo["max_error_rate"], f"SLO errors ≤ {c.slo['max_error_rate']:.2%}"), *knee_rule]))
     rows = "".join(
         f"<tr><td class=n>{st.rate_per_s:.2f}</td><td class=n>{st.achieved_rate_per_s:.2f}</td>"
+        f"<td class=n>{st.launched}</td>"
         f"<td class=n>{st.latency_ms.p95}</td><td class=n>{st.first_attempt_error_rate:.2%}</td>"
         f"<td class=n>{st.error_rate:.2%}</td><td class=n>{st.rate_429:.2%}</td><td class=n>{st.missed_starts}</td>"
         f"<td>{_verdict(st.passed, 'pass' if st.passed else 'fail')}</td><td>{html.escape('; '.join(st.reasons))}</td>"
         f"<td><code>{html.escape(st.run_id)}</code></td></tr>" for st in c.steps)
-    body.append("<h2>Steps, in the order run</h2><table><tr><th>rate/s</th><th>achieved/s</th><th>p95 ms end to end</th>"
+    body.append("<h2>Steps, in the order run</h2><table><tr><th>rate/s</th><th>achieved/s</th>"
+                f"<th>{html.escape(c.unit)}s</th><th>p95 ms end to end</th>"
                 "<th>errors (first attempt)</th><th>errors (after retries)</th><th>429s</th><th>missed</th><th></th>"
                 f"<th>why</th><th>run</th></tr>{rows}</table>")
-    return _page(f"flowsim capacity — {knee} {c.unit}/s sustainable", c.scenario, "".join(body), c.to_dict())
+    title = (f"flowsim capacity — at least {knee} {c.unit}/s sustainable (no step failed up to --max)"
+             if unbounded and knee else f"flowsim capacity — {knee} {c.unit}/s sustainable")
+    return _page(title, c.scenario, "".join(body), c.to_dict())

@@ -21,7 +21,7 @@ from sim.load.stats import Percentiles, RunStats
 from sim.load.thresholds import ThresholdResult, Thresholds, judge
 
 __all__ = ["RunSummary", "FlowCompletion", "Conversations", "ThresholdResult", "CapacityResult", "CapacityStep", "SUMMARY_SCHEMA",
-           "build_summary", "evaluate_thresholds", "load_summary", "Percentiles"]
+           "build_summary", "load_summary", "Percentiles"]
 
 SUMMARY_SCHEMA = 1
 
@@ -79,6 +79,8 @@ class RunSummary:
     latency_from_intended_ms: Percentiles
     """Launch, due time → final answer: coordinated omission visible."""
     flow_completion: FlowCompletion
+    started_at: str | None = None
+    """When launch 0 was due (ISO 8601, UTC): second 0 of ``timeseries``."""
     first_send_at: str | None = None
     """When the first launch was sent (ISO 8601, UTC; None: nothing sent)."""
     last_send_at: str | None = None
@@ -87,7 +89,7 @@ class RunSummary:
     """Launch latency distributions, ``attempt`` and ``end_to_end``: [low ms, high ms, count] per logarithmic
     bin (4 per doubling), for the report's histogram."""
     timeseries: tuple[dict[str, Any], ...] = ()
-    """One row per second since launch 0: t, target, launched, failed, r429, missed, late, outcome_failed, p50/p95/p99."""
+    """One row per second since launch 0 (by due second): t, target, p50/p95/p99, and ``sim.load.series.KEYS``."""
     ledger_path: str
     ledger: dict[str, Any] = field(default_factory=dict)
     """Where the counts came from: ``counts_source`` (ledger | worker_reports) and the files read."""
@@ -163,11 +165,6 @@ class RunSummary:
         return cls(**kw)
 
 
-def evaluate_thresholds(s: RunSummary, th: Thresholds) -> tuple[ThresholdResult, ...]:
-    """Each configured threshold with its observed value and pass/fail."""
-    return judge(s.figures.observed(s.target_rate_per_s), th)
-
-
 def _iso(epoch: float) -> str | None:
     if not math.isfinite(epoch) or epoch <= 0:
         return None
@@ -179,8 +176,8 @@ def build_summary(stats: RunStats, *, run_id: str, scenario: str, target: str, t
                   ledger_path: str, ledger: dict[str, Any], duplicates: int, aborted: str | None,
                   interrupted: bool, analytics: dict[str, Any], fatal: bool = False,
                   live: str | None = None, poll_interval_s: float | None = None, load: str = "workflow",
-                  unrecorded: int = 0) -> RunSummary:
-    """The one place a RunSummary is made, from the one place figures are computed."""
+                  unrecorded: int = 0, started_at: float | None = None) -> RunSummary:
+    """The one place a RunSummary is made, from the one place figures are computed (``started_at``: launch 0 due)."""
     drv = driver_for(load)
     f = figures(stats, section=drv.section, poll_interval_s=poll_interval_s)
     s = RunSummary(
@@ -197,13 +194,14 @@ def build_summary(stats: RunStats, *, run_id: str, scenario: str, target: str, t
         latency_ms=f.latency_ms, attempt_latency_ms=f.attempt_latency_ms,
         latency_from_intended_ms=f.latency_from_intended_ms, flow_completion=f.flow_completion,
         first_send_at=_iso(f.first_send or 0.0), last_send_at=_iso(f.last_send or 0.0),
+        started_at=_iso(started_at or 0.0),
         latency_histograms={"attempt": [list(b) for b in stats.histogram("launch_attempt")],
                             "end_to_end": [list(b) for b in stats.histogram("launch")]},
         timeseries=tuple(stats.series.rows(rate_at)), ledger_path=ledger_path, ledger=ledger,
         aborted=aborted, fatal=fatal, interrupted=interrupted, analytics=analytics, live=live, passed=False,
         load=load, section=f.section,
     )
-    verdicts = evaluate_thresholds(s, thresholds)
+    verdicts = judge(s.figures.observed(s.target_rate_per_s), thresholds)  # each threshold, observed, pass/fail
     return dataclasses.replace(s, thresholds=verdicts,
                                passed=all(t.passed for t in verdicts) and not interrupted and not fatal
                                and not aborted and not unrecorded)

@@ -13,11 +13,12 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["spawn", "terminate", "Interrupted", "signals_interrupt"]
+__all__ = ["spawn", "terminate", "Interrupted", "signals_interrupt", "REPEAT_WINDOW_S"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -58,15 +59,24 @@ class Interrupted(BaseException):
         self.force = force
 
 
+REPEAT_WINDOW_S = 1.0
+"""A signal this soon after the first is the same request delivered twice (the terminal and a ``timeout`` or CI
+wrapper both send SIGINT on one Ctrl-C), not a user insisting."""
+
+
 @contextmanager
-def signals_interrupt() -> Iterator[None]:
-    """Within the block, SIGINT and SIGTERM raise :class:`Interrupted`; the second one raises it with ``force``
-    (an orderly stop takes a few seconds; a user who insists gets everything killed)."""
-    seen: list[int] = []
+def signals_interrupt(clock: Callable[[], float] = time.monotonic) -> Iterator[None]:
+    """Within the block, SIGINT and SIGTERM raise :class:`Interrupted`; one more, at least ``REPEAT_WINDOW_S``
+    after the first, raises it with ``force`` (an orderly stop takes a few seconds; a user who insists gets
+    everything killed). Repeats within the window are ignored."""
+    first: list[float] = []
 
     def handler(signum: int, _frame: Any) -> None:
-        seen.append(signum)
-        raise Interrupted(signum, force=len(seen) > 1)
+        now = clock()
+        if first and now - first[0] < REPEAT_WINDOW_S:
+            return
+        first.append(now)
+        raise Interrupted(signum, force=len(first) > 1)
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -24,7 +24,7 @@ from sim.errors import FlowsimError
 from sim.load.ledger import run_dir
 from sim.results.summary import RunSummary
 from sim.run.plan import RunPlan
-from sim.run.process import Interrupted, signals_interrupt, spawn, terminate
+from sim.run.process import REPEAT_WINDOW_S, Interrupted, signals_interrupt, spawn, terminate
 from sim.run.terminal import LiveView
 
 _STOP_TIMEOUT_S = 45.0
@@ -172,6 +172,8 @@ class Fleet:
                 procs[0].wait()
             except Interrupted as first:
                 signum = first.signum
+                print(f"flowsim: stopping: what is in flight gets a few seconds, then the summary; a second "
+                      f"Ctrl-C (after {REPEAT_WINDOW_S:g} s) ends everything at once, unsummarized", file=sys.stderr)
                 try:
                     procs[0].send_signal(signal.SIGTERM)  # the master stops everything, writes its summary
                     procs[0].wait(timeout=_STOP_TIMEOUT_S)

@@ -35,4 +35,5 @@ def tally(plan: RunPlan, t0: float, *, expected_ledgers: set[str], live: RunStat
         workers=max(1, workers), workers_lost=workers_lost, ledger_path=str(rdir),
         ledger={"counts_source": source, "files": [str(f) for f in files]}, duplicates=duplicates,
         aborted=aborted, fatal=fatal, interrupted=interrupted, analytics=analytics_note(plan), live=plan.live,
-        poll_interval_s=sc.poll_interval_s if sc.follow else None, load=sc.kind, unrecorded=unrecorded)
+        poll_interval_s=sc.poll_interval_s if sc.follow else None, load=sc.kind, unrecorded=unrecorded,
+        started_at=t0)
