@@ -1,6 +1,7 @@
 """Locust's web UI as a user drives it, in headless Chromium (Playwright on the system's Chromium):
-START with the form's defaults, a run that ends with its schedule and shows PASS in the flowsim tab, a
-second run with a rate typed into the form, STOP — after which nothing more is sent or counted."""
+START with the form's defaults, a run that ends with its schedule and shows STOPPED and PASS on the open page
+(never reloaded), a bad value refused in the form with its reason, a second run with a rate typed into the form,
+STOP — after which nothing more is sent or counted, and the open page shows STOPPED and INTERRUPTED."""
 
 from __future__ import annotations
 
@@ -116,18 +117,26 @@ def test_web_ui_start_with_defaults_then_stop_a_second_run(tmp_path: Path, worke
                 assert first["passed"] is True and first["missed_starts"] == 0 and first["interrupted"] is False
                 assert first["launched"] == first["scheduled"] == 50 and first["duplicate_launches"] == 0
                 assert abs(first["achieved_rate_per_s"] - 10) <= 0.5
-                # Locust's page polls only while a test runs: load it once the master has settled.
+                # The open page, never reloaded, reaches STOPPED and the verdict (Locust's page polls only while it
+                # believes a test runs: a run's end seen as cleanup/stopping used to freeze it there).
+                page.get_by_role("tab", name="flowsim").click()
+                _wait(lambda: "STOPPED" in page.inner_text("body") and "PASS" in page.inner_text("body"), 60,
+                      "STOPPED and the verdict on the open page")
                 _wait(lambda: settled(url, workers), 60, "the master to settle")
-                page.goto(f"{url}/?tab=flowsim")
-                page.get_by_text("verdict", exact=True).wait_for(timeout=30_000)
-                _wait(lambda: "PASS" in page.inner_text("body"), 30, "the verdict in the flowsim tab")
                 _shot(page, tmp_path, "2-flowsim-tab-pass")
 
                 # Run 2: a rate typed into the form's flowsim fields, then STOP mid-run.
                 page.get_by_role("button", name="New").click()
                 page.get_by_text("Custom parameters").click()
-                page.get_by_label(re.compile("Flowsim Rate")).fill("20")
+                # A value that makes no run is refused in the form, with its reason; nothing starts.
+                page.get_by_label(re.compile("Flowsim Rate")).fill("fast")
                 page.get_by_label(re.compile("Flowsim Duration")).fill("60s")
+                page.get_by_role("button", name="Start").last.click()
+                page.get_by_text(re.compile("flowsim: .*fast")).wait_for(timeout=30_000)
+                _shot(page, tmp_path, "3-form-refused")
+                assert [d.name for d in runs.iterdir()] == [first["run_id"]]
+                assert httpx.get(f"{url}/stats/requests", timeout=5).json()["state"] == "stopped"
+                page.get_by_label(re.compile("Flowsim Rate")).fill("20")
                 _shot(page, tmp_path, "3-form-run-2")
                 page.get_by_role("button", name="Start").last.click()
                 second_id = _wait(lambda: [d.name for d in runs.iterdir() if d.name != first["run_id"]], 60,
@@ -146,9 +155,10 @@ def test_web_ui_start_with_defaults_then_stop_a_second_run(tmp_path: Path, worke
                 assert second["missed_starts"] == 0 and not [r for r in recs if r["event"] in ("missed", "late")]
                 assert second["launched"] == len([r for r in recs if r["event"] == "launch"]) == stopped
                 assert 60 <= second["launched"] < second["scheduled"] == 1200
+                page.get_by_role("tab", name="flowsim").click()  # the open page, not reloaded
+                _wait(lambda: "STOPPED" in page.inner_text("body") and "INTERRUPTED" in page.inner_text("body"), 60,
+                      "STOPPED and INTERRUPTED on the open page")
                 _wait(lambda: settled(url, workers), 60, "the master to settle")
-                page.goto(f"{url}/?tab=flowsim")
-                _wait(lambda: "INTERRUPTED" in page.inner_text("body"), 30, "INTERRUPTED in the flowsim tab")
                 _shot(page, tmp_path, "5-flowsim-tab-stopped")
                 b.close()
             metrics = httpx.get(f"{url}/flowsim/metrics", timeout=5).text

@@ -62,6 +62,8 @@ class ProcessRun:
         self.prepared = prepared
         self.engine: Engine | None = None
         self.coord: MasterCoordinator | None = None
+        self.counted_at = 0.0
+        """When the run was counted (monotonic s): the web page waits a while for its workers after that."""
         self.live = RunStats()  # master: merged worker reports, for progress and the abort guard
         self.busy: dict[str, int] = {}
         """master: each worker's launches in progress at its last report."""
@@ -260,7 +262,7 @@ class ProcessRun:
         if self.role == "worker":
             return
         summary = self.summary()
-        self.result = summary
+        self.result, self.counted_at = summary, time.monotonic()
         path = getattr(self.env.parsed_options, "flowsim_summary_json", "")
         if summary is not None:
             self.log.info("run.finished", run_id=summary.run_id, launched=summary.launched,

@@ -31,8 +31,9 @@ from sim.run.engine import Ticket
 from sim.run.fleet import GIVE_UP_S, STOP_GRACE_S, ProcessRun, Role
 from sim.run.lifecycle import WorkerSide
 from sim.run.plan import RunPlan
-from sim.run.starts import add_options, current, form_options, halt_on_sigterm, next_run, resolve_plan
-from sim.run.webui import check_exposure, install_views
+from sim.run.starts import (add_options, check_start, current, form_options, halt_on_sigterm, next_run,
+                            resolve_plan)
+from sim.run.webui import check_exposure, install_start_check, install_views
 
 __all__ = ["FlowUser", "FlowsimShape"]
 
@@ -44,9 +45,12 @@ def _role(env: Environment) -> Role:
             else "local")
 
 
+def _processes(environment: Environment) -> int:
+    return max(1, environment.runner.worker_count) if isinstance(environment.runner, MasterRunner) else 1
+
+
 def _next_run(environment: Environment) -> ProcessRun | None:
-    processes = max(1, environment.runner.worker_count) if isinstance(environment.runner, MasterRunner) else 1
-    return next_run(environment, role=_role(environment), processes=processes)
+    return next_run(environment, role=_role(environment), processes=_processes(environment))
 
 
 class FlowsimShape(LoadTestShape):
@@ -102,6 +106,9 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
     if environment.shape_class is not None and getattr(environment.parsed_options, "headless", False):
         halt_on_sigterm(environment)
     install_views(environment, lambda: current(environment), first.log)
+    if environment.web_ui is not None and not getattr(opts, "flowsim_plan", ""):
+        install_start_check(environment.web_ui.app, lambda form: check_start(
+            environment, form, role=_role(environment), processes=_processes(environment)))
     if isinstance(runner, MasterRunner):
         _init_master(environment, runner)
 

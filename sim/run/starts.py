@@ -5,6 +5,7 @@ them (only the form's own fields change; ``sim.run.webform``) — and how SIGTER
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -22,7 +23,8 @@ from sim.run.live import LiveRules
 from sim.run.plan import RunPlan
 from sim.run.prepare import Prepared, prepare_from_options
 
-__all__ = ["halt_on_sigterm", "add_options", "resolve_plan", "form_options", "current", "next_run", "PLAN_WAIT_S"]
+__all__ = ["halt_on_sigterm", "add_options", "resolve_plan", "form_options", "current", "next_run", "check_start",
+           "PLAN_WAIT_S"]
 
 
 def add_options(parser: Any) -> None:
@@ -100,25 +102,33 @@ def form_options(opts: Any) -> tuple[Any, ...]:
 def next_run(environment: Any, *, role: Role, processes: int) -> ProcessRun | None:
     """The run a START begins (master / single process). ``--flowsim-plan``: the one plan, once. Plain
     Locust: the plan resolved at start-up for the first run if the form left the options alone, else
-    resolved anew from the form (web UI). A bad form value: logged, shown in the flowsim tab, no run."""
+    resolved anew from the form (web UI). A bad form value: logged, shown in the flowsim tab, no run (the web UI
+    refuses such a START before it gets here: :func:`check_start`)."""
     prev = current(environment)
     opts = environment.parsed_options
     assert opts is not None
-    startup: dict[str, Any] = getattr(environment, "flowsim_startup", {})
-    webform.pin(opts, startup)  # only the form's own fields change a run; the rest is the command line's
-    if prev is not None and prev.t0 is None and prev.plan is not None and (
-            opts.flowsim_plan or prev.options == form_options(opts)):
-        return prev
-    if opts.flowsim_plan:
-        return None  # flowsim run's plan runs once
+    if opts.flowsim_plan:  # flowsim run's plan runs once
+        webform.pin(opts, getattr(environment, "flowsim_startup", {}))
+        return prev if prev is not None and prev.t0 is None and prev.plan is not None else None
     try:
-        webform.check_form(opts, startup)
-        plan, prepared = _prepare(opts, run_id="", processes=processes)
+        return _prepare_next(environment, opts, role=role, processes=processes)
     except FlowsimError as exc:
         if prev is not None:
             prev.error = str(exc)
         logs.get_logger(component="locust").error("plan.refused", reason=str(exc))
         return None
+
+
+def _prepare_next(environment: Any, opts: Any, *, role: Role, processes: int) -> ProcessRun:
+    """The next run for ``opts`` (the previous one if it has not begun and the form left its options alone), made
+    current; FlowsimError when the form's values cannot make one."""
+    prev = current(environment)
+    startup: dict[str, Any] = getattr(environment, "flowsim_startup", {})
+    webform.pin(opts, startup)  # only the form's own fields change a run; the rest is the command line's
+    if prev is not None and prev.t0 is None and prev.plan is not None and prev.options == form_options(opts):
+        return prev
+    webform.check_form(opts, startup)
+    plan, prepared = _prepare(opts, run_id="", processes=processes)
     if prev is not None and prev.prepared is not None and prev.prepared is not prepared:
         prev.prepared.close()
         prev.prepared = None
@@ -126,6 +136,25 @@ def next_run(environment: Any, *, role: Role, processes: int) -> ProcessRun | No
     run.options = form_options(opts)
     environment.flowsim = run
     return run
+
+
+def check_start(environment: Any, form: dict[str, str], *, role: Role, processes: int) -> str | None:
+    """A web-UI START, checked before Locust takes it: the form's flowsim fields applied to a copy of the options
+    as Locust would apply them, and the run prepared (preflight included) — the START that follows runs it. The
+    problem in one line, for the form to show (None: fine)."""
+    opts = copy.copy(environment.parsed_options)
+    for key in webform.FORM_FIELDS:
+        if key in form:
+            old = getattr(opts, key, None)
+            try:
+                setattr(opts, key, form[key] if old is None or isinstance(old, str) else type(old)(form[key]))
+            except ValueError:
+                return f"{key}: {form[key][:40]!r} is not a number"
+    try:
+        _prepare_next(environment, opts, role=role, processes=processes)
+    except FlowsimError as exc:
+        return str(exc)
+    return None
 
 
 def halt_on_sigterm(environment: Any) -> None:

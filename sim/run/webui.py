@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,14 +21,14 @@ from gevent.pywsgi import WSGIServer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, make_wsgi_app
 
 from sim import logs
-from sim.load.figures import Figures
+from sim.load.figures import Figures, ms_text
 from sim.load.thresholds import judge
 from sim.results.summary import RunSummary
 from sim.run import webform
 from sim.run.fleet import ProcessRun
 from sim.run.metrics import Snapshot, registry_for
 
-__all__ = ["TAB_KEY", "tab_rows", "install_tab", "install_login", "serve_metrics", "View", "check_exposure",
+__all__ = ["TAB_KEY", "tab_rows", "install_tab", "install_start_check", "install_login", "serve_metrics", "View", "check_exposure",
            "install_views"]
 
 TAB_KEY = "flowsim"
@@ -37,7 +38,7 @@ View = Callable[[], tuple[Snapshot | None, RunSummary | None, str | None]]
 
 
 def _ms(v: float | None) -> str:
-    return "–" if v is None else f"{v:g} ms"
+    return "–" if v is None else f"{ms_text(v)} ms"
 
 
 def _figure_rows(f: Figures, row: Callable[[str, Any], None], in_flight: int | None = None) -> None:
@@ -77,8 +78,7 @@ def tab_rows(snap: Snapshot | None, summary: RunSummary | None, error: str | Non
                         f"not sent {s.not_sent}")
         _figure_rows(s.figures, row)
         for t in s.thresholds:
-            row(f"threshold {t.name}", f"{'PASS' if t.passed else 'FAIL'}: observed {t.observed}, limit {t.limit} "
-                                       f"({t.describes})")
+            row(f"threshold {t.name}", f"{'PASS' if t.passed else 'FAIL'}: {t.judged} ({t.describes})")
         return rows
     if snap is None:
         if not error:
@@ -92,13 +92,23 @@ def tab_rows(snap: Snapshot | None, summary: RunSummary | None, error: str | Non
     _figure_rows(f, row, snap.in_flight)
     if thresholds is not None:
         for r in judge(f.observed(), thresholds):
-            row(f"threshold {r.name}", f"{'passing' if r.passed else 'failing'} so far: observed {r.observed}, "
-                                       f"limit {r.limit}")
+            row(f"threshold {r.name}", f"{'passing' if r.passed else 'failing'} so far: {r.judged}")
     return rows
 
 
-def install_tab(app: Any, template_args: dict[str, Any], view: View, thresholds: Callable[[], Any]) -> None:
-    """Add the flowsim tab to Locust's web UI (its extension points; see the module docstring)."""
+_SETTLING = ("cleanup", "stopping", "stopped")
+_WORKERS_BACK_S = 15.0
+"""How long after a run is counted the page waits (polling) for its workers to be ready again."""
+
+
+def install_tab(app: Any, template_args: dict[str, Any], view: View, thresholds: Callable[[], Any],
+                unsettled: Callable[[], bool] = lambda: False) -> None:
+    """Add the flowsim tab to Locust's web UI (its extension points; see the module docstring).
+
+    Locust's page polls ``/stats/requests`` only while the state it last saw is spawning or running: a run's end
+    seen as cleanup or stopping froze the page there (the STOP button red, no verdict) until a reload. While a run
+    has begun and is not yet counted (``unsettled``), the page is told "running", so it keeps polling until the
+    run is counted and Locust has stopped; the flowsim tab says what is happening meanwhile."""
     from flask import request
 
     template_args["extendedTabs"] = [{"title": "flowsim", "key": TAB_KEY}]
@@ -111,7 +121,11 @@ def install_tab(app: Any, template_args: dict[str, Any], view: View, thresholds:
             return response
         snap, summary, error = view()
         data = response.get_json()
-        data["extendedStats"] = [{"key": TAB_KEY, "data": tab_rows(snap, summary, error, thresholds())}]
+        rows = tab_rows(snap, summary, error, thresholds())
+        if data.get("state") in _SETTLING and unsettled():
+            rows.insert(0, {"figure": "state", "value": f"{data['state']}: ending the run, then counting it"})
+            data["state"] = "running"
+        data["extendedStats"] = [{"key": TAB_KEY, "data": rows}]
         response.set_data(json.dumps(data))
         return response
 
@@ -192,6 +206,19 @@ def check_exposure(environment: Any, *, master: bool) -> None:
             note="whoever reaches this port can join the run as a worker: keep it on a private network")
 
 
+def install_start_check(app: Any, check: Callable[[dict[str, str]], str | None]) -> None:
+    """A web-UI START (``POST /swarm``) whose flowsim fields cannot make a run is refused with its reason, which
+    Locust's form shows beside START — rather than flipping to STOPPED on an empty page."""
+    from flask import jsonify, request
+
+    @app.before_request  # type: ignore[untyped-decorator]
+    def check_start() -> Any:
+        if request.path != "/swarm" or request.method != "POST":
+            return None
+        problem = check({k: str(v) for k, v in request.form.items()})
+        return None if problem is None else jsonify({"success": False, "message": f"flowsim: {problem}"})
+
+
 def install_views(environment: Any, current: Callable[[], ProcessRun | None], log: Any) -> None:
     """The flowsim tab in Locust's web UI and the Prometheus endpoint, both reading the current run."""
     def view() -> tuple[Snapshot | None, RunSummary | None, str | None]:
@@ -208,7 +235,22 @@ def install_views(environment: Any, current: Callable[[], ProcessRun | None], lo
         run = current()
         return run.snapshot() if run is not None else None
 
+    def unsettled() -> bool:
+        """A run has begun and is not counted yet, or (master) a worker is not back to ready after it: Locust
+        drops a stopping worker from its count until the worker says it is ready again, and its page, were it to
+        stop polling before that, would keep START disabled for want of workers."""
+        run = current()
+        if run is None or not run.life.begun or run.error is not None:
+            return False
+        if run.result is None:
+            return True
+        coord, clients = run.coord, getattr(environment.runner, "clients", None)
+        if coord is None or clients is None or time.monotonic() - run.counted_at > _WORKERS_BACK_S:
+            return False  # a worker that has not come back by now may never: the page may settle without it
+        ready = {c.id for c in clients.values() if c.state == "ready"}
+        return any(m not in ready for m in coord.members if m not in coord.lost)
+
     web_ui = environment.web_ui
     if web_ui is not None and web_ui.app is not None:
-        install_tab(web_ui.app, web_ui.template_args, view, thresholds)
+        install_tab(web_ui.app, web_ui.template_args, view, thresholds, unsettled)
     serve_metrics(web_ui, getattr(environment.parsed_options, "flowsim_prometheus", ""), snapshot, log)
