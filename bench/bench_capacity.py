@@ -32,11 +32,13 @@ def main() -> None:
     ap.add_argument("--step-duration", default="10s")
     ap.add_argument("--precision", type=float, default=0.05)
     ap.add_argument("--slo-p95-ms", type=float, default=100.0)
+    ap.add_argument("--max-error-rate", default="0.01")
     ap.add_argument("--smoke", action="store_true", help="short steps, coarse precision (the test suite runs this)")
     args = ap.parse_args()
     start = "5"
     if args.smoke:  # few, short steps: that it runs, not how well it finds the knee (tests/test_capacity_*)
-        args.knee, args.step_duration, args.precision, start = 10.0, "2s", 0.3, "8"
+        # a 20 % error SLO: 15 launches resolve it, so 2 s steps are not lengthened (flowsim capacity would)
+        args.knee, args.step_duration, args.precision, start, args.max_error_rate = 10.0, "2s", 0.3, "8", "0.2"
     org = default_org()
     flows = tuple(dataclasses.replace(f, capacity=Capacity(knee_per_s=args.knee)) if i == 0 else f
                   for i, f in enumerate(org.flows))
@@ -47,7 +49,7 @@ def main() -> None:
         out = Path(d) / "cap.json"
         began = time.monotonic()
         subprocess.run([sys.executable, "-m", "sim.cli", "capacity", str(ROOT / "scenarios" / "ramp.toml"),
-                        "--target", sim.url, "--slo-p95-ms", str(args.slo_p95_ms), "--start", start, "--max", "500",
+                        "--target", sim.url, "--slo-p95-ms", str(args.slo_p95_ms), "--max-error-rate", args.max_error_rate, "--start", start, "--max", "500",
                         "--step-duration", args.step_duration, "--precision", str(args.precision),
                         "--summary-json", str(out), "--ledger-dir", str(Path(d) / "runs")], env=env, check=False)
         wall = time.monotonic() - began

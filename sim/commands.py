@@ -238,7 +238,7 @@ def _separation(summary: Any, plan: Any, prepared: Any, summary_json: str | None
 def capacity(args: argparse.Namespace) -> int:
     from sim.results.summary import CapacityStep, RunSummary
     from sim.results.text import capacity_line, step_line
-    from sim.run.capacity import SLO, search
+    from sim.run.capacity import MIN_FAILED, SLO, launches_to_resolve, search
     from sim.run.plan import new_run_id
     from sim.run.process import Interrupted
     from sim.run.runner import RunOptions, run_locust
@@ -253,11 +253,17 @@ def capacity(args: argparse.Namespace) -> int:
     slo = SLO(p95_ms=args.slo_p95_ms, max_error_rate=args.max_error_rate)
     base = new_run_id()
     count = [0]
+    resolve = launches_to_resolve(slo.max_error_rate)
+    if resolve and resolve > args.start * step_s:
+        print(f"flowsim: a step needs {resolve} launches for {MIN_FAILED} failed ones to stand for "
+              f"{slo.max_error_rate:.2%}: steps below {resolve / step_s:.4g}/s run longer than {args.step_duration} "
+              f"(up to 10×)", file=sys.stderr)
     with _prepare(sc, args, capacity_max_rate=args.max) as prepared:
         def step(rate: float) -> RunSummary:
             count[0] += 1
+            length_s = min(10 * step_s, max(step_s, resolve / rate))  # long enough to resolve the error SLO
             plan = prepared.plan(run_id=f"{base}-s{count[0]}", ledger_dir=args.ledger_dir, processes=max(1, args.workers),
-                                 scenario=constant_rate(sc, rate_per_s=rate, duration_s=step_s),
+                                 scenario=constant_rate(sc, rate_per_s=rate, duration_s=length_s),
                                  # abort a step early once failures flood: well past the SLO, never far past the knee
                                  abort_error_rate=max(0.2, 5 * slo.max_error_rate))
             summary, signum = run_locust(plan, RunOptions(workers=args.workers, quiet=True))
@@ -266,7 +272,7 @@ def capacity(args: argparse.Namespace) -> int:
             return summary
 
         def show(st: CapacityStep) -> None:
-            print(step_line(st), flush=True)
+            print(step_line(st, resolve=resolve), flush=True)
 
         result = search(step, slo, start=args.start, maximum=args.max, precision=args.precision, scenario=sc.name,
                         on_step=show, load=sc.kind)

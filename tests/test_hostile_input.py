@@ -177,6 +177,21 @@ def test_a_target_answering_html_is_one_clear_line(tmp_path: Path, html_target: 
     assert "without an access_token" in r.stderr and "text/html" in r.stderr
 
 
+@pytest.mark.parametrize("command", ["run", "validate"])
+def test_a_dead_url_says_nothing_listens_before_any_talk_of_credentials(tmp_path: Path, command: str) -> None:
+    """A URL where nothing listens, no credentials and no approval in the environment: the first (and only) thing
+    said is that nothing listens there — not that credentials or an approval are missing."""
+    from sim.run.runner import free_port
+
+    p = tmp_path / "s.toml"
+    p.write_text(SMOKE)
+    url = f"http://127.0.0.1:{free_port()}"
+    r = subprocess.run([sys.executable, "-m", "sim.cli", command, str(p), "--target", url], capture_output=True,
+                       text=True, timeout=60, cwd=tmp_path, env={"PATH": "/usr/bin:/bin"})
+    _one_line(r)
+    assert f"nothing listens at {url}" in r.stderr
+    assert "credential" not in r.stderr.lower() and "approval" not in r.stderr.lower()
+
 
 def _one_line(r: subprocess.CompletedProcess[str]) -> None:
     assert r.returncode == 2 and "Traceback" not in r.stderr + r.stdout, r.stderr

@@ -137,14 +137,18 @@ def run_text(s: RunSummary, *, width: int = 100) -> str:
     return "\n".join(line.rstrip() for line in buf.getvalue().splitlines())
 
 
-def step_line(st: CapacityStep) -> str:
-    return (f"step {st.rate_per_s:>9}/s  achieved {st.achieved_rate_per_s:>9}/s  p95 {_ms(st.latency_ms.p95)} ms "
-            f"end to end  errors {st.first_attempt_error_rate:.2%} first attempt / {st.error_rate:.2%} after retries  "
-            f"429s {st.rate_429:.2%}  missed {st.missed_starts}  "
+def step_line(st: CapacityStep, *, resolve: int = 0) -> str:
+    """One capacity step. ``resolve``: launches a step needs to resolve the error SLO (a shorter step says so)."""
+    short = f" (fewer than the {resolve} that resolve the error SLO)" if st.launched < resolve else ""
+    return (f"step {st.rate_per_s:>9}/s  achieved {st.achieved_rate_per_s:>9}/s  {st.launched} launches{short}  "
+            f"p95 {_ms(st.latency_ms.p95)} ms end to end  errors {st.first_attempt_error_rate:.2%} first attempt / "
+            f"{st.error_rate:.2%} after retries  429s {st.rate_429:.2%}  missed {st.missed_starts}  "
             + (f"turn p95 {_ms(st.turn_p95_ms)} ms  " if st.turn_p95_ms is not None else "")
             + ('pass' if st.passed else 'FAIL: ' + '; '.join(st.reasons)))
 
 
 def capacity_line(c: CapacityResult) -> str:
-    return (f"sustainable rate: {c.sustainable_rate_per_s} {c.unit}/s ({c.confidence}); "
-            f"limited by: {c.limiting_factor or 'nothing up to --max'}; search took {c.search_duration_s} s")
+    floor = "at least " if c.first_failing_rate_per_s is None and c.passed else ""
+    return (f"sustainable rate: {floor}{c.sustainable_rate_per_s} {c.unit}/s ({c.confidence}); "
+            f"limited by: {c.limiting_factor or 'nothing up to --max'}; SLO: p95 end to end ≤ {c.slo['p95_ms']:g} ms, "
+            f"errors ≤ {c.slo['max_error_rate']:.2%} (first attempts); search took {c.search_duration_s} s")

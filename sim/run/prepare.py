@@ -65,8 +65,11 @@ def is_flowsim_simulator(api_url: str, ca_bundle: str | None = None, *, unreacha
         return r.status_code == 200 and r.json().get("status") == "ok"
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ProxyError) as exc:
         if unreachable_raises:
-            raise TransportError(f"{api_url} cannot be reached: {describe(exc, url=api_url, ca_bundle=ca_bundle)}"
-                                 ) from None
+            why = describe(exc, url=api_url, ca_bundle=ca_bundle)
+            if why.startswith("connection refused by") and "proxy" not in why:
+                raise TransportError(f"nothing listens at {api_url} (connection refused): is the target up, "
+                                     "and is this its address?") from None
+            raise TransportError(f"{api_url} cannot be reached: {why}") from None
         return False
     except (httpx.HTTPError, ValueError):
         return False
