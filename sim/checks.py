@@ -44,9 +44,32 @@ def ledger_summary(args: argparse.Namespace) -> int:
                                # launches that got no answer but ran: in the ledger (by name), not a mismatch
                                "unanswered_but_ran": len(ghosts),
                                "received_not_in_ledger": len(extra) - len(ghosts)}
-    print(json.dumps(s, indent=2))
+    print(json.dumps(s, indent=2) if args.json else _ledger_text(s))
     rec = s.get("reconciliation")
     return 1 if s["duplicate_names"] or (rec and (rec["accepted_not_received"] or rec["received_not_in_ledger"])) else 0
+
+
+def _ledger_text(s: dict[str, Any]) -> str:
+    """The reconciliation in words (``--json``: the same figures as JSON)."""
+    units = "bot sessions" if s["kind"] == "session" else "launches"
+    statuses = ", ".join(f"{k}: {v}" for k, v in s["http_status"].items()) or "none"
+    lines = [f"ledger     {len(s['files'])} file(s) of run {', '.join(s['run_ids'])}",
+             f"{units.split()[-1]:<10} {s['launch_attempts']} sent, {s['accepted']} accepted (final status {statuses}); "
+             f"{s['unanswered_may_have_run']} got no answer (they may have run)",
+             f"not sent   {s['missed_starts']} missed starts, {s['late_not_sent']} too late to send",
+             f"duplicates {s['duplicate_names']} {units} sent twice (must be 0)"]
+    if "sessions_never_closed" in s:
+        lines.append(f"sessions   {s['sessions_never_closed']} opened and never closed (the process ended first)")
+    else:
+        outcomes = ", ".join(f"{k}: {v}" for k, v in s["outcomes"].items())
+        lines.append(f"flows      outcomes {outcomes or 'none followed'}; {s['accepted_without_outcome']} accepted "
+                     "launches have no outcome (not followed, or the run ended first)")
+    rec = s.get("reconciliation")
+    if rec:
+        lines.append(f"target     received {rec['target_received']}: accepted but not received "
+                     f"{rec['accepted_not_received']}, received but not in the ledger {rec['received_not_in_ledger']}, "
+                     f"unanswered but ran {rec['unanswered_but_ran']}")
+    return "\n".join(lines)
 
 
 def _received(url: str, run_ids: list[str], names: set[str], *, sessions: bool) -> dict[str, str]:

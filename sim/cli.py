@@ -16,9 +16,21 @@ from typing import Any
 
 from sim import __version__, commands
 from sim.errors import EXIT_USAGE, ConfigError, FlowsimError
+from sim.help import DETAILS
 from sim.logs import JSON_ENV
 
 __all__ = ["main", "MAX_WORKERS", "build_parser"]
+
+
+def _cmd(sub: Any, name: str, help: str, key: str | None = None) -> Any:
+    """A subcommand whose --help has its description, examples and exit codes (``sim.help``)."""
+    what, examples, codes = DETAILS[key or name]
+    return sub.add_parser(name, help=help, description=what, formatter_class=argparse.RawDescriptionHelpFormatter,
+                          epilog=f"examples:\n{_indent(examples)}\n\nexit codes:\n{_indent(codes)}")
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"  {line}" for line in text.splitlines())
 
 
 class _Parser(argparse.ArgumentParser):
@@ -75,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"flowsim {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    s = sub.add_parser("serve", help="run the simulated Genesys Cloud API")
+    s = _cmd(sub, "serve", "run the simulated Genesys Cloud API")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     s.add_argument("--port", type=_port, default=8080, help="port (default 8080; 0 picks a free one)")
     s.add_argument("--org", help="simulated org TOML file (default: the built-in org)")
@@ -130,7 +142,7 @@ def _add_load_commands(sub: Any) -> None:
 
 
 def _add_run(sub: Any) -> None:
-    r = sub.add_parser("run", help="run a scenario headless with Locust")
+    r = _cmd(sub, "run", "run a scenario headless with Locust")
     r.add_argument("scenario", nargs="?", default="scenarios/smoke.toml", help="scenario TOML (default smoke)")
     r.add_argument("--target", help="embedded (default), a region such as us_east_1, or a base URL")
     r.add_argument("--rate", type=_rate, help="one constant arrival rate, launches/s (replaces the stages)")
@@ -161,12 +173,12 @@ def _add_run(sub: Any) -> None:
 
 
 def _add_validate_and_capacity(sub: Any) -> None:
-    v = sub.add_parser("validate", help="check a scenario and preflight its payloads against the target")
+    v = _cmd(sub, "validate", "check a scenario and preflight its payloads against the target")
     v.add_argument("scenario", help="scenario TOML")
     v.add_argument("--target", help="embedded (default), a region, or a base URL")
     v.set_defaults(func=commands.validate)
 
-    c = sub.add_parser("capacity", help="find the highest arrival rate that meets the SLO")
+    c = _cmd(sub, "capacity", "find the highest arrival rate that meets the SLO")
     c.add_argument("scenario", help="scenario TOML (its flows, limits and settings; stages are replaced)")
     c.add_argument("--target", help="embedded (default), a region, or a base URL")
     c.add_argument("--slo-p95-ms", type=_number(float, above=0, what="a latency in ms"), default=500.0,
@@ -193,7 +205,7 @@ def _add_validate_and_capacity(sub: Any) -> None:
 def _add_compare(sub: Any) -> None:
     from sim.results.compare import Tolerances
 
-    cmp_ = sub.add_parser("compare", help="compare two summaries; exit 1 when B regressed beyond tolerances")
+    cmp_ = _cmd(sub, "compare", "compare two summaries; exit 1 when B regressed beyond tolerances")
     cmp_.add_argument("a", help="baseline summary JSON")
     cmp_.add_argument("b", help="candidate summary JSON")
     t = Tolerances()
@@ -208,7 +220,7 @@ def _add_compare(sub: Any) -> None:
                       help=f"relative rate drop allowed: {share} (default {_pct(t.rate_rel)})")
     cmp_.set_defaults(func=commands.compare)
 
-    rep = sub.add_parser("report", help="render the HTML report of a run or capacity summary JSON")
+    rep = _cmd(sub, "report", "render the HTML report of a run or capacity summary JSON")
     rep.add_argument("summary", help="summary JSON (flowsim run/capacity --summary-json)")
     rep.add_argument("--out", required=True, help="HTML file to write")
     rep.set_defaults(func=commands.report)
@@ -216,7 +228,7 @@ def _add_compare(sub: Any) -> None:
 
 
 def _add_checks(sub: Any) -> None:
-    an = sub.add_parser("analytics", help="check where the platform's analytics counted a run (vs its ledger)")
+    an = _cmd(sub, "analytics", "check where the platform's analytics counted a run (vs its ledger)")
     an.add_argument("run", help="a run id (under --ledger-dir) or a run directory")
     an.add_argument("--ledger-dir", default="runs", help="where run directories are (default runs)")
     an.add_argument("--target", help="the platform to ask (default: the run's own target)")
@@ -226,10 +238,11 @@ def _add_checks(sub: Any) -> None:
 
     led = sub.add_parser("ledger", help="ledger tools")
     lsub = led.add_subparsers(dest="ledger_command", required=True)
-    s = lsub.add_parser("summary", help="reconcile a run's ledger")
+    s = _cmd(lsub, "summary", "reconcile a run's ledger", "ledger summary")
     s.add_argument("run", help="a run id (under --ledger-dir), a run directory or a ledger file")
     s.add_argument("--ledger-dir", default="runs", help="where run directories are (default runs)")
     s.add_argument("--target", help="a flowsim simulator URL: also reconcile against what it received")
+    s.add_argument("--json", action="store_true", help="print the figures as JSON (default: in words)")
     s.set_defaults(func=commands.ledger_summary)
 
 

@@ -8,6 +8,7 @@ them, so ``flowsim --help`` stays fast. Never imports locust.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -27,6 +28,15 @@ EXIT_OK = 0
 """A summary holds one row per second of the run: 64 MiB is days of rows; anything larger is not a summary."""
 
 
+def _faults(f: Any) -> dict[str, Any] | None:
+    """An org's or flow's [faults] as the org file spells them (None: none)."""
+    if not f.active:
+        return None
+    return {"latency_ms": {"median": f.latency.median_ms, "p99": f.latency.p99_ms} if f.latency else None,
+            "error_rates": {str(k): v for k, v in f.error_rates.items()}, "drop_rate": f.drop_rate,
+            "early_expiry_rate": f.early_expiry_rate}
+
+
 def _describe(org: Any) -> dict[str, Any]:
     from sim.platform.schema import variables_schema
     from sim.platform.app import PERM_LAUNCH
@@ -42,7 +52,13 @@ def _describe(org: Any) -> dict[str, Any]:
         "divisions": [{"id": d.id, "name": d.name} for d in org.divisions],
         "flows": [{"id": f.id, "name": f.name, "type": f.type, "division": org.division(f.division_id).name,
                    "divisionId": f.division_id, "version": f.version,
-                   "inputSchema": variables_schema(f, f.inputs, "inputs")} for f in org.flows],
+                   "inputSchema": variables_schema(f, f.inputs, "inputs"),
+                   "duration_ms": {"median": f.duration.median_ms, "p99": f.duration.p99_ms},
+                   "outcomes": {"failure_rate": f.failure_rate, "error_rate": f.error_rate},
+                   "background_per_hour": f.background_per_hour, "faults": _faults(f.faults),
+                   "capacity": dataclasses.asdict(f.capacity) if f.capacity else None,
+                   "bot": f.bot is not None} for f in org.flows],
+        "faults": _faults(org.faults),
         "settings": {"rate_limit_per_window": org.settings.rate_limit_per_window,
                      "rate_limit_window_s": org.settings.rate_limit_window_s,
                      "strict_unknown_fields": org.settings.strict_unknown_fields},

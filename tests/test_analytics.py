@@ -95,7 +95,7 @@ def test_ledger_summary_matches_names_exactly_and_says_one_line_for_a_bad_target
             assert code == 0, out[-2000:]
 
         def summary(target: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run([sys.executable, "-m", "sim.cli", "ledger", "summary", "x", "--ledger-dir",
+            return subprocess.run([sys.executable, "-m", "sim.cli", "ledger", "summary", "--json", "x", "--ledger-dir",
                                    str(tmp_path / "runs"), "--target", target], capture_output=True, text=True,
                                   timeout=60, env=ENV, cwd=tmp_path)
 

@@ -195,7 +195,7 @@ def test_conversation_run_one_ledger_record_per_session_single_and_multi_worker(
         assert code == 0, out[-3000:]
         received = bot_sessions(sim, external_prefix=f"flowsim-{s['run_id']}-")["entities"]
         # The ledger reconciled against what the simulator received: its bot sessions, not flow executions.
-        rec = subprocess.run([sys.executable, "-m", "sim.cli", "ledger", "summary", s["run_id"], "--ledger-dir",
+        rec = subprocess.run([sys.executable, "-m", "sim.cli", "ledger", "summary", "--json", s["run_id"], "--ledger-dir",
                               str(tmp_path / "runs"), "--target", sim.url], capture_output=True, text=True, timeout=60)
     assert rec.returncode == 0, rec.stdout + rec.stderr
     assert json.loads(rec.stdout)["reconciliation"] == {"target_received": 30, "accepted_not_received": 0,

@@ -151,7 +151,7 @@ def test_launches_that_timed_out_but_ran_are_reported_as_such_not_as_a_mismatch(
         deadline = time.monotonic() + 30  # the simulator finishes the slow launches the client gave up on
         while len(sim_records(sim.url, s["run_id"])) < 10 and time.monotonic() < deadline:
             time.sleep(0.2)
-        r = subprocess.run([sys.executable, "-m", "sim.cli", "ledger", "summary", s["run_id"], "--ledger-dir",
+        r = subprocess.run([sys.executable, "-m", "sim.cli", "ledger", "summary", "--json", s["run_id"], "--ledger-dir",
                             str(tmp_path / "runs"), "--target", sim.url], capture_output=True, text=True, timeout=60)
     assert code == 0, out[-3000:]
     assert s["launched"] == 10 and s["transport_errors"] == 10 and "they may have run" in out
@@ -187,7 +187,7 @@ def test_embedded_smoke_run_and_ledger_summary(tmp_path: Path) -> None:
     scenario = write_scenario(tmp_path, rate=5, duration="3s")
     code, s, out = flowsim_run(scenario, tmp_path, "embedded")
     assert code == 0, out
-    r = subprocess.run([sys.executable, "-m", "sim.cli", "ledger", "summary", s["run_id"],
+    r = subprocess.run([sys.executable, "-m", "sim.cli", "ledger", "summary", "--json", s["run_id"],
                         "--ledger-dir", str(tmp_path / "runs")], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["accepted"] == 15
