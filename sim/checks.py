@@ -169,12 +169,8 @@ def _load_json(path: str) -> Any:
     return load_summary(data, source=path)
 
 
-def _fmt(v: float | None) -> str:
-    return "-" if v is None else f"{v:.4g}"
-
-
 def compare(args: argparse.Namespace) -> int:
-    from sim.results.compare import Tolerances, compare, describe
+    from sim.results.compare import Tolerances, cells, compare, describe
 
     a, b = _load_json(args.a), _load_json(args.b)
     tol = Tolerances(latency_rel=args.latency_rel, latency_abs_ms=args.latency_abs_ms,
@@ -184,12 +180,11 @@ def compare(args: argparse.Namespace) -> int:
     print(f"B  {args.b}: {describe(b)}")
     print(f"tolerances: latency +{tol.latency_rel:.0%} and +{tol.latency_abs_ms:g} ms, error rates "
           f"+{tol.error_rate_abs * 100:g} points, rates -{tol.rate_rel:.0%}")
-    print(f"{'metric':<26}{'A':>14}{'B':>14}{'change':>10}")
+    print(f"{'metric':<26}{'A':>12}{'B':>12}{'change':>18}")
     for r in rows:
-        ch = "" if r["change"] is None else f"{r['change']:+.1%}"
-        note = r["note"]
-        print(f"{r['metric']:<26}{_fmt(r['a']):>14}{_fmt(r['b']):>14}{ch:>10}  "
-              f"{'REGRESSED' if r['regressed'] else 'ok':<9}  {note}".rstrip())
+        a, b, ch = cells(r)
+        print(f"{r['metric']:<26}{a:>12}{b:>12}{ch:>18}  {'REGRESSED' if r['regressed'] else 'ok':<9}  "
+              f"{r['note']}".rstrip())
     bad = [r["metric"] for r in rows if r["regressed"]]
     print(f"regression in: {', '.join(bad)}" if bad else "no regression beyond tolerances")
     return 1 if bad else 0

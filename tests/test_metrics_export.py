@@ -62,6 +62,13 @@ def test_prometheus_endpoint_is_scraped_during_a_run(tmp_path: Path, workers: in
     assert counts == sorted(counts)  # a counter never goes down
     bases = {lab["basis"] for lab, _ in last["flowsim_launch_latency_ms"]}
     assert bases == {"attempt", "end_to_end"}
+    # the histogram: per basis, cumulative buckets that never decrease and end at _count (aggregatable by le)
+    for basis in bases:
+        buckets = [(float(lab["le"]), v) for lab, v in last["flowsim_launch_latency_seconds_bucket"]
+                   if lab["basis"] == basis]
+        count = next(v for lab, v in last["flowsim_launch_latency_seconds_count"] if lab["basis"] == basis)
+        values = [v for _, v in sorted(buckets)]
+        assert values == sorted(values) and values[-1] == count > 0
     assert {lab["scope"] for lab, _ in last["flowsim_rate_limited_responses_total"]} == {"launch", "status_poll"}
     assert last["flowsim_target_rate_per_second"][0][1] in (0.0, 20.0)
 
@@ -102,9 +109,22 @@ def test_the_grafana_dashboard_only_queries_metrics_flowsim_serves() -> None:
                "flow_status": "COMPLETED", "polls": 1}, 0.0)
     snap = Snapshot(run_id="r", scenario="s", target_rate_per_s=1.0, stats=stats, in_flight=0, verdict="RUNNING")
     served = {s.name for fam in registry_for(lambda: snap).collect() for s in fam.samples}
+    from sim.drivers.conversation import CONVERSATION  # the bot panels query what a conversation run serves
+
+    bots = RunStats()
+    bots.add_json({"seq": 0, "event": "session", "session_id": "s1", "intended_at": 1.0, "sent_at": 1.0,
+                   "answered_at": 1.1, "http_status": 200, "attempt_statuses": [200], "attempt_ms": [5.0],
+                   "latency_ms": 5.0, "end": "Exit", "end_reason": "TriggeredByFlow", "ended_at": 3.0,
+                   "expectation_failures": [],
+                   "turns": [{"status": 200, "latency_ms": 40.0, "attempts": 1, "attempt_statuses": [200]}]}, 0.0)
+    conv = Snapshot(run_id="r", scenario="s", target_rate_per_s=1.0, stats=bots, in_flight=0, verdict="RUNNING",
+                    section=CONVERSATION.section)
+    served |= {s.name for fam in registry_for(lambda: conv).collect() for s in fam.samples}
     dash = json.loads((Path(__file__).parent.parent / "dashboards" / "flowsim-grafana.json").read_text())
     queried = {m for p in dash["panels"] for t in p["targets"] for m in re.findall(r"\bflowsim_[a-z0-9_]+", t["expr"])}
     assert queried and queried <= served, queried - served
+    for panel_title in ("Bot conversations", "Retries", "Run state", "histogram"):
+        assert any(panel_title in p["title"] for p in dash["panels"]), panel_title
 
 
 def test_a_conversation_run_exports_its_bot_figures() -> None:

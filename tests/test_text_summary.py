@@ -67,3 +67,14 @@ def test_colour_on_a_tty_and_plain_when_piped() -> None:
     assert "\x1b[" not in pipe.getvalue()
     assert all(line == line.rstrip() for line in pipe.getvalue().splitlines())
     assert pipe.getvalue().rstrip().splitlines()[-1].split() == ["RESULT", "FAIL"]
+
+
+def test_compare_rows_read_in_their_units() -> None:
+    """Latency in ms with the change in ms (relative only while meaningful), error rates in % with the change in
+    points (also from 0), rates per second: never a bare fraction, an empty change or '+33278.7%'."""
+    from sim.results.compare import cells
+
+    assert cells({"a": 0.012, "b": 4.0, "kind": "latency"}) == ("0.012 ms", "4 ms", "+3.99 ms (x333)")
+    assert cells({"a": 10.0, "b": 12.5, "kind": "latency"}) == ("10 ms", "12.5 ms", "+2.5 ms (+25%)")
+    assert cells({"a": 0.0, "b": 0.004, "kind": "error"}) == ("0.00%", "0.40%", "+0.40 pts")
+    assert cells({"a": 20.0, "b": 19.0, "kind": "rate"}) == ("20/s", "19/s", "-5.0%")

@@ -212,3 +212,17 @@ class RunStats:
             bins[int(per_doubling * math.log2(max(1, it.value_iterated_to)))] += it.count_added_in_this_iter_step
         return [(round(2 ** (b / per_doubling) / 1000, 4), round(2 ** ((b + 1) / per_doubling) / 1000, 4), n)
                 for b, n in sorted(bins.items())]
+
+    def cumulative(self, name: str, bounds_ms: tuple[float, ...]) -> tuple[list[int], int, float]:
+        """For a Prometheus histogram: how many recorded values of ``name`` are ≤ each bound (ms), the total count
+        and the sum of the values (ms). Exact to the HDR histogram's resolution (3 significant digits)."""
+        counts = [0] * len(bounds_ms)
+        total, total_ms = 0, 0.0
+        for it in self.hist[name].get_recorded_iterator():
+            ms, n = it.value_iterated_to / 1000, it.count_added_in_this_iter_step
+            total += n
+            total_ms += ms * n
+            for i, bound in enumerate(bounds_ms):
+                if ms <= bound:
+                    counts[i] += n
+        return counts, total, total_ms

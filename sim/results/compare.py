@@ -13,7 +13,7 @@ from typing import Any
 from sim.errors import ConfigError
 from sim.results.summary import CapacityResult, RunSummary
 
-__all__ = ["Tolerances", "compare", "describe"]
+__all__ = ["Tolerances", "compare", "describe", "cells"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,5 +83,28 @@ def compare(a: RunSummary | CapacityResult, b: RunSummary | CapacityResult,
         change = None
         if va not in (None, 0) and vb is not None:
             change = (vb - va) / va
-        rows.append({"metric": name, "a": va, "b": vb, "change": change, "regressed": regressed, "note": note})
+        rows.append({"metric": name, "a": va, "b": vb, "change": change, "regressed": regressed, "note": note,
+                     "kind": kind})
     return rows
+
+
+def cells(row: dict[str, Any]) -> tuple[str, str, str]:
+    """A row's A, B and change as a person reads them, in the metric's unit: latencies in ms with the change in ms
+    (and relative while under 10x), error rates in % with the change in points, rates per second with the change
+    in %."""
+    va, vb, kind = row["a"], row["b"], row.get("kind", "rate")
+    if kind == "latency":
+        a, b = (_value(v, " ms") for v in (va, vb))
+        if va is None or vb is None:
+            return a, b, ""
+        rel = "" if not va else f" ({(vb - va) / va:+.0%})" if abs(vb - va) < 9 * va else f" (x{vb / va:.0f})"
+        return a, b, f"{vb - va:+.3g} ms{rel}"
+    if kind == "error":
+        a, b = ("-" if v is None else f"{v:.2%}" for v in (va, vb))
+        return a, b, "" if va is None or vb is None else f"{(vb - va) * 100:+.2f} pts"
+    a, b = (_value(v, "/s") for v in (va, vb))
+    return a, b, "" if not va or vb is None else f"{(vb - va) / va:+.1%}"
+
+
+def _value(v: float | None, unit: str) -> str:
+    return "-" if v is None else f"{v:.4g}{unit}"

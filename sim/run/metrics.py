@@ -2,7 +2,9 @@
 
 Reads the same live stats as the progress line (a worker's deltas merged on the master every Locust
 report, ~3 s), so Prometheus sees what the terminal shows. Counters are cumulative for the run;
-latency quantiles are over the run so far, per attempt and end to end (label ``basis``). Grafana:
+launch latency is a histogram (``flowsim_launch_latency_seconds``, fixed buckets: aggregates across runs and
+workers) and, for a glance, quantiles over the run so far (``flowsim_launch_latency_ms``), per attempt and end
+to end (label ``basis``). Grafana:
 ``dashboards/flowsim-grafana.json``. No locust import.
 """
 
@@ -13,13 +15,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from sim.load.figures import Figures, figures
 from sim.load.stats import RunStats
 
-__all__ = ["Snapshot", "RunCollector", "registry_for"]
+__all__ = ["Snapshot", "RunCollector", "registry_for", "LATENCY_BUCKETS_S"]
+
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+"""The launch latency histogram's upper bounds (s): fixed, so runs and processes aggregate (sum by le)."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,7 @@ class RunCollector(Collector):
                 if v is not None:
                     lat.add_metric([*values, basis, q], v)
         yield lat
+        yield _latency_histogram(snap.stats, labels, values)
         fd = f.flow_completion.duration_ms
         if fd.p95 is not None:
             yield family("flowsim_flow_duration_ms", "Launch answer to terminal status seen (ms)", "gauge",
@@ -96,6 +102,19 @@ class RunCollector(Collector):
         if snap.in_flight is not None:
             yield family("flowsim_in_flight", "Launches and follows in progress", "gauge", {"": snap.in_flight})
         yield family("flowsim_run_state", "1 for the run's current state", "gauge", {snap.verdict: 1}, "state")
+
+
+def _latency_histogram(stats: RunStats, labels: list[str], values: list[str]) -> Metric:
+    """Launch latency as a Prometheus histogram (cumulative buckets in seconds, _sum, _count): unlike quantiles,
+    these add up across runs and workers (histogram_quantile over sum by (le))."""
+    h = HistogramMetricFamily("flowsim_launch_latency_seconds",
+                              "Launch latency (s); basis: attempt (each HTTP attempt) or end_to_end (first send to "
+                              "final answer, retry waits included)", labels=[*labels, "basis"])
+    for basis, name in (("attempt", "launch_attempt"), ("end_to_end", "launch")):
+        counts, total, total_ms = stats.cumulative(name, tuple(b * 1000 for b in LATENCY_BUCKETS_S))
+        h.add_metric([*values, basis], [(f"{b:g}", float(n)) for b, n in zip(LATENCY_BUCKETS_S, counts)]
+                     + [("+Inf", float(total))], sum_value=total_ms / 1000)
+    return h
 
 
 def registry_for(snapshot: Callable[[], Snapshot | None]) -> CollectorRegistry:
