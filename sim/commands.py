@@ -8,7 +8,6 @@ them, so ``flowsim --help`` stays fast. Never imports locust.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import signal
@@ -28,45 +27,6 @@ EXIT_OK = 0
 """A summary holds one row per second of the run: 64 MiB is days of rows; anything larger is not a summary."""
 
 
-def _faults(f: Any) -> dict[str, Any] | None:
-    """An org's or flow's [faults] as the org file spells them (None: none)."""
-    if not f.active:
-        return None
-    return {"latency_ms": {"median": f.latency.median_ms, "p99": f.latency.p99_ms} if f.latency else None,
-            "error_rates": {str(k): v for k, v in f.error_rates.items()}, "drop_rate": f.drop_rate,
-            "early_expiry_rate": f.early_expiry_rate}
-
-
-def _describe(org: Any) -> dict[str, Any]:
-    from sim.platform.schema import variables_schema
-    from sim.platform.app import PERM_LAUNCH
-
-    default = next((c for c in org.clients if PERM_LAUNCH in c.permissions), None)
-    return {
-        "org": {"id": org.id, "name": org.name, "source": org.source},
-        # Local test credentials of the simulated org, printed on purpose so clients can log in.
-        "client_id": default.id if default else None,
-        "client_secret": default.secret if default else None,
-        "clients": [{"id": c.id, "name": c.name, "permissions": sorted(c.permissions),
-                     "token_lifetime_s": c.token_lifetime_s} for c in org.clients],
-        "divisions": [{"id": d.id, "name": d.name} for d in org.divisions],
-        "flows": [{"id": f.id, "name": f.name, "type": f.type, "division": org.division(f.division_id).name,
-                   "divisionId": f.division_id, "version": f.version,
-                   "inputSchema": variables_schema(f, f.inputs, "inputs"),
-                   "duration_ms": {"median": f.duration.median_ms, "p99": f.duration.p99_ms},
-                   "outcomes": {"failure_rate": f.failure_rate, "error_rate": f.error_rate},
-                   "background_per_hour": f.background_per_hour, "faults": _faults(f.faults),
-                   "capacity": dataclasses.asdict(f.capacity) if f.capacity else None,
-                   "bot": f.bot is not None} for f in org.flows],
-        "faults": _faults(org.faults),
-        "settings": {"rate_limit_per_window": org.settings.rate_limit_per_window,
-                     "rate_limit_window_s": org.settings.rate_limit_window_s,
-                     "strict_unknown_fields": org.settings.strict_unknown_fields},
-        "network": ({"latency_ms": {"median": org.network.median_ms, "p99": org.network.p99_ms}}
-                    if org.network is not None else None),
-    }
-
-
 def serve(args: argparse.Namespace) -> int:
     from sim import logs
     from sim.platform.org import default_org, load_org
@@ -80,7 +40,9 @@ def serve(args: argparse.Namespace) -> int:
         median, p99 = args.latency_ms
         org = dataclasses.replace(org, network=Latency(median_ms=median, p99_ms=p99))
     if args.describe:
-        print(json.dumps(_describe(org), indent=2))
+        from sim.platform.describe import describe
+
+        print(json.dumps(describe(org), indent=2))
         return EXIT_OK
     from sim.platform.server import bind, serve_announced
 
@@ -217,7 +179,9 @@ def run(args: argparse.Namespace) -> int:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
                 Path(path).write_text(text(summary), encoding="utf-8")
     interrupted = signum is not None or summary.interrupted
-    if interrupted and not summary.fatal:
+    if summary.fatal:
+        print(f"flowsim: {summary.aborted}", file=sys.stderr)
+    elif interrupted:
         print("flowsim: interrupted; the summary and ledger below cover what was sent", file=sys.stderr)
     print_run(summary)  # last: its RESULT line ends the output
     if summary.fatal:

@@ -70,7 +70,7 @@ def test_one_failed_launch_in_a_short_step_does_not_decide_the_bracket() -> None
     The step line says how many launches it had and that 92 cannot resolve a 1 % SLO; the result line says the
     SLO it judged against."""
     from sim.results.text import capacity_line, step_line
-    from sim.run.capacity import _step, launches_to_resolve
+    from sim.run.capacity import launches_to_resolve, step_of
 
     slo = SLO(p95_ms=50, max_error_rate=0.01)
     one, three = (dataclasses.replace(fake_summary(18.4, p95=5, launched=92), scheduled=92, not_sent=0,
@@ -78,7 +78,7 @@ def test_one_failed_launch_in_a_short_step_does_not_decide_the_bracket() -> None
     assert judge(one, slo) == []
     assert judge(three, slo) == ["errors 3.26% > 1.00%: 3 of 92 launches failed (first attempts included)"]
     assert launches_to_resolve(0.01) == 300 and launches_to_resolve(0.0) == 0
-    line = step_line(_step(18.4, one, [], slo), resolve=launches_to_resolve(0.01))
+    line = step_line(step_of(18.4, one, [], slo), resolve=launches_to_resolve(0.01))
     assert "92 launches (fewer than the 300 that resolve the error SLO)" in line and line.endswith("pass")
     result = search(lambda r: fake_summary(r, p95=1), slo, start=10, maximum=20)
     text = capacity_line(result)

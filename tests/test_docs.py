@@ -34,7 +34,7 @@ def test_the_readme_documents_flows_faults_knees_bots_and_settings_with_examples
 def test_each_org_file_example_in_the_readme_loads(block: int) -> None:
     """Each example joined to the built-in org's clients and divisions: the simulator's own parser accepts it, and
     `serve --describe` shows what it configured (faults, knees, durations)."""
-    from sim.commands import _describe
+    from sim.platform.describe import describe
 
     assert len(_org_file_blocks()) == 5
     base = tomllib.loads((ROOT / "sim" / "platform" / "default_org.toml").read_text(encoding="utf-8"))
@@ -43,7 +43,7 @@ def test_each_org_file_example_in_the_readme_loads(block: int) -> None:
     org_data["flows"] = base["flows"] + example.get("flows", [])
     org = parse_org(org_data, f"README example {block}")
     assert len(org.flows) == len(base["flows"]) + len(example.get("flows", []))
-    described = _describe(org)
+    described = describe(org)
     mine = described["flows"][len(base["flows"]):]
     if block == 0:
         assert mine[0]["duration_ms"] == {"median": 5000, "p99": 6000} and mine[0]["outcomes"]["failure_rate"] == 0.02

@@ -156,9 +156,11 @@ def test_the_web_ui_binds_loopback_and_a_forged_form_sends_nothing_anywhere(tmp_
             for fields, refused in forged:
                 form = {"user_count": "1", "spawn_rate": "1", "flowsim_scenario": str(scenario),
                         "flowsim_target": sim.url, **fields}
-                assert httpx.post(f"{url}/swarm", data=form, timeout=10).status_code == 200
+                answer = httpx.post(f"{url}/swarm", data=form, timeout=10)
+                assert answer.status_code == 200  # refused in the answer the form shows, before Locust starts
+                assert answer.json()["success"] is False and refused in answer.json()["message"], answer.text
                 error = ""
-                for _ in range(80):  # the shape's next tick turns the START down, with the reason in the tab
+                for _ in range(80):  # and the reason in the tab
                     tab = httpx.get(f"{url}/stats/requests", timeout=5).json()
                     rows = {r["figure"]: r["value"] for t in tab.get("extendedStats", []) for r in t["data"]}
                     error = rows.get("error", "")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
 import sys
 from dataclasses import dataclass
 from typing import IO
@@ -111,7 +110,7 @@ def render(rows: list[Row]) -> Table:
     """The rows as a two-column grid: the label, and the text wrapped at word boundaries beside it."""
     grid = Table.grid(padding=(0, 1))
     grid.add_column(no_wrap=True, width=_LABEL_WIDTH)
-    grid.add_column(overflow="fold", ratio=1)
+    grid.add_column(overflow="fold")
     for r in rows:
         text = Text(r.text, style=r.style)
         if r.ok is not None:
@@ -121,13 +120,13 @@ def render(rows: list[Row]) -> Table:
 
 
 def print_run(s: RunSummary, file: IO[str] | None = None) -> None:
-    """The summary on ``file`` (stdout). On a TTY: colour, ✓/✗, the terminal's width. Piped: plain text, as wide
-    as ``COLUMNS`` says (100 if unset), no trailing spaces."""
+    """The summary on ``file`` (stdout). On a TTY: colour, ✓/✗, wrapped to the terminal's width. Piped: plain
+    text, one line per row, whatever ``COLUMNS`` says (logs and grep see each figure whole)."""
     out = file or sys.stdout
     if out.isatty():
         Console(file=out, highlight=False).print(render(run_rows(s)))
     else:
-        print(run_text(s, width=shutil.get_terminal_size((100, 24)).columns), file=out, flush=True)
+        print(run_text(s, width=100_000), file=out, flush=True)
 
 
 def run_text(s: RunSummary, *, width: int = 100) -> str:

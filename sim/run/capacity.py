@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from sim.results.summary import CapacityResult, CapacityStep, RunSummary
 
-__all__ = ["SLO", "judge", "search", "limiting_factor", "MIN_FAILED", "launches_to_resolve"]
+__all__ = ["SLO", "judge", "search", "limiting_factor", "MIN_FAILED", "launches_to_resolve", "step_of"]
 
 MIN_FAILED = 3
 """A step fails the error SLO on at least this many failed launches: one 503 in 92 launches (1.09 % > 1 %) is
@@ -80,7 +80,8 @@ def limiting_factor(s: RunSummary, slo: SLO | None = None) -> str:
     return "target latency"
 
 
-def _step(rate: float, s: RunSummary, reasons: list[str], slo: SLO) -> CapacityStep:
+def step_of(rate: float, s: RunSummary, reasons: list[str], slo: SLO) -> CapacityStep:
+    """A step's record: the run's figures at ``rate`` and why it failed (``reasons``; empty: passed)."""
     launched = max(1, s.launched)
     return CapacityStep(
         rate_per_s=round(rate, 3), passed=not reasons, reasons=tuple(reasons),
@@ -102,7 +103,7 @@ def search(run_step: Callable[[float], RunSummary], slo: SLO, *, start: float, m
 
     def run(rate: float) -> bool:
         summary = run_step(rate)
-        rec = _step(rate, summary, judge(summary, slo), slo)
+        rec = step_of(rate, summary, judge(summary, slo), slo)
         steps.append(rec)
         on_step(rec)
         return rec.passed

@@ -153,6 +153,10 @@ def check_start(environment: Any, form: dict[str, str], *, role: Role, processes
     try:
         _prepare_next(environment, opts, role=role, processes=processes)
     except FlowsimError as exc:
+        prev = current(environment)
+        if prev is not None:
+            prev.error = str(exc)  # the flowsim tab says it too
+        logs.get_logger(component="locust").error("plan.refused", reason=str(exc))
         return str(exc)
     return None
 
