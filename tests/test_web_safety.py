@@ -187,3 +187,34 @@ def test_the_web_ui_binds_loopback_and_a_forged_form_sends_nothing_anywhere(tmp_
             ui.wait(timeout=30)
     assert "Traceback" not in (tmp_path / "ui.log").read_text()
     assert not (tmp_path / "elsewhere").exists()  # not even Locust's own report at exit
+
+
+def test_the_next_web_start_keeps_the_embedded_simulator_and_a_refused_one_leaves_it_running(tmp_path: Path) -> None:
+    """A second START with other form values gets a new plan on the *same* embedded simulator (so the target the
+    web UI shows stays true); a START whose preflight fails is refused and stops nothing of the last run's."""
+    from argparse import Namespace
+    from types import SimpleNamespace
+
+    from sim.run.starts import check_start, current
+    from tests.e2e import TEST_FLOW
+
+    scenario = write_scenario(tmp_path, rate=5, duration="2s")
+    (tmp_path / "bogus.toml").write_text(scenario.read_text().replace(TEST_FLOW, "00000000-0000-4000-8000-00000000dead"))
+    opts = Namespace(flowsim_scenario=str(scenario), flowsim_target="embedded", flowsim_rate="", flowsim_duration="",
+                     flowsim_ledger_dir=str(tmp_path / "runs"), flowsim_abort_error_rate=0.0, flowsim_approval="",
+                     flowsim_outside_window=False, flowsim_plan="")
+    env = SimpleNamespace(parsed_options=opts, flowsim_startup=dict(vars(opts)), flowsim=None)
+    assert check_start(env, {}, role="local", processes=1) is None
+    first = current(env)
+    assert first is not None and first.prepared is not None and first.prepared.sim is not None
+    sim = first.prepared.sim
+    try:
+        assert check_start(env, {"flowsim_rate": "7", "flowsim_duration": "2s"}, role="local", processes=1) is None
+        second = current(env)
+        assert second is not first and second.prepared is not None and second.prepared.sim is sim
+        assert second.plan is not None and second.plan.target.api_url == sim.url and sim.proc.poll() is None
+        problem = check_start(env, {"flowsim_scenario": str(tmp_path / "bogus.toml")}, role="local", processes=1)
+        assert problem is not None and "preflight failed" in problem
+        assert current(env) is second and second.prepared.sim is sim and sim.proc.poll() is None
+    finally:
+        sim.stop()

@@ -82,12 +82,14 @@ class Prepared:
     """
 
     def __init__(self, scenario: Scenario, target_name: str, *, rules: LiveRules | None = None,
-                 capacity_max_rate: float | None = None, now: dt.datetime | None = None) -> None:
+                 capacity_max_rate: float | None = None, now: dt.datetime | None = None,
+                 simulator: EmbeddedSimulator | None = None) -> None:
         """``rules``: check the vendor's load-test rules before anything is sent to a real org (None: no load
         will be sent, as for ``validate``). ``capacity_max_rate``: this prepares a capacity search."""
         self.scenario = scenario
         self.live_note: str | None = None
-        self.sim = EmbeddedSimulator() if target_name == "embedded" else None
+        # ``simulator``: an embedded one already running (the web UI's next START keeps its target, and its URL)
+        self.sim = (simulator or EmbeddedSimulator()) if target_name == "embedded" else None
         try:
             self.target: Target = resolve_target(target_name, embedded_url=self.sim.url if self.sim else None)
             env_set = bool(os.environ.get(scenario.client_id_env) and os.environ.get(scenario.client_secret_env))
@@ -117,6 +119,8 @@ class Prepared:
                 client.tokens.close()
             self.flow_duration_s, self.flow_duration_source = self._flow_duration(self.simulator)
         except BaseException:
+            if simulator is not None:
+                self.sim = None  # borrowed, still the last run's: not this failure's to stop
             self.close()
             raise
 
@@ -192,18 +196,22 @@ def _token_limit(client: FlowClient) -> tuple[int, str]:
 
 
 def prepare_from_options(*, scenario: str, target: str, rate: str, duration: str, run_id: str, ledger_dir: str,
-                         abort_error_rate: float, processes: int, rules: LiveRules) -> tuple[RunPlan, Prepared]:
+                         abort_error_rate: float, processes: int, rules: LiveRules,
+                         simulator: EmbeddedSimulator | None = None) -> tuple[RunPlan, Prepared]:
     """Plain ``locust`` use: the master (or single process) resolves the plan from its ``--flowsim-*``
-    options, preflight included; the returned Prepared owns the embedded simulator until closed."""
+    options, preflight included; the returned Prepared owns the embedded simulator (``simulator``: reuse this
+    running one) until closed."""
     try:
         rate_per_s = float(rate) if rate else None
     except ValueError:
         raise ConfigError(f"{rate!r} is not a number", field="--flowsim-rate") from None
     sc = scenario_for_run(scenario, rate_per_s=rate_per_s, duration=duration or None, processes=processes,
                           flags="--flowsim-")
-    prepared = Prepared(sc, target or sc.target, rules=rules)
+    prepared = Prepared(sc, target or sc.target, rules=rules, simulator=simulator)
     if not prepared.ok:
         problems = "; ".join(f"flow {c.flow_id}: {p}" for c in prepared.checks for p in c.problems)
+        if simulator is not None:
+            prepared.sim = None  # borrowed, still the last run's: not this failure's to stop
         prepared.close()
         raise FlowsimError(f"preflight failed, no load sent: {problems}")
     return prepared.plan(run_id=run_id or new_run_id(), ledger_dir=ledger_dir, processes=processes,

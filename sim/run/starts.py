@@ -78,13 +78,14 @@ def resolve_plan(opts: Any) -> tuple[RunPlan, Prepared | None]:
                     processes=getattr(opts, "expect_workers", 1) if getattr(opts, "master", False) else 1)
 
 
-def _prepare(opts: Any, *, run_id: str, processes: int) -> tuple[RunPlan, Prepared]:
+def _prepare(opts: Any, *, run_id: str, processes: int, simulator: Any = None) -> tuple[RunPlan, Prepared]:
     """A plan (preflight included) from the ``--flowsim-*`` options, as typed or as the web UI's form set them."""
     return prepare_from_options(
         scenario=opts.flowsim_scenario, target=opts.flowsim_target, rate=opts.flowsim_rate,
         duration=opts.flowsim_duration, run_id=run_id, ledger_dir=opts.flowsim_ledger_dir,
         abort_error_rate=opts.flowsim_abort_error_rate, processes=processes,
-        rules=LiveRules(approval=opts.flowsim_approval or None, outside_window=opts.flowsim_outside_window))
+        rules=LiveRules(approval=opts.flowsim_approval or None, outside_window=opts.flowsim_outside_window),
+        simulator=simulator)
 
 
 def current(env: Any) -> ProcessRun | None:
@@ -128,8 +129,12 @@ def _prepare_next(environment: Any, opts: Any, *, role: Role, processes: int) ->
     if prev is not None and prev.t0 is None and prev.plan is not None and prev.options == form_options(opts):
         return prev
     webform.check_form(opts, startup)
-    plan, prepared = _prepare(opts, run_id="", processes=processes)
+    # The embedded simulator outlives a run: the next START keeps its target (and the URL the web UI shows).
+    sim = prev.prepared.sim if prev is not None and prev.prepared is not None else None
+    plan, prepared = _prepare(opts, run_id="", processes=processes, simulator=sim)
     if prev is not None and prev.prepared is not None and prev.prepared is not prepared:
+        if prepared.sim is not None and prepared.sim is prev.prepared.sim:
+            prev.prepared.sim = None  # handed over: closing the old preparation must not stop it
         prev.prepared.close()
         prev.prepared = None
     run = ProcessRun(environment, plan, prepared, role=role)
