@@ -69,6 +69,8 @@ class SimState:
     meters: dict[str, LoadMeter]
     bots: Any = None
     """The bot sessions (``sim.platform.bot_api.BotSessions``)."""
+    messaging: Any = None
+    """Open Messaging integrations and conversations (``sim.platform.messaging.Messaging``)."""
     counters: dict[str, int] = field(default_factory=dict)
 
     def count(self, key: str) -> None:

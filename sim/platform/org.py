@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sim._toml import read_toml_file
 from sim.platform.bots import BotDefinition
+from sim.platform.messaging_model import MessagingFlow, OpenIntegrationDef
 
 __all__ = ["Org", "Settings", "OAuthClient", "Division", "Flow", "Variable", "Latency", "Faults", "Capacity",
            "load_org", "default_org", "VARIABLE_TYPES", "FLOW_TYPES", "ERROR_STATUSES"]
@@ -102,6 +103,8 @@ class Flow:
     capacity: Capacity | None = None
     bot: BotDefinition | None = None
     """A digitalbot flow's dialog (``sim.platform.bots``)."""
+    messaging: MessagingFlow | None = None
+    """An inbound message flow's behaviour (``sim.platform.messaging_model``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,6 +158,8 @@ class Org:
     flows: tuple[Flow, ...]
     faults: Faults = Faults()
     """Faults applied to every /api/v2 request (flow faults add to these)."""
+    integrations: tuple[OpenIntegrationDef, ...] = ()
+    """Open Messaging integrations (``[[open_messaging]]``), each routed to an inbound message flow."""
     network: Latency | None = None
     """``[network] latency_ms = { median = 100, p99 = 150 }``: a round trip's delay before *every* answer,
     OAuth and admin endpoints included: the simulator then answers like a region far away."""

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from sim._toml import TableReader
 from sim.errors import ConfigError
 from sim.platform.bots import parse_bot
+from sim.platform.messaging_model import parse_integration, parse_messaging
 from sim.platform.org import (
     ERROR_STATUSES, FLOW_TYPES, VARIABLE_TYPES, Capacity, Division, Faults, Flow, Latency, OAuthClient, Org, Settings,
     Variable,
@@ -19,7 +21,7 @@ __all__ = ["parse_org"]
 def parse_org(data: dict[str, Any], source: str) -> Org:
     """An org from its TOML tables; ConfigError naming the file and field for anything wrong."""
     root = TableReader(data, source, "")
-    root.check_keys({"org", "settings", "clients", "divisions", "flows", "faults", "network"})
+    root.check_keys({"org", "settings", "clients", "divisions", "flows", "faults", "network", "open_messaging"})
     org_r = root.sub("org") or TableReader({}, source, "org")
     org_r.check_keys({"id", "name"})
     settings = _settings(root.sub("settings"))  # in the file's order: the first mistake is the one reported
@@ -29,6 +31,9 @@ def parse_org(data: dict[str, Any], source: str) -> Org:
     ids = [f.id for f in flows]
     if len(ids) != len(set(ids)):
         raise ConfigError("flow ids must be unique", source=source, field="flows")
+    flows = _with_bots_resolved(flows, source)
+    message_flows = {f.id: f.name for f in flows if f.messaging is not None}
+    integrations = tuple(parse_integration(r, message_flows) for r in root.list_of_tables("open_messaging"))
     return Org(
         id=org_r.get("id", str, "00000000-0000-4000-8000-000000000000"),
         name=org_r.get("name", str, "simulated org"),
@@ -37,9 +42,25 @@ def parse_org(data: dict[str, Any], source: str) -> Org:
         divisions=divisions,
         flows=flows,
         faults=_faults(root.sub("faults")),
+        integrations=integrations,
         network=_network(root.sub("network")),
         source=source,
     )
+
+
+def _with_bots_resolved(flows: tuple[Flow, ...], source: str) -> tuple[Flow, ...]:
+    """An inbound message flow's ``bot`` names (by id or name) a digital bot flow of the org: kept as its id."""
+    bots = {f.id: f.id for f in flows if f.bot is not None} | {f.name: f.id for f in flows if f.bot is not None}
+    out = []
+    for f in flows:
+        m = f.messaging
+        if m is not None and m.bot_flow_id is not None:
+            if m.bot_flow_id not in bots:
+                raise ConfigError(f"flow {f.name!r}: [flows.messaging] bot = {m.bot_flow_id!r} is no digital bot flow "
+                                  "of this org", source=source, field="flows.messaging.bot")
+            f = dataclasses.replace(f, messaging=dataclasses.replace(m, bot_flow_id=bots[m.bot_flow_id]))
+        out.append(f)
+    return tuple(out)
 
 
 def _settings(r: TableReader | None) -> Settings:
@@ -98,12 +119,15 @@ def _capacity(r: TableReader | None) -> Capacity | None:
 def _flow(r: TableReader, divisions: tuple[Division, ...]) -> Flow:
     r.check_keys({
         "id", "name", "type", "division", "version", "older_versions", "inputs", "outputs",
-        "duration_ms", "failure_rate", "error_rate", "background_per_hour", "faults", "capacity", "bot",
+        "duration_ms", "failure_rate", "error_rate", "background_per_hour", "faults", "capacity", "bot", "messaging",
     })
     flow_type = r.get("type", str, choices=FLOW_TYPES)
     bot_r = r.sub("bot")
     if (bot_r is None) != (flow_type != "digitalbot"):
         raise r.fail("bot", "a digitalbot flow needs a [flows.bot] dialog, and only a digitalbot flow has one")
+    msg_r = r.sub("messaging")
+    if (msg_r is None) != (flow_type != "inboundshortmessage"):
+        raise r.fail("messaging", "an inboundshortmessage flow needs a [flows.messaging] table, and only one has it")
     by_name = {d.name: d.id for d in divisions}
     division = r.get("division", str)
     division_id = by_name.get(division, division)
@@ -128,6 +152,7 @@ def _flow(r: TableReader, divisions: tuple[Division, ...]) -> Flow:
         faults=_faults(r.sub("faults")),
         capacity=_capacity(r.sub("capacity")),
         bot=parse_bot(bot_r) if bot_r is not None else None,
+        messaging=parse_messaging(msg_r) if msg_r is not None else None,
     )
 
 
