@@ -130,5 +130,9 @@ def test_a_ledger_that_cannot_be_written_stops_the_run_and_it_never_passes(tmp_p
     assert r.returncode == 2 and s["fatal"] and not s["passed"], out[-3000:]
     assert "could not be written" in s["aborted"] and "UNRECORDED" in r.stdout
     assert s["unrecorded"] >= 1 and s["launched"] == len(ledger)
-    assert len(received) == len(ledger) + s["unrecorded"], (len(received), len(ledger), s["unrecorded"])
+    # every ledger line reached the target; whatever else the target received is counted unrecorded. (An upper
+    # bound, not an equality: a launch in flight when the failed write stopped the run is unrecorded and may
+    # not have reached the target — seen once in four runs as 217 received, 216 + 2.)
+    assert {r["name"] for r in ledger} <= {r["name"] for r in received}
+    assert len(ledger) <= len(received) <= len(ledger) + s["unrecorded"], (len(received), len(ledger), s["unrecorded"])
     assert len(received) < s["scheduled"] / 2  # it stopped: 600 were scheduled

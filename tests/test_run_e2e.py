@@ -469,7 +469,14 @@ def test_worker_joining_mid_run_takes_a_share_without_duplicates(tmp_path: Path)
     assert proc.returncode == 0, out[-3000:]
     s = json.loads((tmp_path / "summary.json").read_text())
     ledger = launches(tmp_path, s["run_id"])
-    assert sorted(r["seq"] for r in ledger) == list(range(480))
+    # Every sequence number once: launched, or written as never sent (a launch due while a starved CPU — a new
+    # worker importing beside three other test runs on two cores — held its owner past the 1 s late rule). No
+    # sequence number twice, and what the ledger says is what the summary says.
+    seqs = [r["seq"] for r in ledger]
+    unsent = sum(int(r.get("count") or 1) for r in read_records(ledger_files(tmp_path / "runs" / s["run_id"]))
+                 if r["event"] in ("missed", "late", "not_sent"))
+    assert len(set(seqs)) == len(seqs) and set(seqs) <= set(range(480)) and len(seqs) + unsent == 480
+    assert s["launched"] == len(seqs) and s["duplicate_launches"] == 0 and unsent <= 10
     by_worker: dict[str, list[int]] = {}
     for r in ledger:
         by_worker.setdefault(r["worker"], []).append(r["seq"])
