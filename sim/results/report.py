@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from sim.drivers import driver_for
-from sim.load.figures import RequestRow
+from sim.load.figures import RequestRow, ms_text
 from sim.results.charts import FAIL_COLOR, PASS_COLOR, Line, Rule, bar_chart, histogram, line_chart
 from sim.load.thresholds import value_text
 from sim.results.summary import CapacityResult, Percentiles, RunSummary, ThresholdResult
@@ -146,7 +146,7 @@ def run_report(s: RunSummary) -> str:
                    ("launched", s.launched), ("failed after retries", s.failed),
                    ("errors at first attempt", f"{s.first_attempt_error_rate:.2%}"),
                    ("missed starts", s.missed_starts), ("not sent", s.not_sent), ("retries", s.retries),
-                   ("p95 per attempt ms", att.p95), ("p95 end to end ms", lat.p95)])]
+                   ("p95 per attempt ms", ms_text(att.p95)), ("p95 end to end ms", ms_text(lat.p95))])]
     body.append(f"<p>First launch sent {html.escape(s.first_send_at or '—')}, last {html.escape(s.last_send_at or '—')} "
                 f"(UTC); schedule {s.duration_s:g} s, {s.scheduled} launches.</p>")
     if s.aborted:
