@@ -239,3 +239,19 @@ def test_the_vendor_sdk_sends_an_inbound_open_message_unmodified(receiver: Recei
         assert echo.conversation_id and echo.channel.pcFrom.id == "sdk-customer-1"
         got = receiver.wait_for(3)
     assert {m["channel"]["to"]["id"] for m in got} == {"sdk-customer-1"}
+
+
+def test_an_org_file_cannot_point_a_webhook_off_this_machine() -> None:
+    """The simulator delivers to loopback only, whichever way the URL is given (the API refuses it too)."""
+    import tomllib
+    from pathlib import Path
+
+    from sim.errors import ConfigError
+    from sim.platform.org_file import parse_org
+
+    data = tomllib.loads((Path(__file__).parent.parent / "sim" / "platform" / "default_org.toml").read_text())
+    data["open_messaging"][0]["webhook_url"] = "https://hooks.example.com/flowsim"
+    with pytest.raises(ConfigError, match="not a loopback address"):
+        parse_org(data, "org.toml")
+    data["open_messaging"][0]["webhook_url"] = "http://127.0.0.1:8099/hook"
+    assert parse_org(data, "org.toml").integrations[0].webhook_url == "http://127.0.0.1:8099/hook"

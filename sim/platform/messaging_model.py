@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sim._toml import TableReader
+from sim.platform.webhooks import webhook_url_problem
 
 __all__ = ["MessagingFlow", "DeliveryFaults", "OpenIntegrationDef", "parse_messaging", "parse_integration",
            "MIN_SECRET_LENGTH"]
@@ -97,8 +98,9 @@ def parse_integration(r: TableReader, message_flows: dict[str, str]) -> OpenInte
     if len(secret) < MIN_SECRET_LENGTH:
         raise r.fail("secret", f"must be longer than {MIN_SECRET_LENGTH - 1} characters")
     url = r.get("webhook_url", str, "")
-    if url and not url.startswith(("http://", "https://")):
-        raise r.fail("webhook_url", "must be an http:// or https:// URL")
+    why = webhook_url_problem(url) if url else None
+    if why:
+        raise r.fail("webhook_url", why)
     headers_r = r.sub("webhook_headers")
     headers = tuple((k, headers_r.get(k, str)) for k in headers_r.table) if headers_r is not None else ()
     f = r.sub("faults")
