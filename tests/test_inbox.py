@@ -100,3 +100,69 @@ def test_memory_stays_bounded_over_a_long_run() -> None:
         inbox.deliver(*_signed(_reply(f"m{i}", f"c{i}")))
         inbox.forget(f"c{i}")
     assert len(inbox._seen) == 100 and len(inbox._gone) == 10 and not inbox._waiting
+
+
+class _ReceiverThread:
+    """flowsim's receiver on its own gevent hub in a thread (as it will run beside a Locust process's users)."""
+
+    def __init__(self, inbox: Inbox) -> None:
+        import threading
+
+        self.inbox, self.ready = inbox, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        assert self.ready.wait(10)
+
+    def _run(self) -> None:
+        import gevent
+
+        from sim.run.receiver import Receiver
+
+        self.receiver = Receiver(self.inbox).start()
+        self.stopper = gevent.get_hub().loop.async_()
+        self.stopper.start(self.receiver.stop)
+        self.ready.set()
+        self.receiver.server.serve_forever()
+
+    def close(self) -> None:
+        self.stopper.send()
+        self.thread.join(10)
+
+
+def test_the_simulator_delivers_to_flowsims_receiver_and_each_customer_gets_its_replies() -> None:
+    """End to end over HTTP: the simulator's signed deliveries reach the receiver, which routes them to the
+    customer waiting for them; a forged, an oversized and a malformed POST get a 4xx and a count."""
+    import time
+
+    import httpx
+
+    from sim.platform.server import SimulatorThread
+    from tests.conftest import token
+    from tests.test_messaging_simulator import INTEGRATION, _message, _org, _point
+
+    inbox = Inbox(SECRET, clock=time.time)
+    inbox.expect("cust-r1")
+    box = _ReceiverThread(inbox)
+    try:
+        with SimulatorThread(_org()) as sim, httpx.Client(base_url=sim.url) as http:
+            auth = token(http)
+            _point(http, auth, box.receiver.url)
+            http.post(f"/api/v2/conversations/messages/{INTEGRATION}/inbound/open/message", headers=auth,
+                      json=_message("cust-r1", "hi"))
+            got: list[Any] = []
+            for _ in range(200):  # bounded: until the three replies are in
+                got += inbox.take("cust-r1")
+                if len(got) >= 3:
+                    break
+                time.sleep(0.05)
+            url = box.receiver.url
+            forged = httpx.post(url, content=b'{"id":"x"}', headers={"X-Hub-Signature-256": "sha256=AAAA"})
+            huge = httpx.post(url, content=b"x" * (MAX_BODY_BYTES + 1), headers=_signed(b"x")[1])
+            malformed = httpx.post(url, content=b"{", headers=_signed(b"{")[1])
+            wrong_path = httpx.post(url + "x", content=b"{}")
+    finally:
+        box.close()
+    assert [r.text for r in got] == ["Thanks for messaging the flowsim test line.", "Hi, I'm the flowsim test bot.",
+                                     "What can I help you with today?"]
+    assert (forged.status_code, huge.status_code, malformed.status_code, wrong_path.status_code) == (401, 413, 400, 404)
+    assert inbox.counts == {"routed": 3, "bad_signature": 1, "too_large": 1, "malformed": 1}
