@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from sim.platform.analytics import iso_ms
 from sim.platform.executions import Execution
-from sim.platform.http import JSON, SimState, error
+from sim.platform.http import JSON, SimState, paging
 
 __all__ = ["ROUTES", "sim_executions", "sim_expire_tokens", "sim_flows", "sim_health", "sim_stats"]
 
@@ -28,13 +28,10 @@ async def sim_executions(request: Request) -> Response:
     state: SimState = request.app.state.sim
     q = request.query_params
     prefix, flow_id = q.get("name_prefix"), q.get("flow_id")
-    try:
-        limit = min(int(q.get("limit", "1000")), 100_000)
-        offset = int(q.get("offset", "0"))
-        if limit < 0 or offset < 0:
-            raise ValueError
-    except ValueError:
-        return error(state, 400, "invalid.value", "limit and offset must be whole numbers >= 0")
+    paged = paging(state, q)
+    if isinstance(paged, JSON):
+        return paged
+    limit, offset = paged
     now = state.clock()
     matched = [e for e in state.store
                if (prefix is None or (e.name or "").startswith(prefix)) and (flow_id is None or e.flow.id == flow_id)]

@@ -25,7 +25,7 @@ from sim.platform.analytics import iso_ms
 from sim.platform.auth import Token
 from sim.platform.bots import INPUT_EVENTS, Dialog, TurnRefused
 from sim.platform.executions import draw_latency_s
-from sim.platform.http import JSON, SimState, error, flow_faults, ok, read_json, requires
+from sim.platform.http import JSON, SimState, error, flow_faults, invalid, ok, paging, read_json, requires
 from sim.platform.org import Flow, Latency, Org
 
 __all__ = ["BotSessions", "BotSession", "ROUTES", "PERM_BOT_SESSION", "bot_result", "CHANNELS", "USER_AGENTS",
@@ -108,11 +108,6 @@ class BotSessions:
         return len(self._by_id)
 
 
-def _bad(state: SimState, cid: str, rl: dict[str, str], message: str, field_name: str) -> JSON:
-    return error(state, 400, "invalid.value", message, cid=cid, headers=rl,
-                 details=[{"fieldName": field_name, "errorCode": "invalid.value"}])
-
-
 @requires(PERM_BOT_SESSION)
 async def launch_session(state: SimState, request: Request, token: Token, cid: str, rl: dict[str, str]) -> Response:
     got = await read_json(state, request, cid, rl, "TextBotFlowLaunchRequest")
@@ -121,36 +116,36 @@ async def launch_session(state: SimState, request: Request, token: Token, cid: s
     body = got[1]
     unknown = sorted(set(body) - _LAUNCH_FIELDS)
     if unknown and state.org.settings.strict_unknown_fields:
-        return _bad(state, cid, rl, f"Unrecognized field '{unknown[0]}' in TextBotFlowLaunchRequest", unknown[0])
+        return invalid(state, cid, rl, f"Unrecognized field '{unknown[0]}' in TextBotFlowLaunchRequest", unknown[0])
     flow_ref, ext = body.get("flow"), body.get("externalSessionId")
     if not isinstance(flow_ref, dict) or not isinstance(flow_ref.get("id"), str) or not flow_ref["id"]:
-        return _bad(state, cid, rl, "flow.id is required (the id of a digital bot flow).", "flow.id")
+        return invalid(state, cid, rl, "flow.id is required (the id of a digital bot flow).", "flow.id")
     if not isinstance(ext, str) or not ext or len(ext) > 256:
-        return _bad(state, cid, rl, "externalSessionId is required (a string of 1-256 characters).",
+        return invalid(state, cid, rl, "externalSessionId is required (a string of 1-256 characters).",
                     "externalSessionId")
     channel = body.get("channel")
     if not isinstance(channel, dict) or channel.get("name") not in CHANNELS:
-        return _bad(state, cid, rl, f"channel.name is required, one of {', '.join(CHANNELS)}.", "channel.name")
+        return invalid(state, cid, rl, f"channel.name is required, one of {', '.join(CHANNELS)}.", "channel.name")
     agent = channel.get("userAgent")
     if agent is not None and (not isinstance(agent, dict) or agent.get("name") not in USER_AGENTS):
-        return _bad(state, cid, rl, f"channel.userAgent.name must be one of {', '.join(USER_AGENTS)}.",
+        return invalid(state, cid, rl, f"channel.userAgent.name must be one of {', '.join(USER_AGENTS)}.",
                     "channel.userAgent.name")
     for key in ("inputModes", "outputModes"):
         modes = channel.get(key)
         if modes is not None and (not isinstance(modes, list) or not all(isinstance(m, str) for m in modes)):
-            return _bad(state, cid, rl, f"channel.{key} must be a list of strings.", f"channel.{key}")
+            return invalid(state, cid, rl, f"channel.{key} must be a list of strings.", f"channel.{key}")
     input_data = body.get("inputData") or {}
     if not isinstance(input_data, dict) or not isinstance(input_data.get("variables", {}), dict):
-        return _bad(state, cid, rl, "inputData must be {\"variables\": {...}}.", "inputData")
+        return invalid(state, cid, rl, "inputData must be {\"variables\": {...}}.", "inputData")
     for key in ("language", "conversationId"):
         if body.get(key) is not None and not isinstance(body[key], str):
-            return _bad(state, cid, rl, f"{key} must be a string.", key)
+            return invalid(state, cid, rl, f"{key} must be a string.", key)
     flow = state.org.flow(flow_ref["id"])
     if flow is None:
         return error(state, 404, "architect.flow.not.found", f"Flow {flow_ref['id']} could not be found.", cid=cid,
                      headers=rl, params={"flowId": flow_ref["id"]})
     if flow.type != "digitalbot" or flow.bot is None:
-        return _bad(state, cid, rl, f"Flow '{flow.name}' is of type {flow.type}; only digital bot flows can start "
+        return invalid(state, cid, rl, f"Flow '{flow.name}' is of type {flow.type}; only digital bot flows can start "
                                     "a bot flow session.", "flow.id")
     failed = await flow_faults(state, flow, cid)
     if failed is not None:
@@ -254,12 +249,10 @@ async def sim_bot_sessions(request: Request) -> Response:
     state: SimState = request.app.state.sim
     q = request.query_params
     prefix, flow_id = q.get("external_prefix"), q.get("flow_id")
-    try:
-        limit, offset = min(int(q.get("limit", "1000")), 100_000), int(q.get("offset", "0"))
-        if limit < 0 or offset < 0:
-            raise ValueError
-    except ValueError:
-        return error(state, 400, "invalid.value", "limit and offset must be whole numbers >= 0")
+    paged = paging(state, q)
+    if isinstance(paged, JSON):
+        return paged
+    limit, offset = paged
     matched = [s for s in state.bots if (prefix is None or s.external_session_id.startswith(prefix))
                and (flow_id is None or s.flow.id == flow_id)]
     return JSON({"total": len(matched), "offset": offset, "limit": limit, "stored": len(state.bots),

@@ -24,7 +24,7 @@ from sim.platform.org import Flow, Org
 from sim.platform.schema import FlowValidator
 
 __all__ = ["SimState", "JSON", "ConnectionDropped", "error", "ok", "apply_fault", "requires", "Handler", "read_json",
-           "flow_faults"]
+           "flow_faults", "invalid", "paging"]
 
 _FAULT_CODES = {500: ("internal.server.error", "The server encountered an unexpected condition."),
                 503: ("service.unavailable", "Service is currently unavailable (simulated)."),
@@ -100,6 +100,23 @@ def error(state: SimState, status: int, code: str, message: str, *, cid: str | N
     state.count(f"error.{status}.{code}")
     h = {"ININ-Correlation-Id": cid, **(headers or {})}
     return JSON(models.error_body(status, code, message, cid, **kw), status_code=status, headers=h)
+
+
+def invalid(state: SimState, cid: str, rl: dict[str, str], message: str, field_name: str) -> JSON:
+    """400 ``invalid.value`` naming the field, as the platform's validation answers."""
+    return error(state, 400, "invalid.value", message, cid=cid, headers=rl,
+                 details=[{"fieldName": field_name, "errorCode": "invalid.value"}])
+
+
+def paging(state: SimState, query: Any) -> tuple[int, int] | JSON:
+    """An admin listing's ``limit`` (default 1000, at most 100,000) and ``offset``, or the 400 to answer."""
+    try:
+        limit, offset = min(int(query.get("limit", "1000")), 100_000), int(query.get("offset", "0"))
+        if limit < 0 or offset < 0:
+            raise ValueError
+    except ValueError:
+        return error(state, 400, "invalid.value", "limit and offset must be whole numbers >= 0")
+    return limit, offset
 
 
 def ok(data: Any, cid: str, extra: dict[str, str] | None = None) -> JSON:

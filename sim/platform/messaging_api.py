@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sim.platform.auth import Token
-from sim.platform.http import JSON, SimState, error, flow_faults, ok, read_json, requires
+from sim.platform.http import JSON, SimState, error, flow_faults, invalid, ok, paging, read_json, requires
 from sim.platform.messaging import Integration
 from sim.platform.messaging_model import MIN_SECRET_LENGTH, DeliveryFaults
 from sim.platform.webhooks import webhook_url_problem
@@ -37,11 +37,6 @@ _MESSAGE_FIELDS = frozenset({"channel", "text", "content", "metadata"})
 _FROM_FIELDS = frozenset({"nickname", "id", "idType", "firstName", "lastName", "image", "email"})
 _INTEGRATION_FIELDS = frozenset({"name", "outboundNotificationWebhookUrl", "outboundNotificationWebhookSignatureSecretToken",
                                  "webhookHeaders", "supportedContent", "messagingSetting"})
-
-
-def _bad(state: SimState, cid: str, rl: dict[str, str], message: str, field_name: str) -> JSON:
-    return error(state, 400, "invalid.value", message, cid=cid, headers=rl,
-                 details=[{"fieldName": field_name, "errorCode": "invalid.value"}])
 
 
 def _message_problem(body: dict[str, Any]) -> tuple[str, str] | None:
@@ -76,19 +71,23 @@ def _message_problem(body: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def _no_integration(state: SimState, cid: str, rl: dict[str, str]) -> JSON:
+    return error(state, 404, "not.found", "The requested open messaging integration could not be found.",
+                 cid=cid, headers=rl)
+
+
 @requires(PERM_RECEIVE)
 async def _inbound_message(state: SimState, request: Request, _token: Token, cid: str, rl: dict[str, str]) -> Response:
     integ = state.messaging.integrations.get(request.path_params["integration_id"])
     if integ is None:
-        return error(state, 404, "not.found", "The requested open messaging integration could not be found.",
-                     cid=cid, headers=rl)
+        return _no_integration(state, cid, rl)
     got = await read_json(state, request, cid, rl, "OpenInboundNormalizedMessage")
     if isinstance(got, JSON):
         return got
     body = got[1]
     problem = _message_problem(body)
     if problem is not None:
-        return _bad(state, cid, rl, *problem)
+        return invalid(state, cid, rl, *problem)
     channel = body["channel"]
     echo: dict[str, Any] = {"id": state.new_id(), "channel": {
         "id": integ.id, "platform": "Open", "type": "Private", "messageId": channel.get("messageId") or state.new_id(),
@@ -112,8 +111,7 @@ async def _inbound_other(state: SimState, request: Request, _token: Token, cid: 
     if request.path_params["kind"] not in ("event", "receipt"):
         return error(state, 404, "not.found", "The requested resource could not be found.", cid=cid, headers=rl)
     if request.path_params["integration_id"] not in state.messaging.integrations:
-        return error(state, 404, "not.found", "The requested open messaging integration could not be found.",
-                     cid=cid, headers=rl)
+        return _no_integration(state, cid, rl)
     got = await read_json(state, request, cid, rl, "OpenInboundNormalized" + request.path_params["kind"].title())
     if isinstance(got, JSON):
         return got
@@ -156,7 +154,7 @@ async def _create_integration(state: SimState, request: Request, _t: Token, cid:
     body = got[1]
     problem = _integration_problem(body, creating=True)
     if problem is not None:
-        return _bad(state, cid, rl, *problem)
+        return invalid(state, cid, rl, *problem)
     now = state.clock()
     integ = Integration(id=state.new_id(), name=body["name"], flow_id=None, webhook_url=body["outboundNotificationWebhookUrl"],
                         secret=body["outboundNotificationWebhookSignatureSecretToken"],
@@ -170,8 +168,7 @@ async def _create_integration(state: SimState, request: Request, _t: Token, cid:
 async def _get_integration(state: SimState, request: Request, _t: Token, cid: str, rl: dict[str, str]) -> Response:
     integ = state.messaging.integrations.get(request.path_params["integration_id"])
     if integ is None:
-        return error(state, 404, "not.found", "The requested open messaging integration could not be found.",
-                     cid=cid, headers=rl)
+        return _no_integration(state, cid, rl)
     return ok(integ.to_json(), cid, rl)
 
 
@@ -179,15 +176,14 @@ async def _get_integration(state: SimState, request: Request, _t: Token, cid: st
 async def _patch_integration(state: SimState, request: Request, _t: Token, cid: str, rl: dict[str, str]) -> Response:
     integ = state.messaging.integrations.get(request.path_params["integration_id"])
     if integ is None:
-        return error(state, 404, "not.found", "The requested open messaging integration could not be found.",
-                     cid=cid, headers=rl)
+        return _no_integration(state, cid, rl)
     got = await read_json(state, request, cid, rl, "OpenIntegrationUpdateRequest")
     if isinstance(got, JSON):
         return got
     body = got[1]
     problem = _integration_problem(body, creating=False)
     if problem is not None:
-        return _bad(state, cid, rl, *problem)
+        return invalid(state, cid, rl, *problem)
     integ.name = body.get("name", integ.name)
     integ.webhook_url = body.get("outboundNotificationWebhookUrl", integ.webhook_url)
     integ.secret = body.get("outboundNotificationWebhookSignatureSecretToken", integ.secret)
@@ -199,8 +195,7 @@ async def _patch_integration(state: SimState, request: Request, _t: Token, cid: 
 @requires(PERM_INTEGRATION_DELETE)
 async def _delete_integration(state: SimState, request: Request, _t: Token, cid: str, rl: dict[str, str]) -> Response:
     if state.messaging.integrations.pop(request.path_params["integration_id"], None) is None:
-        return error(state, 404, "not.found", "The requested open messaging integration could not be found.",
-                     cid=cid, headers=rl)
+        return _no_integration(state, cid, rl)
     return Response(status_code=204, headers={"ININ-Correlation-Id": cid, **rl})
 
 
@@ -209,12 +204,10 @@ async def _sim_messaging(request: Request) -> Response:
     state: SimState = request.app.state.sim
     q = request.query_params
     prefix = q.get("from_prefix")
-    try:
-        limit, offset = min(int(q.get("limit", "1000")), 100_000), int(q.get("offset", "0"))
-        if limit < 0 or offset < 0:
-            raise ValueError
-    except ValueError:
-        return error(state, 400, "invalid.value", "limit and offset must be whole numbers >= 0")
+    paged = paging(state, q)
+    if isinstance(paged, JSON):
+        return paged
+    limit, offset = paged
     convs = [c for c in state.messaging.conversations.values() if prefix is None or c.from_id.startswith(prefix)]
     return JSON({"total": len(convs), "offset": offset, "limit": limit, "pending_deliveries": len(state.messaging.tasks),
                  "entities": [c.record() for c in convs[offset:offset + limit]]})

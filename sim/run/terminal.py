@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from sim.load.figures import ms_text
 from sim.run.metrics import Snapshot
 
 __all__ = ["figures", "write_figures", "render", "LiveView"]
@@ -52,7 +53,7 @@ def write_figures(path: str, data: dict[str, Any]) -> None:
 
 
 def _ms(values: list[float | None]) -> str:
-    return " / ".join("—" if v is None else f"{v:g}" for v in values) + " ms"
+    return " / ".join(ms_text(v) for v in values) + " ms"
 
 
 def _pct(n: int, of: int) -> str:
