@@ -130,8 +130,11 @@ def test_a_customer_is_greeted_by_the_flow_served_by_the_bot_and_transferred(rec
         mine = [m["text"] for m in got if m["channel"]["to"]["id"] == "cust-1"]
         assert mine[3:] == ["Let me connect you with an agent.", "Connecting you to an agent."]
         assert receiver.bad_signatures == 0 and len({m["id"] for m in got}) == len(got)
-        listing = http.get("/_sim/messaging", params={"from_prefix": "cust-1"}).json()
-        (conv,) = listing["entities"]
+        for _ in range(200):  # bounded: the simulator records an outcome once the receiver's answer is read
+            (conv,) = http.get("/_sim/messaging", params={"from_prefix": "cust-1"}).json()["entities"]
+            if all(d["outcome"] != "pending" for d in conv["deliveries"]):
+                break
+            time.sleep(0.05)
         assert conv["state"] == "transferred" and conv["queue"] == "flowsim Test Queue"
         assert all(d["outcome"] == "delivered" and d["copies"] == 1 for d in conv["deliveries"])
         again = http.post(path, headers=auth, params={"prefetchConversationId": "true"}, json=_message("cust-1", "hi"))
@@ -255,3 +258,36 @@ def test_an_org_file_cannot_point_a_webhook_off_this_machine() -> None:
         parse_org(data, "org.toml")
     data["open_messaging"][0]["webhook_url"] = "http://127.0.0.1:8099/hook"
     assert parse_org(data, "org.toml").integrations[0].webhook_url == "http://127.0.0.1:8099/hook"
+
+
+def test_identity_resolution_leaves_contacts_a_cleanup_can_find_and_delete_and_tags_stick(receiver: Receiver) -> None:
+    """A customer's first message makes an external contact from its from.id (one per identity, reused by its
+    next conversation); the contacts API finds it by the id's prefix and deletes it; a tag put on the
+    conversation is on it."""
+    with SimulatorThread(_org()) as sim, httpx.Client(base_url=sim.url) as http:
+        auth = token(http)
+        _point(http, auth, receiver.url)
+        path = f"/api/v2/conversations/messages/{INTEGRATION}/inbound/open/message"
+        conv_ids = [http.post(path, headers=auth, params={"prefetchConversationId": "true"},
+                              json=_message(who, text)).json()["conversationId"]
+                    for who, text in (("flowsim-run1-0", "hi"), ("flowsim-run1-1", "hi"),
+                                      ("flowsim-run1-0", "talk to an agent"), ("flowsim-run1-0", "hi again"))]
+        assert conv_ids[0] == conv_ids[2] != conv_ids[3]  # the hand-over ended it: a new conversation
+        found = http.get("/api/v2/externalcontacts/contacts", headers=auth, params={"q": "flowsim-run1-"}).json()
+        assert found["total"] == 2  # one per identity, not per conversation
+        assert {c["identifiers"][0]["value"] for c in found["entities"]} == {"flowsim-run1-0", "flowsim-run1-1"}
+        assert {c["identifiers"][0]["type"] for c in found["entities"]} == {"ExternalId"}
+        tagged = http.put(f"/api/v2/conversations/{conv_ids[0]}/tags", headers=auth, json={"externalTag": "run1"})
+        assert tagged.status_code == 202
+        assert http.put("/api/v2/conversations/nope/tags", headers=auth, json={"externalTag": "x"}).status_code == 404
+        assert http.put(f"/api/v2/conversations/{conv_ids[0]}/tags", headers=token(http, VIEWER),
+                        json={"externalTag": "x"}).status_code == 403
+        convs = http.get("/_sim/messaging", params={"from_prefix": "flowsim-run1-0"}).json()["entities"]
+        assert [c["externalTag"] for c in convs] == ["run1", None]
+        contact_of = {c["externalContactId"] for c in convs}
+        assert len(contact_of) == 1 and contact_of <= {c["id"] for c in found["entities"]}
+        for c in found["entities"]:
+            assert http.delete(f"/api/v2/externalcontacts/contacts/{c['id']}", headers=auth).status_code == 200
+        left = http.get("/api/v2/externalcontacts/contacts", headers=auth, params={"q": "flowsim-run1-"}).json()
+        assert left["total"] == 0
+        assert http.delete(f"/api/v2/externalcontacts/contacts/{c['id']}", headers=auth).status_code == 404

@@ -19,7 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sim.platform import admin, bot_analytics, bot_api, messaging_api, models
+from sim.platform import admin, bot_analytics, bot_api, contacts, messaging_api, models
+from sim.platform.contacts import Contacts
 from sim.platform.messaging import Messaging
 from sim.platform.analytics import AnalyticsQueryError, run_query
 from sim.platform.auth import RateLimiter, Token, TokenStore, parse_basic_auth
@@ -230,7 +231,8 @@ def create_app(org: Org, *, seed: int = 0, clock: Callable[[], float] = time.tim
         meters={},
         bots=bot_api.BotSessions(org, clock=clock, rng=rng),
     )
-    state.messaging = Messaging(org, clock=clock, rng=rng, new_id=state.new_id)
+    state.contacts = Contacts(max_contacts=settings.store_max_executions)
+    state.messaging = Messaging(org, clock=clock, rng=rng, new_id=state.new_id, contacts=state.contacts)
     async def internal_error(request: Request, exc: Exception) -> Response:
         # Whatever went wrong, the answer is the platform's ErrorBody, never a text/plain page.
         return error(state, 500, "internal.server.error", "The server encountered an unexpected condition.")
@@ -247,6 +249,7 @@ def create_app(org: Org, *, seed: int = 0, clock: Callable[[], float] = time.tim
         *bot_api.ROUTES,
         *bot_analytics.ROUTES,
         *messaging_api.ROUTES,
+        *contacts.ROUTES,
     ])
     app.state.sim = state
     if org.network is not None:

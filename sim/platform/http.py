@@ -71,6 +71,8 @@ class SimState:
     """The bot sessions (``sim.platform.bot_api.BotSessions``)."""
     messaging: Any = None
     """Open Messaging integrations and conversations (``sim.platform.messaging.Messaging``)."""
+    contacts: Any = None
+    """External contacts identity resolution made (``sim.platform.contacts.Contacts``)."""
     counters: dict[str, int] = field(default_factory=dict)
 
     def count(self, key: str) -> None:

@@ -26,6 +26,7 @@ import orjson
 
 from sim.platform.analytics import iso_ms
 from sim.platform.bots import Dialog
+from sim.platform.contacts import Contacts
 from sim.platform.executions import draw_latency_s
 from sim.platform.messaging_model import DeliveryFaults
 from sim.platform.org import Flow, Latency, Org
@@ -72,6 +73,9 @@ class Conversation:
     dialog: Dialog | None
     state: str = "open"
     """open, then one of :data:`ENDINGS`."""
+    external_contact_id: str | None = None
+    """The contact identity resolution made (or found) for ``from.id`` (``sim.platform.contacts``)."""
+    external_tag: str | None = None
     ended_at: float | None = None
     inbound: list[dict[str, Any]] = field(default_factory=list)
     outbound: list[dict[str, Any]] = field(default_factory=list)
@@ -83,6 +87,7 @@ class Conversation:
                 "divisionId": self.flow.division_id, "from": {"id": self.from_id, "idType": self.id_type,
                                                               "nickname": self.nickname},
                 "state": self.state, "queue": self.flow.messaging.queue if self.flow.messaging else None,
+                "externalContactId": self.external_contact_id, "externalTag": self.external_tag,
                 "dateStarted": iso_ms(self.started_at),
                 "dateEnded": iso_ms(self.ended_at) if self.ended_at is not None else None,
                 "inbound": self.inbound, "outbound": self.outbound,
@@ -92,8 +97,9 @@ class Conversation:
 class Messaging:
     """Integrations, conversations (oldest evicted beyond the org's store limit) and their deliveries."""
 
-    def __init__(self, org: Org, *, clock: Callable[[], float], rng: random.Random, new_id: Callable[[], str]) -> None:
-        self.org, self.clock, self.rng, self.new_id = org, clock, rng, new_id
+    def __init__(self, org: Org, *, clock: Callable[[], float], rng: random.Random, new_id: Callable[[], str],
+                 contacts: Contacts) -> None:
+        self.org, self.clock, self.rng, self.new_id, self.contacts = org, clock, rng, new_id, contacts
         now = clock()
         self.integrations = {d.id: Integration(id=d.id, name=d.name, flow_id=d.flow_id, webhook_url=d.webhook_url,
                                                secret=d.secret, headers=dict(d.webhook_headers), faults=d.faults,
@@ -118,6 +124,8 @@ class Messaging:
             conv = Conversation(id=self.new_id(), integration=integration, flow=flow, from_id=sender["id"],
                                 id_type=sender["idType"], nickname=str(sender.get("nickname") or ""), started_at=now,
                                 dialog=Dialog(bot.bot) if bot is not None and bot.bot is not None else None)
+            conv.external_contact_id = self.contacts.resolve(conv.id_type, conv.from_id, conv.nickname,
+                                                             new_id=self.new_id(), now=now)
             self.open[key] = conv
             self._store(conv)
             replies = self._start(conv)
