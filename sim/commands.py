@@ -8,6 +8,7 @@ them, so ``flowsim --help`` stays fast. Never imports locust.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -21,7 +22,7 @@ from sim.load.overrides import check_load, constant_rate, scenario_for_run
 from sim.load.scenario import Scenario, load_scenario, parse_duration
 
 __all__ = ["serve", "validate", "run", "capacity", "compare", "report", "ledger_summary", "analytics", "EXIT_OK",
-           "live_view"]
+           "add_separation", "live_view"]
 
 EXIT_OK = 0
 """A summary holds one row per second of the run: 64 MiB is days of rows; anything larger is not a summary."""
@@ -169,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
             summary, signum = fleet.run(plan)
         finally:
             fleet.close()  # every Locust process ends before the embedded simulator (closed next) does
-        summary = _separation(summary, plan, prepared, args.summary_json)
+        summary = add_separation(summary, plan, prepared, args.summary_json)
     write_html(args.html, lambda: _report().run_report(summary))
     if args.junit or args.csv_series:
         from sim.results.export import junit_xml, series_csv
@@ -191,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
     return 0 if summary.passed else 1
 
 
-def _separation(summary: Any, plan: Any, prepared: Any, summary_json: str | None) -> Any:
+def add_separation(summary: Any, plan: Any, prepared: Any, summary_json: str | None) -> Any:
     """The separation proof, in the summary (and its JSON, rewritten): on the embedded simulator analytics are
     immediate, so it is checked now; a real org's analytics lag behind, so the summary says how to check later.
     A check after the run never turns it into a failure."""
@@ -210,8 +211,16 @@ def _separation(summary: Any, plan: Any, prepared: Any, summary_json: str | None
         check = {"verdict": f"PENDING: platform analytics lag behind; check them in a few minutes with "
                             f"`flowsim analytics {plan.run_id}`", "separated": None, "lines": []}
     summary = dataclasses.replace(summary, analytics={**summary.analytics, "check": check})
-    if summary_json:
-        Path(summary_json).write_text(json.dumps(summary.to_dict(), indent=2), encoding="utf-8")
+    if summary_json:  # replaced whole (a reader never sees half a file); a full disk is one line, not a traceback
+        tmp = Path(f"{summary_json}.tmp")
+        try:
+            tmp.write_text(json.dumps(summary.to_dict(), indent=2), encoding="utf-8")
+            os.replace(tmp, summary_json)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            print(f"flowsim: the analytics check is not in {summary_json} ({exc.strerror or exc}); the summary "
+                  "there is the run's, without it", file=sys.stderr)
     return summary
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import re
+from typing import Any
 
 from sim.load.thresholds import ThresholdResult
 from sim.results.summary import RunSummary
@@ -78,3 +79,23 @@ def test_compare_rows_read_in_their_units() -> None:
     assert cells({"a": 10.0, "b": 12.5, "kind": "latency"}) == ("10 ms", "12.5 ms", "+2.5 ms (+25%)")
     assert cells({"a": 0.0, "b": 0.004, "kind": "error"}) == ("0.00%", "0.40%", "+0.40 pts")
     assert cells({"a": 20.0, "b": 19.0, "kind": "rate"}) == ("20/s", "19/s", "-5.0%")
+
+
+def test_the_analytics_check_joins_the_summary_json_or_says_why_not(tmp_path: Any, capsys: Any) -> None:
+    """A real org's run: the summary says how to check analytics later (PENDING), in the JSON too; a summary
+    path that cannot be written is one line on stderr, never a traceback, and the run's figures stand."""
+    import json
+    from types import SimpleNamespace
+
+    from sim.commands import add_separation
+
+    plan, prepared = SimpleNamespace(run_id="r1"), SimpleNamespace(simulator=False)
+    path = tmp_path / "s.json"
+    out = add_separation(_summary(), plan, prepared, str(path))
+    assert out.analytics["check"]["verdict"].startswith("PENDING") and "flowsim analytics r1" in \
+        out.analytics["check"]["verdict"]
+    assert json.loads(path.read_text())["analytics"]["check"] == out.analytics["check"]
+    (tmp_path / "a-file").write_text("")
+    kept = add_separation(_summary(), plan, prepared, str(tmp_path / "a-file" / "s.json"))
+    assert kept.analytics["check"]["separated"] is None
+    assert "the analytics check is not in" in capsys.readouterr().err
