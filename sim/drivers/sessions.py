@@ -85,18 +85,18 @@ class Conversations:
                                  f"{self.sessions_failing_expectations}, ≈ {self.billable_sessions} billable"),
                 ("bot endings", ", ".join(f"{k} {v}" for k, v in self.endings.items()) or "–")]
 
-    def text_lines(self) -> list[str]:
+    def text_rows(self) -> list[tuple[str, str]]:
         tl, sd = self.turn_latency_ms, self.session_duration_ms
         return [
-            f"  sessions  started {self.sessions}  turns {self.turns} ({self.turns_per_session} per session)  "
-            f"≈ {self.billable_sessions} billable (per session of up to 8 turns)",
-            f"  ended     {counts_text(self.endings)}",
-            f"  turns     latency (first send to final answer): p50 {tl.p50} ms  p95 {tl.p95} ms  p99 {tl.p99} ms  "
-            f"max {tl.max} ms  failed {self.turn_failed}  retries {self.turn_retries}",
-            f"  sessions  duration (start answered to last answer, think times included): p50 {sd.p50} ms  "
-            f"p95 {sd.p95} ms",
-            f"  scripts   {self.sessions_failing_expectations} session(s) broke an expectation "
-            f"({self.expectation_failures} broken in all)",
+            ("sessions", f"started {self.sessions}  turns {self.turns} ({self.turns_per_session} per session)  "
+                         f"≈ {self.billable_sessions} billable (per session of up to 8 turns)"),
+            ("ended", counts_text(self.endings)),
+            ("turns", f"latency (first send to final answer): p50 {tl.p50} ms  p95 {tl.p95} ms  p99 {tl.p99} ms  "
+                      f"max {tl.max} ms  failed {self.turn_failed}  retries {self.turn_retries}"),
+            ("sessions", f"duration (start answered to last answer, think times included): p50 {sd.p50} ms  "
+                         f"p95 {sd.p95} ms"),
+            ("scripts", f"{self.sessions_failing_expectations} session(s) broke an expectation "
+                        f"({self.expectation_failures} broken in all)"),
         ]
 
     def compare_metrics(self) -> dict[str, tuple[float | None, str, str]]:

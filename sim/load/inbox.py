@@ -82,6 +82,14 @@ class Inbox:
         return left
 
     # -- deliveries ---------------------------------------------------------------------------------
+    def too_large(self, length: int) -> bool:
+        """Before a server reads a body of ``length`` bytes: True (counted ``too_large``, answer 413) when it is
+        over the limit, so it is refused unread."""
+        if length <= MAX_BODY_BYTES:
+            return False
+        self.counts["too_large"] += 1
+        return True
+
     def deliver(self, raw: bytes, headers: Mapping[str, str]) -> tuple[int, str]:
         """One POST from the platform: the HTTP status to answer and the outcome (one of :data:`OUTCOMES`).
         ``headers``: names in any case."""
@@ -90,7 +98,7 @@ class Inbox:
         return status, outcome
 
     def _judge(self, raw: bytes, headers: dict[str, str]) -> tuple[str, int]:
-        if len(raw) > MAX_BODY_BYTES:
+        if len(raw) > MAX_BODY_BYTES:  # a caller that read it anyway (a server checks too_large first)
             return "too_large", 413
         want = "sha256=" + base64.b64encode(hmac.new(self._key, raw, hashlib.sha256).digest()).decode("ascii")
         if not hmac.compare_digest(headers.get(SIGNATURE_HEADER, "").encode(), want.encode()):

@@ -5,7 +5,6 @@ Drawn with ``rich``: coloured on a TTY, plain when piped (``NO_COLOR`` is honour
 from __future__ import annotations
 
 import io
-import re
 import sys
 from dataclasses import dataclass
 from typing import IO
@@ -66,14 +65,8 @@ def _figure_rows(s: RunSummary) -> list[Row]:
     if drv.unit != "launch":
         rows.insert(1, Row("", f"(a launch here is a {drv.unit}: POST {drv.path})"))
     if s.section is not None:
-        rows += [_parse(line) for line in s.section.text_lines()]
+        rows += [Row(label, text) for label, text in s.section.text_rows()]
     return rows
-
-
-def _parse(line: str) -> Row:
-    """A driver section's "  label     text" line as a row."""
-    m = re.match(r"\s*(\S+)\s+(.*)", line)
-    return Row(m.group(1), m.group(2)) if m else Row("", line.strip())
 
 
 def run_rows(s: RunSummary) -> list[Row]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from gevent.pywsgi import WSGIServer
 
-from sim.load.inbox import MAX_BODY_BYTES, Inbox
+from sim.load.inbox import Inbox
 
 __all__ = ["Receiver", "STATUS_TEXT"]
 
@@ -49,8 +49,7 @@ class Receiver:
         length = environ.get("CONTENT_LENGTH") or ""
         if not length.isdigit():
             return 411
-        if int(length) > MAX_BODY_BYTES:
-            self.inbox.counts["too_large"] += 1
+        if self.inbox.too_large(int(length)):
             return 413
         raw = environ["wsgi.input"].read(int(length))
         headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
