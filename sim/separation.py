@@ -45,7 +45,11 @@ def analytics_of(plan: Any, rdir: Path, target: Any, *, wait_s: float) -> Analyt
 
     from sim.drivers import driver_for
 
-    kind = driver_for(plan.scenario.kind).record_event
+    driver = driver_for(plan.scenario.kind)
+    if not driver.analytics:
+        return AnalyticsCheck((), f"NOT CHECKED: flowsim does not read the platform's analytics of {driver.units} yet "
+                                  "(the summary's analytics note says which dimensions keep them apart)", EXIT_USAGE)
+    kind, bot = driver.record_event, driver.analytics == "bots"
     launches = [r for r in read_records(ledger_files(rdir)) if r.get("event") == kind]
     if not launches:
         raise ConfigError(f"the ledger holds no {kind}s", source=str(rdir))
@@ -61,7 +65,7 @@ def analytics_of(plan: Any, rdir: Path, target: Any, *, wait_s: float) -> Analyt
             "last_s": max(r.get("ended_at") or r.get("answered_at") or r["sent_at"] for r in launches)}
     others = _other_runs(rdir, plan, kind, *span_of(span["first_s"], span["last_s"]))
     try:
-        if kind == "session":
+        if bot:
             bots = check_bot_analytics(client, **span, run_bots={f.id for f in plan.flows}, ledger_sessions=accepted,
                                        ledger_turns=sum(len(r.get("turns") or []) for r in launches), wait_s=wait_s,
                                        other_runs=others, progress=lambda line: print(line, file=sys.stderr))
@@ -71,13 +75,13 @@ def analytics_of(plan: Any, rdir: Path, target: Any, *, wait_s: float) -> Analyt
                 ledger_accepted=accepted, wait_s=wait_s, other_runs=others, progress=lambda line: print(line, file=sys.stderr))
     except PlatformError as exc:
         if exc.status == 403:
-            perm = "analytics:botAggregate:view" if kind == "session" else "analytics:flowExecutionAggregate:view"
+            perm = "analytics:botAggregate:view" if bot else "analytics:flowExecutionAggregate:view"
             return AnalyticsCheck((), f"NOT CHECKED: the OAuth client's role needs {perm} ({exc.code})", EXIT_USAGE)
         raise
     finally:
         client.close()
         client.tokens.close()
-    return _bots_check(bots) if kind == "session" else _flows_check(result)
+    return _bots_check(bots) if bot else _flows_check(result)
 
 
 def _bots_check(bots: Any) -> AnalyticsCheck:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from sim.drivers.base import Driver, SizingInputs, Ticket, UnitContext
 from sim.drivers.conversation import CONVERSATION
+from sim.drivers.messaging import MESSAGING
 from sim.drivers.workflow import WORKFLOW
 from sim.errors import ConfigError
 
 __all__ = ["Driver", "UnitContext", "Ticket", "SizingInputs", "DRIVERS", "driver_for"]
 
-DRIVERS: dict[str, Driver] = {d.kind: d for d in (WORKFLOW, CONVERSATION)}
+DRIVERS: dict[str, Driver] = {d.kind: d for d in (WORKFLOW, CONVERSATION, MESSAGING)}
 
 
 def driver_for(kind: str) -> Driver:

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from sim.load.client import Attempt, FlowClient
 from sim.load.identity import Identity
+from sim.load.messaging import Mailbox
 from sim.load.payload import PayloadBuilder
 from sim.load.records import Record
 from sim.load.scenario import FlowSpec, Scenario
@@ -52,6 +53,8 @@ class UnitContext(Protocol):
     scenario: Scenario
     builder: PayloadBuilder
     max_late_s: float
+    mailbox: Mailbox | None
+    """Open Messaging: where customers read the replies the webhook got (None for other kinds)."""
 
     @property
     def stopping(self) -> bool: ...
@@ -79,6 +82,9 @@ class Driver(Protocol):
     """The ledger event of a unit's record."""
     section_key: str | None
     """The summary key of its own figures (None: none)."""
+    analytics: str
+    """Which platform analytics the separation proof reads for its units: "flows" (flow execution aggregates),
+    "bots" (bot aggregates), or "" (none yet: the proof says it was not checked)."""
 
     def run(self, ctx: UnitContext, client: FlowClient, ticket: Ticket, identity: Identity) -> None: ...
     def section(self, stats: RunStats) -> Any: ...

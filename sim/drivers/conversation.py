@@ -35,6 +35,7 @@ class ConversationDriver:
     units = "sessions"
     path = SESSIONS_PATH
     record_event = "session"
+    analytics = "bots"
     section_key: str | None = "conversations"
 
     def run(self, ctx: UnitContext, client: FlowClient, ticket: Ticket, identity: Identity) -> None:

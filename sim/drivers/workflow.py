@@ -42,6 +42,7 @@ class WorkflowDriver:
     units = "launches"
     path = "/api/v2/flows/executions"
     record_event = "launch"
+    analytics = "flows"
     section_key: str | None = None
 
     def run(self, ctx: UnitContext, client: FlowClient, ticket: Ticket, identity: Identity) -> None:

@@ -174,7 +174,7 @@ class Figures:
             "launch_error_rate": self.failed / self.launched if self.launched else None,
             "missed_start_rate": self.missed_start_rate,
             "flow_failure_rate": 0.0 if fc.failure_rate is None else fc.failure_rate,  # none judged: none failed
-            "turn_p95_ms": None, "expectation_failure_rate": None,
+            "turn_p95_ms": None, "expectation_failure_rate": None, "reply_p95_ms": None,
         }
         if target_rate_per_s is not None:
             out["min_achieved_rate_ratio"] = (self.achieved_rate_per_s / target_rate_per_s

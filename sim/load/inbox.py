@@ -41,15 +41,31 @@ class Reply:
     conversation_id: str
     quick_replies: tuple[str, ...]
     type: str
+    time: str = ""
+    """``channel.time``: when the platform made the message (ISO-8601), so a customer can tell the order."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.message_id, "to": self.to_id, "text": self.text, "at": round(self.received_at, 6),
+                "from": self.originating_entity, "conversation_id": self.conversation_id,
+                "quick_replies": list(self.quick_replies), "type": self.type, "time": self.time}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Reply:
+        return cls(message_id=d["id"], to_id=d["to"], text=d["text"], received_at=d["at"], originating_entity=d["from"],
+                   conversation_id=d["conversation_id"], quick_replies=tuple(d["quick_replies"]), type=d["type"],
+                   time=d["time"])
 
 
 class Inbox:
     """Deliveries for the customers of one integration (one signature secret), routed by ``channel.to.id``."""
 
     def __init__(self, secret: str, *, clock: Callable[[], float], seen_max: int = 200_000,
-                 gone_max: int = 200_000) -> None:
+                 gone_max: int = 200_000, on_routed: Callable[[str], None] = lambda _to: None) -> None:
+        """``on_routed(customer_id)``: called after a reply was kept for that customer."""
         self._key = secret.encode()
         self.clock = clock
+        self.on_routed = on_routed
+        self._accept: list[str] = []
         self.counts: Counter[str] = Counter()
         self._waiting: dict[str, deque[Reply]] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()
@@ -58,6 +74,13 @@ class Inbox:
         self._gone_max = gone_max
 
     # -- customers ----------------------------------------------------------------------------------
+    def accept(self, prefix: str) -> None:
+        """Keep replies for any customer whose id starts with ``prefix`` (a run's ``<tag>-<run id>-``), even before
+        :meth:`expect`: a customer run by another process reads them over the network, and a first reply can
+        come before it asks. The last 16 prefixes are kept."""
+        if prefix not in self._accept:
+            self._accept = (self._accept + [prefix])[-16:]
+
     def expect(self, customer_id: str) -> None:
         """A simulated customer with this ``from.id`` is in conversation: its replies are kept for it."""
         self._waiting.setdefault(customer_id, deque())
@@ -112,8 +135,11 @@ class Inbox:
         while len(self._seen) > self._seen_max:
             self._seen.popitem(last=False)
         queue = self._waiting.get(reply.to_id)
+        if queue is None and reply.to_id not in self._gone and reply.to_id.startswith(tuple(self._accept)):
+            queue = self._waiting[reply.to_id] = deque()
         if queue is not None:
             queue.append(reply)
+            self.on_routed(reply.to_id)
             return "routed", 200
         if reply.to_id in self._gone:
             return "after_give_up", 200
@@ -133,6 +159,6 @@ class Inbox:
             return Reply(message_id=message_id, to_id=to_id, text=str(msg.get("text") or ""),
                          received_at=self.clock(), originating_entity=str(msg.get("originatingEntity") or ""),
                          conversation_id=str(msg.get("conversationId") or ""), quick_replies=quick,
-                         type=str(msg.get("type") or ""))
+                         type=str(msg.get("type") or ""), time=str(channel.get("time") or ""))
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
             return None

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 __all__ = ["Record", "LaunchRecord", "OutcomeRecord", "SessionOpenRecord", "SessionRecord", "UnsentRecord", "parse",
-           "UNIT_EVENTS"]
+           "UNIT_EVENTS", "ReceiverRecord"]
 
 UNIT_EVENTS = ("launch", "session")
 """A unit of work that was sent: a launch, a conversation (its start counts as the launch)."""
@@ -89,9 +89,12 @@ class SessionOpenRecord(_Unit):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SessionRecord(_Unit):
-    """A whole conversation: its start (as a launch), every turn, how it ended."""
+    """A whole conversation: its start (as a launch), every turn, how it ended. An Open Messaging conversation
+    (``kind = "messaging"``) is one too: its first message is the start, its messages the turns, ``session_id``
+    the platform's conversation id, and it also carries every reply its customer read (``replies``)."""
 
     event: str = "session"
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"replies", "out_of_order", "tag_status"})
     session_id: str | None = None
     turns: list[dict[str, Any]] = field(default_factory=list)
     end: str = "?"
@@ -100,6 +103,9 @@ class SessionRecord(_Unit):
     expectation_failures: list[str] = field(default_factory=list)
     ended_at: float | None = None
     billable_sessions: int = 0
+    replies: list[dict[str, Any]] | None = None
+    out_of_order: int | None = None
+    tag_status: int | None = None
 
     @classmethod
     def lost(cls, opened: SessionOpenRecord) -> SessionRecord:
@@ -150,11 +156,23 @@ class UnsentRecord(_Json):
         return self.count if self.count is not None else 1
 
 
-Record = LaunchRecord | OutcomeRecord | SessionOpenRecord | SessionRecord | UnsentRecord
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ReceiverRecord(_Json):
+    """What flowsim's webhook receiver made of the deliveries during a run (Open Messaging): each outcome of
+    ``sim.load.inbox.OUTCOMES`` counted, written by the process that hosts it when the run ends."""
+
+    event: str = "receiver"
+    run_id: str = ""
+    worker: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+    at: float
+
+
+Record = LaunchRecord | OutcomeRecord | SessionOpenRecord | SessionRecord | UnsentRecord | ReceiverRecord
 
 _BY_EVENT: dict[str, Any] = {"launch": LaunchRecord, "outcome": OutcomeRecord, "session_open": SessionOpenRecord,
                              "session": SessionRecord, "missed": UnsentRecord, "late": UnsentRecord,
-                             "not_sent": UnsentRecord}
+                             "not_sent": UnsentRecord, "receiver": ReceiverRecord}
 
 
 def parse(data: dict[str, Any]) -> Record | None:

@@ -7,7 +7,6 @@ the field and what is allowed.
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,9 @@ from typing import Any
 from sim._toml import TableReader, read_toml_file
 from sim.errors import ConfigError
 from sim.load.target import REGIONS, Target, resolve_target
+from sim.load.messaging_script import MessageSpec, MessagingSpec, messaging_from_dict, parse_messages, parse_messaging
 from sim.load.script import CHANNELS, USER_AGENTS, TurnSpec, parse_turns
+from sim.load.stages import Stage, parse_duration, parse_stages
 from sim.load.template import placeholders
 from sim.load.thresholds import Thresholds, read_thresholds
 
@@ -24,7 +25,7 @@ __all__ = ["KINDS", "Scenario", "FlowSpec", "Stage", "Thresholds", "load_scenari
            "Target", "resolve_target", "TEMPLATE_FIELDS", "scenario_to_dict", "scenario_from_dict",
            "MAX_CONCURRENCY", "MAX_TOKENS"]
 
-KINDS = ("workflow", "conversation")
+KINDS = ("workflow", "conversation", "messaging")
 """The kinds of traffic a scenario may name: one per driver in ``sim.drivers`` (a test keeps the two equal)."""
 
 MAX_CONCURRENCY = 20_000
@@ -37,34 +38,6 @@ TEMPLATE_FIELDS = (
     "identity.phone", "identity.seq", "run.id", "run.seq", "run.name", "flow.id",
 )
 """Placeholders an inputData template may use, e.g. ``"{identity.phone}"``."""
-
-_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
-
-
-def parse_duration(value: Any, *, where: str = "duration") -> float:
-    """Seconds from ``20``, ``"20s"``, ``"5m"``, ``"1h30m"``; raises ConfigError otherwise."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str) and value.strip() and (m := _DURATION.match(value)):
-        h, mi, s = (float(g) if g else 0.0 for g in m.groups())
-        seconds = h * 3600 + mi * 60 + s
-    else:
-        raise ConfigError(f"{value!r} is not a duration; use seconds or e.g. '20s', '5m', '1h30m'", field=where)
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ConfigError(f"{value!r} must be a finite duration longer than 0 s", field=where)
-    return seconds
-
-
-@dataclass(frozen=True, kw_only=True)
-class Stage:
-    """One stage of the arrival-rate profile."""
-
-    duration_s: float
-    rate_per_s: float
-    """Launches per second at the end of the stage."""
-    ramp: bool = False
-    """True: rate moves linearly from the previous stage's rate; False: constant for the stage."""
-
 
 @dataclass(frozen=True, kw_only=True)
 class FlowSpec:
@@ -80,6 +53,8 @@ class FlowSpec:
     """Input that receives the run id when the flow declares it (set to "" to disable)."""
     turns: tuple[TurnSpec, ...] = ()
     """A conversation scenario's script for this (digital bot) flow."""
+    messages: tuple[MessageSpec, ...] = ()
+    """A messaging scenario's script for this (inbound message) flow."""
     channel: str = "Messaging"
     """A bot session's channel name: Chat, Call or Messaging."""
     user_agent: str = "Open"
@@ -132,6 +107,8 @@ class Scenario:
     """Conversations: the customer's pause before each scripted turn (uniform from half to one and a half times)."""
     max_turns: int = 30
     """Conversations: a session still going after this many turns is ended (UserDisconnect) and counted."""
+    messaging: MessagingSpec | None = None
+    """``kind = "messaging"``: the integration, the webhook receiver, the reply timeouts (``[messaging]``)."""
 
     @property
     def duration_s(self) -> float:
@@ -146,8 +123,10 @@ def scenario_to_dict(scenario: Scenario) -> dict[str, Any]:
 def scenario_from_dict(data: dict[str, Any]) -> Scenario:
     """The inverse of :func:`scenario_to_dict`."""
     kw = dict(data)
-    kw["flows"] = tuple(FlowSpec(**{**f, "turns": tuple(TurnSpec.from_dict(t) for t in f.get("turns", ()))})
+    kw["flows"] = tuple(FlowSpec(**{**f, "turns": tuple(TurnSpec.from_dict(t) for t in f.get("turns", ())),
+                                    "messages": tuple(MessageSpec.from_dict(m) for m in f.get("messages", ()))})
                         for f in kw["flows"])
+    kw["messaging"] = messaging_from_dict(kw.get("messaging"))
     kw["stages"] = tuple(Stage(**st) for st in kw["stages"])
     th = kw["thresholds"]
     kw["thresholds"] = Thresholds(**{**th, "abort_on_fail": tuple(th.get("abort_on_fail", ()))})
@@ -165,10 +144,17 @@ def _placeholders(value: Any, r: TableReader, key: str) -> list[str]:
 
 def _parse(data: dict[str, Any], source: str) -> Scenario:
     root = TableReader(data, source, "")
-    root.check_keys({"scenario", "flows", "stages", "thresholds", "live"})
+    root.check_keys({"scenario", "flows", "stages", "thresholds", "live", "messaging"})
     kw = _settings(TableReader(data.get("scenario", {}), source, "scenario"), source)
-    flows = _flows(data, source, conversation=kw.get("kind", "workflow") == "conversation")
-    stages = _stages(data, source)
+    kind = kw.get("kind", "workflow")
+    flows = _flows(data, source, kind=kind)
+    if kind == "messaging":
+        if not isinstance(data.get("messaging"), dict):
+            raise root.fail("messaging", 'a kind = "messaging" scenario needs a [messaging] table (its integration)')
+        kw["messaging"] = parse_messaging(TableReader(data["messaging"], source, "messaging"))
+    elif "messaging" in data:
+        raise root.fail("messaging", 'is for kind = "messaging" scenarios')
+    stages = parse_stages(data, source)
     thresholds = read_thresholds(TableReader(data.get("thresholds", {}), source, "thresholds"))
     live = TableReader(data.get("live", {}), source, "live")
     live.check_keys({"approval"})
@@ -179,7 +165,8 @@ def _parse(data: dict[str, Any], source: str) -> Scenario:
 
 def _settings(s: TableReader, source: str) -> dict[str, Any]:
     """The [scenario] table's settings, checked (the Scenario's keyword arguments)."""
-    fields = {f.name for f in dataclasses.fields(Scenario)} - {"source", "flows", "stages", "thresholds", "approval"}
+    fields = {f.name for f in dataclasses.fields(Scenario)} - {"source", "flows", "stages", "thresholds", "approval",
+                                                                "messaging"}
     s.check_keys(fields)
     kw: dict[str, Any] = {}
     for key in ("max_concurrency", "tokens_per_client"):
@@ -203,7 +190,7 @@ def _settings(s: TableReader, source: str) -> dict[str, Any]:
         raise s.fail("max_retries", "must be >= 0")
     s.get("identity_per", str, "execution", choices=("execution", "user"))
     s.get("kind", str, "workflow", choices=KINDS)
-    conversation = kw.get("kind", "workflow") == "conversation"
+    conversation = kw.get("kind", "workflow") in ("conversation", "messaging")
     if kw.get("think_time_s", 0.0) < 0:
         raise s.fail("think_time_s", "must be >= 0 (seconds)")
     if kw.get("max_turns", 1) < 1:
@@ -233,7 +220,8 @@ def _settings(s: TableReader, source: str) -> dict[str, Any]:
     return kw
 
 
-def _flows(data: dict[str, Any], source: str, *, conversation: bool) -> tuple[FlowSpec, ...]:
+def _flows(data: dict[str, Any], source: str, *, kind: str) -> tuple[FlowSpec, ...]:
+    conversation, messaging = kind == "conversation", kind == "messaging"
     flows = []
     raw_flows = data.get("flows", [])
     if not isinstance(raw_flows, list) or not raw_flows:
@@ -241,12 +229,18 @@ def _flows(data: dict[str, Any], source: str, *, conversation: bool) -> tuple[Fl
     for i, raw in enumerate(raw_flows):
         r = TableReader(raw, source, f"flows[{i}]")
         r.check_keys({"id", "weight", "version", "input", "run_id_input"}
-                     | ({"turns", "channel", "user_agent", "language"} if conversation else set()))
+                     | ({"turns", "channel", "user_agent", "language"} if conversation else set())
+                     | ({"messages"} if messaging else set()))
         if "id" not in r.table or not isinstance(r.table["id"], str) or not r.table["id"]:
-            raise r.fail("id", f"is required: the flow id (a UUID) of a {'digital bot flow' if conversation else 'workflow'}")
+            what = {"conversation": "digital bot flow", "messaging": "inbound message flow"}.get(kind, "workflow")
+            raise r.fail("id", f"is required: the flow id (a UUID) of a {what}")
         turns = parse_turns(r, TEMPLATE_FIELDS) if conversation else ()
         if conversation and not turns:
             raise r.fail("turns", "a conversation needs a script: [[flows.turns]] with what the customer says")
+        messages = parse_messages(r, TEMPLATE_FIELDS) if messaging else ()
+        if messaging and not messages:
+            raise r.fail("messages", "a messaging conversation needs a script: [[flows.messages]] with what the "
+                                     "customer writes")
         inputs = r.get("input", dict, {})
         for k, v in inputs.items():
             if not k.startswith("Flow."):
@@ -260,31 +254,9 @@ def _flows(data: dict[str, Any], source: str, *, conversation: bool) -> tuple[Fl
             raise r.fail("weight", "must be > 0")
         flows.append(FlowSpec(id=r.table["id"], weight=weight, version=r.get("version", str, None) or None,
                               input=dict(inputs), run_id_input=r.get("run_id_input", str, "Flow.loadTestRunId") or None,
-                              turns=turns, channel=r.get("channel", str, "Messaging", choices=CHANNELS),
+                              turns=turns, messages=messages, channel=r.get("channel", str, "Messaging", choices=CHANNELS),
                               user_agent=r.get("user_agent", str, "Open", choices=USER_AGENTS), language=r.get("language", str, None)))
     return tuple(flows)
-
-
-def _stages(data: dict[str, Any], source: str) -> tuple[Stage, ...]:
-    stages = []
-    raw_stages = data.get("stages", [])
-    if not isinstance(raw_stages, list) or not raw_stages:
-        raise ConfigError("at least one [[stages]] entry is required (duration and rate)", source=source,
-                          field="stages")
-    for i, raw in enumerate(raw_stages):
-        r = TableReader(raw, source, f"stages[{i}]")
-        r.check_keys({"duration", "rate", "ramp"})
-        if "duration" not in r.table or "rate" not in r.table:
-            raise r.fail("duration" if "duration" not in r.table else "rate", "is required")
-        try:
-            dur = parse_duration(r.table["duration"])
-        except ConfigError as exc:
-            raise r.fail("duration", str(exc).split(": ", 1)[-1]) from None
-        rate = r.get("rate", float, 0.0, minimum=0.0)
-        stages.append(Stage(duration_s=dur, rate_per_s=rate, ramp=r.get("ramp", bool, False)))
-    if all(st.rate_per_s == 0 for st in stages):
-        raise ConfigError("every stage has rate 0: nothing would be launched", source=source, field="stages")
-    return tuple(stages)
 
 
 def load_scenario(path: str | Path) -> Scenario:

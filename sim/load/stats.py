@@ -16,17 +16,19 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from sim.load.records import LaunchRecord, OutcomeRecord, Record, SessionRecord, UnsentRecord, parse
+from sim.load.records import LaunchRecord, OutcomeRecord, ReceiverRecord, Record, SessionRecord, UnsentRecord, parse
 from sim.load.series import TimeSeries
 
 __all__ = ["RunStats", "HISTOGRAMS", "Percentiles"]
 
-HISTOGRAMS = ("launch", "launch_attempt", "launch_from_intended", "flow_completion", "turn", "session")
+HISTOGRAMS = ("launch", "launch_attempt", "launch_from_intended", "flow_completion", "turn", "session", "reply",
+              "reply_each")
 """launch: first send → final answer (end to end: retries and their waits included); launch_attempt: each
 answered attempt on its own (what Locust shows per request); launch_from_intended: due time → final answer
 (coordinated omission visible); flow_completion: launch answer → terminal status seen. Conversations (a
 bot session start counts as the launch): turn: each turn, first send → final answer; session: start answer
-→ last answer (think times included)."""
+→ last answer (think times included). Open Messaging (a customer's first message counts as the launch): turn:
+each message's POST; reply: message sent → its first reply; reply_each: message sent → each of its replies."""
 
 _MAX_US = 3_600_000_000
 
@@ -74,6 +76,9 @@ class RunStats:
             self._unit(rec, _second(rec.intended_at, t0))
         elif isinstance(rec, OutcomeRecord):
             self._outcome(rec, _second(rec.intended_at, t0))
+        elif isinstance(rec, ReceiverRecord):
+            for outcome, n in rec.counts.items():
+                self.counters[f"receiver_{outcome}"] += n
         elif isinstance(rec, UnsentRecord):
             if rec.event == "not_sent":  # never left: no connection could be made, or no token (``reason``)
                 self.counters["refused"] += rec.n
@@ -149,10 +154,26 @@ class RunStats:
                 self.record_ms("turn", t["latency_ms"])
             else:
                 c["turn_failed"] += 1
+        if rec.replies is not None:
+            self._replies(rec)
         end = rec.end
         self.endings[f"{end}:{rec.end_reason}" if end in ("Exit", "Disconnect") else end] += 1
         if rec.ended_at and rec.answered_at:
             self.record_ms("session", (rec.ended_at - rec.answered_at) * 1000)
+
+    def _replies(self, rec: SessionRecord) -> None:
+        c = self.counters
+        assert rec.replies is not None
+        c["replies"] += len(rec.replies)
+        c["replies_unread"] += sum(1 for r in rec.replies if r.get("unread"))
+        c["replies_out_of_order"] += rec.out_of_order or 0
+        for t in rec.turns:
+            if t.get("reply_ms") is not None:
+                self.record_ms("reply", t["reply_ms"])
+            for ms in t.get("each_reply_ms") or ():
+                self.record_ms("reply_each", ms)
+            if t.get("status") == 200 and not t.get("replies"):
+                c["messages_unanswered"] += 1
 
     def flood(self, last_second: int, seconds: int, limit: float) -> str | None:
         """Why to abort: failures + 429s above ``limit`` of launches over the last ``seconds`` (None: fine)."""

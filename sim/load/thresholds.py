@@ -34,13 +34,15 @@ class Thresholds:
     """Conversations: each bot turn, first send → final answer, p95."""
     expectation_failure_rate: float | None = None
     """Conversations: sessions with a broken scripted expectation / sessions started."""
+    reply_p95_ms: float | None = None
+    """Open Messaging: a customer's message sent → its first reply at the webhook, p95."""
     abort_on_fail: tuple[str, ...] = ()
     """Thresholds evaluated live (every second, on the figures so far): the run stops at the first failure
     (k6's abortOnFail). Not ``min_achieved_rate_ratio``: a rate is only known at the end."""
 
 
 LIVE_THRESHOLDS = ("launch_p95_ms", "launch_p99_ms", "launch_e2e_p95_ms", "launch_e2e_p99_ms", "launch_error_rate",
-                   "missed_start_rate", "flow_failure_rate", "turn_p95_ms", "expectation_failure_rate")
+                   "missed_start_rate", "flow_failure_rate", "turn_p95_ms", "expectation_failure_rate", "reply_p95_ms")
 """Thresholds that ``abort_on_fail`` may name."""
 
 MEANING = {
@@ -52,8 +54,10 @@ MEANING = {
     "missed_start_rate": "missed starts / launches that came due (sent, missed, late or refused)",
     "flow_failure_rate": "followed executions not COMPLETED / followed (those the run's stop interrupted left out)",
     "min_achieved_rate_ratio": "achieved launch rate / target launch rate",
-    "turn_p95_ms": "bot turn latency, p95 (each turn, first send to final answer)",
-    "expectation_failure_rate": "bot sessions with a broken scripted expectation / sessions started",
+    "turn_p95_ms": "conversation turn latency, p95 (a bot turn, or an Open Messaging message's POST: first send to "
+                   "final answer)",
+    "expectation_failure_rate": "conversations with a broken scripted expectation / conversations started",
+    "reply_p95_ms": "Open Messaging: message sent to its first reply at the webhook, p95",
 }
 """Each threshold's observed figure, in words (summary, text, JUnit)."""
 

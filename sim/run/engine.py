@@ -23,6 +23,7 @@ from sim.drivers import Ticket, driver_for
 from sim.load.client import Attempt, FlowClient, Reporter, TokenManager
 from sim.load.identity import Identity, IdentityFactory
 from sim.load.ledger import Ledger, run_dir
+from sim.load.messaging import Mailbox
 from sim.load.payload import PayloadBuilder
 from sim.load.records import Record
 from sim.load.stats import RunStats
@@ -95,6 +96,8 @@ class Engine:
         self.ledger_error: str | None = None
         """Why the ledger could not be written: the run stopped sending at that moment."""
         self.stopping = False
+        self.mailbox: Mailbox | None = None
+        """Open Messaging: where this process's customers read their replies (``sim.run.webhook``)."""
         self.log = get_logger(component="engine", worker=worker)
 
     def write(self, record: Record) -> None:
@@ -288,3 +291,5 @@ class Engine:
                              answered_after_stop=self._inflight.answered_after_stop,
                              reason="answers that came after the stop's grace (written as unanswered at the stop)")
         self.tokens.close()
+        if self.mailbox is not None:
+            self.mailbox.close()

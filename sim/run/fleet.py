@@ -29,7 +29,7 @@ from sim.run.metrics import Snapshot
 from sim.run.plan import RunPlan
 from sim.run.prepare import Prepared
 from sim.run.tally import tally
-from sim.run import watch
+from sim.run import watch, webhook
 
 __all__ = ["ProcessRun", "Role", "STOP_GRACE_S", "GIVE_UP_S", "WORKER_START_DELAY_S", "LOCAL_START_DELAY_S",
            "TOKEN_WAIT_S"]
@@ -55,11 +55,7 @@ class ProcessRun:
     """This process's part of a run, attached to the Locust Environment (no module globals)."""
 
     def __init__(self, env: Any, plan: RunPlan | None, prepared: Prepared | None, *, role: Role) -> None:
-        self.env = env
-        """The Locust Environment."""
-        self.role = role
-        self.plan = plan
-        self.prepared = prepared
+        self.env, self.role, self.plan, self.prepared = env, role, plan, prepared  # env: the Locust Environment
         self.engine: Engine | None = None
         self.coord: MasterCoordinator | None = None
         self.counted_at = 0.0
@@ -130,8 +126,11 @@ class ProcessRun:
         workers ``WORKER_START_DELAY_S`` to take the plan and fetch their tokens; a single process fetches its
         token pool first, then launch 0 is due ``LOCAL_START_DELAY_S`` later. The loops that watch the run
         (``sim.run.watch``) start."""
-        plan = self.plan
-        assert plan is not None
+        assert self.plan is not None
+        try:
+            plan = self.plan = webhook.host(self.env, self.plan)  # Open Messaging: the receiver, before any worker
+        except FlowsimError as exc:
+            return self.abort(str(exc), fatal=True)
         if master:
             self.coord = MasterCoordinator(plan.schedule, plan.to_dict(), start_delay_s=WORKER_START_DELAY_S)
             self.send(self.coord.start(time.time(), self.live_workers(with_users=False)))
@@ -164,6 +163,7 @@ class ProcessRun:
                              # FLOWSIM_TRANSPORT=httpx: httpx's own transport (the benchmark compares both).
                              transport=gevent_transport if os.environ.get("FLOWSIM_TRANSPORT", "gevent") == "gevent"
                              else lambda _timeout, _ca: None)
+        self.engine.mailbox = webhook.mailbox(self.env, plan)
         return self.engine
 
     def start_engine(self, engine: Engine, t0: float) -> Engine:
@@ -261,6 +261,8 @@ class ProcessRun:
             self.engine.close()
         if self.role == "worker":
             return
+        if self.plan is not None:
+            webhook.record(self.env, self.plan)
         summary = self.summary()
         self.result, self.counted_at = summary, time.monotonic()
         path = getattr(self.env.parsed_options, "flowsim_summary_json", "")

@@ -33,6 +33,7 @@ from sim.run.lifecycle import WorkerSide
 from sim.run.plan import RunPlan
 from sim.run.starts import (add_options, check_start, current, form_options, halt_on_sigterm, next_run,
                             resolve_plan)
+from sim.run import webhook
 from sim.run.webui import check_exposure, install_start_check, install_views
 
 __all__ = ["FlowUser", "FlowsimShape"]
@@ -208,6 +209,7 @@ def _on_quitting(environment: Environment, **_kw: Any) -> None:
     if run is None:
         return
     run.finish()
+    webhook.stop(environment)
     if run.prepared is not None:
         run.prepared.close()
         run.prepared = None

@@ -24,14 +24,16 @@ from sim.errors import ConfigError
 from sim.load.scenario import Scenario, Target, scenario_from_dict, scenario_to_dict
 from sim.load.schedule import Schedule
 
-__all__ = ["RunPlan", "FlowPlan", "PLAN_SCHEMA", "BUILTIN_CLIENT", "credentials", "new_run_id", "check_run_id",
-           "PlanMismatch"]
+__all__ = ["RunPlan", "FlowPlan", "PLAN_SCHEMA", "BUILTIN_CLIENT", "BUILTIN_WEBHOOK_SECRET", "credentials",
+           "webhook_secret", "new_run_id", "check_run_id", "PlanMismatch"]
 
 PLAN_SCHEMA = 1
 """Bumped whenever a field changes meaning; a worker refuses a plan of another schema."""
 
 BUILTIN_CLIENT = ("flowsim-load-client", "flowsim-local-secret")
 """The flowsim simulator's built-in OAuth client: local test values, never valid anywhere else."""
+BUILTIN_WEBHOOK_SECRET = "flowsim-local-webhook-secret"
+"""The webhook signature secret of the flowsim simulator's built-in Open Messaging integration (local test value)."""
 
 
 def new_run_id() -> str:
@@ -91,6 +93,9 @@ class RunPlan:
     """Against a real org: the approval and window this run was checked against (recorded in plan.json)."""
     sizing: tuple[str, ...] = ()
     """How tokens and slots were sized, and any warning (``sim.run.sizing``)."""
+    replies_url: str | None = None
+    """Open Messaging runs: where the run's other processes read their customers' replies — the receiver of the
+    process that hosts it (``sim.run.webhook``), which sets this before it hands the plan on."""
 
     @property
     def tokens_per_process(self) -> int:
@@ -144,3 +149,20 @@ def credentials(plan_or_scenario: RunPlan | Scenario, mode: str | None = None) -
         raise ConfigError(f"set {sc.client_id_env} and {sc.client_secret_env} in the environment "
                           "(OAuth client credentials; never in the scenario file)", source=sc.source)
     return cid, sec
+
+
+def webhook_secret(plan_or_scenario: RunPlan | Scenario, mode: str | None = None) -> str:
+    """An Open Messaging run's webhook signature secret: the variable ``[messaging] secret_env`` names, or (against
+    a flowsim simulator with its built-in client, when unset) the built-in integration's. Never in a file."""
+    if isinstance(plan_or_scenario, RunPlan):
+        sc, mode = plan_or_scenario.scenario, plan_or_scenario.credentials
+    else:
+        sc = plan_or_scenario
+    env = sc.messaging.secret_env if sc.messaging is not None else "FLOWSIM_WEBHOOK_SECRET"
+    value = os.environ.get(env)
+    if value:
+        return value
+    if mode == "builtin":
+        return BUILTIN_WEBHOOK_SECRET
+    raise ConfigError(f"set {env} in the environment: the Open Messaging integration's webhook signature secret "
+                      "(flowsim refuses every reply it cannot verify)", source=sc.source)

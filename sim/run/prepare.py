@@ -23,7 +23,7 @@ from sim.load.schedule import Schedule
 from sim.load.target import REGIONS, check_credential_destination
 from sim.run import live
 from sim.run.live import LiveRules
-from sim.run.plan import FlowPlan, RunPlan, check_run_id, credentials, new_run_id
+from sim.run.plan import FlowPlan, RunPlan, check_run_id, credentials, new_run_id, webhook_secret
 from sim.load.client import FlowClient
 from sim.load.network import describe, ssl_context
 from sim.run.preflight import FlowCheck, preflight, preflight_client
@@ -110,6 +110,8 @@ class Prepared:
             if self.credentials == "env":
                 check_credential_destination(self.target, simulator=self.simulator)
             cid, sec = credentials(scenario, self.credentials)
+            if scenario.messaging is not None:
+                webhook_secret(scenario, self.credentials)
             client = preflight_client(scenario, self.target, client_id=cid, client_secret=sec)
             try:
                 self.checks: list[FlowCheck] = preflight(scenario, self.target, client)
