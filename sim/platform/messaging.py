@@ -199,6 +199,7 @@ class Messaging:
             held: dict[str, Any] | None = None
             for msg in outs:
                 await asyncio.sleep(draw_latency_s(lat, self.rng))
+                msg["channel"]["time"] = iso_ms(self.clock())  # made now: a reply overtaken later is seen as such
                 f = conv.integration.faults
                 if held is None and msg is not outs[-1] and self.rng.random() < f.reorder_rate:
                     held = msg  # delivered after the next one

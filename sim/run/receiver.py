@@ -27,7 +27,7 @@ REPLIES_PATH = "/_flowsim/replies"
 KEY_HEADER = "x-flowsim-key"
 _MAX_TAKE_BYTES = 4_000_000
 
-Take = Callable[[dict[str, Any]], dict[str, Any]]
+_Take = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 class Receiver:
@@ -35,7 +35,7 @@ class Receiver:
     (with ``key``): the replies endpoint for the run's other processes."""
 
     def __init__(self, inbox: Inbox, *, host: str = "127.0.0.1", port: int = 0, path: str = "/webhook",
-                 take: Take | None = None, key: str = "", tls: tuple[str, str] | None = None) -> None:
+                 take: _Take | None = None, key: str = "", tls: tuple[str, str] | None = None) -> None:
         self.inbox, self.path, self._take, self._key = inbox, path, take, key
         self.scheme = "https" if tls else "http"
         ssl = {"certfile": tls[0], "keyfile": tls[1]} if tls else {}

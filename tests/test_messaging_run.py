@@ -1,0 +1,105 @@
+"""Open Messaging runs end to end: the shipped scenarios/open-messaging.toml under real Locust (0 and 2 workers)
+against the simulator on loopback, whose deliveries go to flowsim's own receiver. What the simulator delivered,
+what the ledger holds and what the summary says agree exactly — with the simulator's delivery faults on too
+(duplicates, reordering, drops): no reply counted twice, every duplicate counted, no customer stuck."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from sim.load.ledger import ledger_files, read_records
+from sim.platform.messaging_model import DeliveryFaults
+from sim.platform.server import SimulatorThread
+from tests.test_messaging_simulator import _org
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "scenarios" / "open-messaging.toml"
+# No credentials in the environment: the simulator's built-in client and integration secret, as `make run` uses.
+ENV = {k: v for k, v in os.environ.items() if not k.startswith(("GENESYS_", "FLOWSIM_WEBHOOK"))}
+
+
+def _run(scenario: Path, tmp_path: Path, url: str, *extra: str) -> tuple[int, dict[str, Any], str]:
+    cmd = [sys.executable, "-m", "sim.cli", "run", str(scenario), "--target", url, "--summary-json",
+           str(tmp_path / "summary.json"), "--ledger-dir", str(tmp_path / "runs"), *extra]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=ENV, cwd=tmp_path)
+    summary = tmp_path / "summary.json"
+    return r.returncode, json.loads(summary.read_text()) if summary.exists() else {}, r.stdout + r.stderr
+
+
+def _delivered(url: str, run_id: str) -> list[dict[str, Any]]:
+    r = httpx.get(f"{url}/_sim/messaging", params={"from_prefix": f"flowsim-{run_id}-", "limit": 100000})
+    return [d for c in r.json()["entities"] for d in c["deliveries"]]
+
+
+def _records(tmp_path: Path, run_id: str) -> list[dict[str, Any]]:
+    return list(read_records(ledger_files(tmp_path / "runs" / run_id)))
+
+
+def _agree(tmp_path: Path, s: dict[str, Any], deliveries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """simulator = ledger = summary: each reply the simulator delivered is in exactly one customer's record, or
+    counted by the receiver as after the customer left; each extra copy is a counted duplicate."""
+    records = _records(tmp_path, s["run_id"])
+    convs = [r for r in records if r["event"] == "session"]
+    receiver = [r for r in records if r["event"] == "receiver"]
+    assert len(receiver) == 1, receiver
+    counts = Counter(receiver[0]["counts"])
+    read = [rep["id"] for c in convs for rep in c["replies"]]
+    assert len(read) == len(set(read)), "a reply counted twice"
+    delivered = {d["messageId"] for d in deliveries if d["copies"] >= 1}
+    assert set(read) <= delivered
+    assert len(delivered) == len(read) + counts["after_give_up"]
+    assert counts["routed"] == len(read) and counts["duplicate"] == sum(max(0, d["copies"] - 1) for d in deliveries)
+    assert not counts["bad_signature"] and not counts["unknown_recipient"] and not counts["malformed"]
+    m = s["messaging"]
+    assert m["replies"] == len(read) and m["receiver"] == {k: v for k, v in counts.items() if v}
+    assert m["conversations"] == len(convs) == s["launched"] == s["scheduled"]
+    assert sorted(c["seq"] for c in convs) == list(range(s["scheduled"])) and s["duplicate_launches"] == 0
+    return convs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [0, 2])
+def test_shipped_messaging_scenario_simulator_ledger_and_summary_agree(tmp_path: Path, workers: int) -> None:
+    with SimulatorThread(_org()) as sim:
+        code, s, out = _run(SHIPPED, tmp_path, sim.url, "--rate", "4", "--duration", "4s", "--workers", str(workers))
+        deliveries = _delivered(sim.url, s.get("run_id", "?"))
+    assert code == 0, out[-3000:]
+    convs = _agree(tmp_path, s, deliveries)
+    assert len(convs) == 16 and len({c["worker"] for c in convs}) == max(1, workers)
+    assert all(c["expectation_failures"] == [] and c["end"] in ("script_ended", "transferred") for c in convs)
+    assert {c["name"] for c in convs} == {f"flowsim-{s['run_id']}-{i}" for i in range(16)}
+    assert all(c["tag_status"] == 202 and c["session_id"] for c in convs)  # tags are accepted, applied later
+    assert "RESULT     PASS" in out and "webhook    routed:" in out
+
+
+FAULTY = 'reply_timeout_s = 10 '
+
+
+@pytest.mark.slow
+def test_delivery_faults_are_counted_never_double_counted_and_nobody_is_stuck(tmp_path: Path) -> None:
+    """20 % duplicated, 20 % reordered, 5 % dropped deliveries (replies held back overtaken by the next): every
+    duplicate is counted and none reaches a customer twice; out-of-order replies are seen; a customer whose
+    reply was dropped gives up after its reply timeout; every conversation ends."""
+    scenario = tmp_path / "faulty.toml"
+    text = SHIPPED.read_text()
+    assert FAULTY in text
+    scenario.write_text(text.replace(FAULTY, "reply_timeout_s = 2 ", 1))
+    faults = DeliveryFaults(duplicate_rate=0.2, reorder_rate=0.2, drop_rate=0.05)
+    with SimulatorThread(_org(faults)) as sim:
+        code, s, out = _run(scenario, tmp_path, sim.url, "--rate", "6", "--duration", "5s", "--workers", "2")
+        deliveries = _delivered(sim.url, s.get("run_id", "?"))
+    assert code in (0, 1) and "Traceback" not in out, out[-3000:]
+    convs = _agree(tmp_path, s, deliveries)
+    assert s["messaging"]["receiver"]["duplicate"] > 0 and s["messaging"]["out_of_order"] > 0
+    unanswered = sum(1 for c in convs for t in c["turns"] if t["status"] == 200 and not t["replies"])
+    assert unanswered == s["messaging"]["messages_unanswered"] == sum(1 for c in convs if c["end"] == "no_reply")
+    assert all(c["end"] in ("script_ended", "transferred", "no_reply") for c in convs)
