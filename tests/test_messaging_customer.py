@@ -192,3 +192,21 @@ def test_the_replies_endpoint_answers_only_the_runs_processes() -> None:
         t.join(10)
     assert (no_key.status_code, wrong.status_code, bad.status_code, get.status_code) == (401, 401, 400, 405)
     assert good.status_code == 200 and good.json() == {"replies": {}, "left": {"c2": []}}
+
+
+def test_preflight_refuses_an_integration_that_posts_elsewhere(tmp_path: Path) -> None:
+    """A run whose replies would go to another URL than its receiver's is refused before it starts."""
+    import os
+    import subprocess
+    import sys
+
+    from sim.platform.org import default_org
+    from sim.platform.server import SimulatorThread
+
+    scenario = _edit(tmp_path, 'listen = "127.0.0.1:0"',
+                     'listen = "127.0.0.1:0"\npublic_url = "https://hooks.example.com/flowsim"')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GENESYS_")}
+    with SimulatorThread(default_org()) as sim:
+        r = subprocess.run([sys.executable, "-m", "sim.cli", "validate", str(scenario), "--target", sim.url],
+                           capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 1 and "not to this run's receiver 'https://hooks.example.com/flowsim'" in r.stdout + r.stderr

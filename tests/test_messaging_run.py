@@ -103,3 +103,41 @@ def test_delivery_faults_are_counted_never_double_counted_and_nobody_is_stuck(tm
     unanswered = sum(1 for c in convs for t in c["turns"] if t["status"] == 200 and not t["replies"])
     assert unanswered == s["messaging"]["messages_unanswered"] == sum(1 for c in convs if c["end"] == "no_reply")
     assert all(c["end"] in ("script_ended", "transferred", "no_reply") for c in convs)
+
+
+@pytest.mark.slow
+def test_ctrl_c_mid_conversation_ends_customers_and_receiver_cleanly(tmp_path: Path) -> None:
+    """SIGINT while customers wait on replies: each conversation in flight is written (interrupted or ended), the
+    receiver's record is in the ledger, nothing is left running, and the figures still agree."""
+    import signal
+    import time
+
+    cmd = [sys.executable, "-m", "sim.cli", "run", str(SHIPPED), "--rate", "5", "--duration", "60s", "--workers", "2",
+           "--summary-json", str(tmp_path / "summary.json"), "--ledger-dir", str(tmp_path / "runs")]
+    with SimulatorThread(_org()) as sim:
+        proc = subprocess.Popen([*cmd, "--target", sim.url], env=ENV, cwd=tmp_path, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:  # bounded: until some customers are mid-conversation
+                files = list((tmp_path / "runs").rglob("ledger-*.jsonl"))
+                opened = [r for r in read_records(files) if r["event"] == "session_open"]
+                if len(opened) >= 8:
+                    break
+                time.sleep(0.2)
+            os.kill(proc.pid, signal.SIGINT)
+            out, _ = proc.communicate(timeout=90)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        s = json.loads((tmp_path / "summary.json").read_text())
+        deliveries = _delivered(sim.url, s["run_id"])
+    assert proc.returncode == 130 and "Traceback" not in out, out[-3000:]
+    records = _records(tmp_path, s["run_id"])
+    opened = {r["name"] for r in records if r["event"] == "session_open"}
+    convs = [r for r in records if r["event"] == "session"]
+    assert s["interrupted"] and opened <= {c["name"] for c in convs} and len(convs) == s["launched"] >= 8
+    assert "interrupted" in {c["end"] for c in convs}
+    read = [rep["id"] for c in convs for rep in c["replies"]]
+    assert len(read) == len(set(read)) and set(read) <= {d["messageId"] for d in deliveries if d["copies"]}
+    assert [r for r in records if r["event"] == "receiver"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from typing import Any
+from urllib.parse import urlsplit
 
 from sim.drivers.base import PERMISSION_CODES, SizingInputs, Ticket, UnitContext
 from sim.drivers.chats import Chats
@@ -17,6 +18,7 @@ from sim.load.messaging import Chat, chat, customer_id, message_body
 from sim.load.records import SessionOpenRecord, SessionRecord
 from sim.load.scenario import FlowSpec, Scenario
 from sim.load.stats import RunStats
+from sim.load.target import is_loopback
 
 __all__ = ["MessagingDriver", "MESSAGING", "REPLY_ALLOWANCE_S"]
 
@@ -109,7 +111,11 @@ class MessagingDriver:
         if not a.body.get("recipient"):
             problems.append(f"integration {m.integration} routes to no flow: its messages would start nothing")
         posts_to = a.body.get("outboundNotificationWebhookUrl")
-        if m.public_url is not None and posts_to != m.public_url:
+        if m.public_url is None and posts_to and not is_loopback(urlsplit(str(posts_to)).hostname or ""):
+            problems.append(f"integration {m.integration} posts replies to {posts_to!r}: set [messaging] public_url to "
+                            "that URL once it reaches this run's receiver (an ingress or tunnel to [messaging] listen), "
+                            "or point the integration at the receiver's public URL")
+        elif m.public_url is not None and posts_to != m.public_url:
             problems.append(f"integration {m.integration} posts replies to {posts_to!r}, not to this run's receiver "
                             f"{m.public_url!r} ([messaging] public_url): every customer would wait in vain")
         return sample, set(), problems
