@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,9 +15,9 @@ from typing import Any
 import httpx
 
 from sim._files import read_bounded
-from sim.errors import EXIT_USAGE, ConfigError
+from sim.errors import ConfigError
 
-__all__ = ["ledger_summary", "analytics", "compare", "report", "write_html",
+__all__ = ["ledger_summary", "analytics", "compare", "report", "write_html", "load_run",
            "MAX_SUMMARY_BYTES"]
 
 
@@ -116,13 +115,13 @@ def _run_dir(run: str, ledger_dir: str) -> Path:
     return path
 
 
-def analytics(args: argparse.Namespace) -> int:
-    """Where did the platform's analytics count this run? Compared with the ledger."""
+def load_run(run: str, ledger_dir: str, target: str | None) -> tuple[Any, Path, Any]:
+    """A finished run as the commands that look back at it need it: its plan, its directory and the target to ask
+    (``target``, or the run's own)."""
     from sim.load.target import resolve_target
     from sim.run.plan import RunPlan
-    from sim.separation import analytics_of
 
-    rdir = _run_dir(args.run, args.ledger_dir)
+    rdir = _run_dir(run, ledger_dir)
     if not (rdir / "plan.json").exists():
         raise ConfigError("no plan.json: not a run directory written by this flowsim version", source=str(rdir))
     try:
@@ -130,11 +129,19 @@ def analytics(args: argparse.Namespace) -> int:
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(f"plan.json cannot be read ({type(exc).__name__}: {str(exc)[:200]})",
                           source=str(rdir)) from None
-    if plan.target.embedded and not args.target:
+    if plan.target.embedded and not target:
         raise ConfigError("the run's embedded simulator stopped with the run: run against `flowsim serve` and "
                           "pass its URL with --target", field="--target")
+    return plan, rdir, resolve_target(target) if target else plan.target
+
+
+def analytics(args: argparse.Namespace) -> int:
+    """Where did the platform's analytics count this run? Compared with the ledger."""
+    from sim.separation import analytics_of
+
+    plan, rdir, target = load_run(args.run, args.ledger_dir, args.target)
     print(f"run {plan.run_id}")
-    check = analytics_of(plan, rdir, resolve_target(args.target) if args.target else plan.target, wait_s=args.wait)
+    check = analytics_of(plan, rdir, target, wait_s=args.wait)
     if not check.lines:
         print(f"flowsim: analytics {check.verdict}", file=sys.stderr)
         return check.code

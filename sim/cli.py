@@ -236,6 +236,13 @@ def _add_checks(sub: Any) -> None:
                     help="wait up to this long for analytics to catch up with the ledger (default 60)")
     an.set_defaults(func=commands.analytics)
 
+    cl = _cmd(sub, "cleanup", "remove what an Open Messaging run left on the platform (its external contacts)")
+    cl.add_argument("run", help="a run id (under --ledger-dir) or a run directory")
+    cl.add_argument("--ledger-dir", default="runs", help="where run directories are (default runs)")
+    cl.add_argument("--target", help="the platform to clean (default: the run's own target)")
+    cl.add_argument("--yes", action="store_true", help="delete them (default: a dry run that only says what would go)")
+    cl.set_defaults(func=commands.cleanup)
+
     led = sub.add_parser("ledger", help="ledger tools")
     lsub = led.add_subparsers(dest="ledger_command", required=True)
     s = _cmd(lsub, "summary", "reconcile a run's ledger", "ledger summary")

@@ -22,7 +22,7 @@ from sim.load.overrides import check_load, constant_rate, scenario_for_run
 from sim.load.scenario import Scenario, load_scenario, parse_duration
 
 __all__ = ["serve", "validate", "run", "capacity", "compare", "report", "ledger_summary", "analytics", "EXIT_OK",
-           "add_separation", "live_view"]
+           "add_separation", "live_view", "cleanup"]
 
 EXIT_OK = 0
 """A summary holds one row per second of the run: 64 MiB is days of rows; anything larger is not a summary."""
@@ -271,3 +271,9 @@ def capacity(args: argparse.Namespace) -> int:
         Path(args.summary_json).write_text(json.dumps(result.to_dict(), indent=2))
     write_html(args.html, lambda: _report().capacity_report(result))
     return 0 if result.passed else 1
+
+
+def cleanup(args: argparse.Namespace) -> int:
+    from sim.cleanup import cleanup as run_cleanup
+
+    return run_cleanup(args)

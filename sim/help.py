@@ -46,6 +46,13 @@ DETAILS: dict[str, tuple[str, str, str]] = {
         "Render the self-contained HTML report (inline SVG charts, no scripts) of a summary JSON.",
         "flowsim report summary.json --out report.html",
         "0  written\n" + _USAGE),
+    "cleanup": (
+        "Remove what an Open Messaging run left on the platform: the external contacts identity resolution made from\n"
+        "its customers' from.id (they persist 60 days or more). Only contacts whose identifier is one of the run's\n"
+        "customer ids in its ledger are touched. A dry run unless --yes; what was deleted goes into the run's ledger.",
+        "flowsim cleanup 20261130103722-642e --target http://127.0.0.1:8080\n"
+        "flowsim cleanup 20261130103722-642e --yes",
+        "0  nothing to delete, a dry run, or every contact deleted\n1  some deletions failed (listed)\n" + _USAGE),
     "analytics": (
         "Where did the platform's analytics count a run? Its executions (or bot sessions) against its ledger and\n"
         "other flowsim runs' ledgers, waiting a bounded time for analytics to catch up: the separation proof.",

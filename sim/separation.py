@@ -4,7 +4,6 @@ embedded simulator checks it at once and puts its verdict in the summary. Never 
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,10 +37,7 @@ def analytics_of(plan: Any, rdir: Path, target: Any, *, wait_s: float) -> Analyt
     from sim.errors import PlatformError
     from sim.load.ledger import ledger_files, read_records
     from sim.results.analytics import check_analytics, check_bot_analytics, span_of
-    from sim.run.plan import credentials
-    from sim.load.target import check_credential_destination
-    from sim.run.prepare import is_flowsim_simulator
-    from sim.run.preflight import preflight_client
+    from sim.run.prepare import client_for
 
     from sim.drivers import driver_for
 
@@ -54,13 +50,7 @@ def analytics_of(plan: Any, rdir: Path, target: Any, *, wait_s: float) -> Analyt
     if not launches:
         raise ConfigError(f"the ledger holds no {kind}s", source=str(rdir))
     accepted = sum(1 for r in launches if r.get("http_status") == 200)
-    simulator = is_flowsim_simulator(target.api_url, plan.scenario.ca_bundle)
-    env_set = bool(os.environ.get(plan.scenario.client_id_env) and os.environ.get(plan.scenario.client_secret_env))
-    mode = "builtin" if simulator and not env_set else "env"
-    if mode == "env":
-        check_credential_destination(target, simulator=simulator)
-    cid, sec = credentials(plan.scenario, mode)
-    client = preflight_client(plan.scenario, target, client_id=cid, client_secret=sec)
+    client = client_for(plan.scenario, target)
     span = {"first_s": min(r["sent_at"] for r in launches),
             "last_s": max(r.get("ended_at") or r.get("answered_at") or r["sent_at"] for r in launches)}
     others = _other_runs(rdir, plan, kind, *span_of(span["first_s"], span["last_s"]))

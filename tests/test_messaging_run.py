@@ -141,3 +141,41 @@ def test_ctrl_c_mid_conversation_ends_customers_and_receiver_cleanly(tmp_path: P
     read = [rep["id"] for c in convs for rep in c["replies"]]
     assert len(read) == len(set(read)) and set(read) <= {d["messageId"] for d in deliveries if d["copies"]}
     assert [r for r in records if r["event"] == "receiver"]
+
+
+@pytest.mark.slow
+def test_cleanup_removes_exactly_the_runs_contacts_after_a_dry_run(tmp_path: Path) -> None:
+    """Identity resolution made one external contact per customer; `flowsim cleanup` lists them (dry run), then
+    deletes them with --yes and records it — and leaves alone a contact the search matches that is not the run's."""
+    from tests.conftest import token
+    from tests.test_messaging_simulator import INTEGRATION, _message
+
+    def cleanup(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "sim.cli", "cleanup", s["run_id"], "--ledger-dir",
+                               str(tmp_path / "runs"), "--target", sim.url, *extra], capture_output=True, text=True,
+                              timeout=60, env=ENV)
+
+    with SimulatorThread(_org()) as sim, httpx.Client(base_url=sim.url) as http:
+        code, s, out = _run(SHIPPED, tmp_path, sim.url, "--rate", "3", "--duration", "2s")
+        assert code == 0, out[-3000:]
+        auth = token(http)
+        stranger = f"flowsim-{s['run_id']}-9999"  # the run's prefix, but no customer of its ledger
+        http.post(f"/api/v2/conversations/messages/{INTEGRATION}/inbound/open/message", headers=auth,
+                  json=_message(stranger, "hi"))
+
+        def contacts() -> set[str]:
+            r = http.get("/api/v2/externalcontacts/contacts", headers=auth,
+                         params={"q": f"flowsim-{s['run_id']}-", "pageSize": 500})
+            return {i["value"] for c in r.json()["entities"] for i in c["identifiers"]}
+
+        before = contacts()
+        dry = cleanup()
+        between = contacts()
+        done = cleanup("--yes")
+        after = contacts()
+    assert dry.returncode == 0 and "6 external contacts are theirs (1 more matched" in dry.stdout, dry.stdout + dry.stderr
+    assert "dry run: nothing deleted" in dry.stdout and between == before and len(before) == 7
+    assert done.returncode == 0 and "deleted 6, already gone 0, failed 0" in done.stdout, done.stdout + done.stderr
+    assert after == {stranger}
+    rec = [r for r in _records(tmp_path, s["run_id"]) if r["event"] == "cleanup"]
+    assert len(rec) == 1 and rec[0]["deleted"] == 6 and len(rec[0]["deleted_ids"]) == 6

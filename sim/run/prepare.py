@@ -30,7 +30,7 @@ from sim.run.preflight import FlowCheck, preflight, preflight_client
 from sim.run.sizing import DEFAULT_TOKEN_LIMIT_PER_MIN, Sizing, size
 from sim.run.process import spawn
 
-__all__ = ["EmbeddedSimulator", "Prepared", "is_flowsim_simulator", "analytics_note", "prepare_from_options"]
+__all__ = ["EmbeddedSimulator", "Prepared", "is_flowsim_simulator", "analytics_note", "prepare_from_options", "client_for"]
 
 
 class EmbeddedSimulator:
@@ -224,3 +224,16 @@ def analytics_note(plan: RunPlan) -> dict[str, Any]:
     """How analytics tell this run apart (reference §6): the driver says by which dimension."""
     return driver_for(plan.scenario.kind).analytics_note(sorted({f.id for f in plan.flows}),
                                                          sorted({f.division_id for f in plan.flows}))
+
+
+def client_for(scenario: Scenario, target: Target) -> FlowClient:
+    """A client for looking back at a finished run (analytics, clean-up): a flowsim simulator's built-in client
+    when no credentials are in the environment, else the environment's — sent only to their own login host.
+    Close it and its ``tokens``."""
+    simulator = is_flowsim_simulator(target.api_url, scenario.ca_bundle)
+    env_set = bool(os.environ.get(scenario.client_id_env) and os.environ.get(scenario.client_secret_env))
+    mode = "builtin" if simulator and not env_set else "env"
+    if mode == "env":
+        check_credential_destination(target, simulator=simulator)
+    cid, sec = credentials(scenario, mode)
+    return preflight_client(scenario, target, client_id=cid, client_secret=sec)
