@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from sim.errors import EXIT_USAGE, ConfigError
@@ -32,46 +33,92 @@ class AnalyticsCheck:
         return {"verdict": self.verdict, "separated": self.separated, "lines": list(self.lines)}
 
 
+_PERMISSION = {"flows": "analytics:flowExecutionAggregate:view", "bots": "analytics:botAggregate:view",
+               "conversations": "analytics:conversationDetail:view"}
+
+
 def analytics_of(plan: Any, rdir: Path, target: Any, *, wait_s: float) -> AnalyticsCheck:
     """Check where analytics counted the run (progress lines on stderr while it waits for them to catch up)."""
+    from sim.drivers import driver_for
     from sim.errors import PlatformError
     from sim.load.ledger import ledger_files, read_records
-    from sim.results.analytics import check_analytics, check_bot_analytics, span_of
     from sim.run.prepare import client_for
-
-    from sim.drivers import driver_for
 
     driver = driver_for(plan.scenario.kind)
     if not driver.analytics:
         return AnalyticsCheck((), f"NOT CHECKED: flowsim does not read the platform's analytics of {driver.units} yet "
                                   "(the summary's analytics note says which dimensions keep them apart)", EXIT_USAGE)
-    kind, bot = driver.record_event, driver.analytics == "bots"
-    launches = [r for r in read_records(ledger_files(rdir)) if r.get("event") == kind]
-    if not launches:
+    kind = driver.record_event
+    units = [r for r in read_records(ledger_files(rdir)) if r.get("event") == kind]
+    if not units:
         raise ConfigError(f"the ledger holds no {kind}s", source=str(rdir))
-    accepted = sum(1 for r in launches if r.get("http_status") == 200)
+    span = {"first_s": min(r["sent_at"] for r in units),
+            "last_s": max(r.get("ended_at") or r.get("answered_at") or r["sent_at"] for r in units)}
     client = client_for(plan.scenario, target)
-    span = {"first_s": min(r["sent_at"] for r in launches),
-            "last_s": max(r.get("ended_at") or r.get("answered_at") or r["sent_at"] for r in launches)}
-    others = _other_runs(rdir, plan, kind, *span_of(span["first_s"], span["last_s"]))
     try:
-        if bot:
-            bots = check_bot_analytics(client, **span, run_bots={f.id for f in plan.flows}, ledger_sessions=accepted,
-                                       ledger_turns=sum(len(r.get("turns") or []) for r in launches), wait_s=wait_s,
-                                       other_runs=others, progress=lambda line: print(line, file=sys.stderr))
-        else:
-            result = check_analytics(
-                client, **span, run_flows={f.id for f in plan.flows}, test_divisions={f.division_id for f in plan.flows},
-                ledger_accepted=accepted, wait_s=wait_s, other_runs=others, progress=lambda line: print(line, file=sys.stderr))
+        check: Callable[..., AnalyticsCheck] = {"flows": _flows, "bots": _bots, "conversations": _conversations}[
+            driver.analytics]
+        return check(client, plan, rdir, units, span, wait_s=wait_s,
+                     progress=lambda line: print(line, file=sys.stderr))
     except PlatformError as exc:
         if exc.status == 403:
-            perm = "analytics:botAggregate:view" if bot else "analytics:flowExecutionAggregate:view"
-            return AnalyticsCheck((), f"NOT CHECKED: the OAuth client's role needs {perm} ({exc.code})", EXIT_USAGE)
+            return AnalyticsCheck((), f"NOT CHECKED: the OAuth client's role needs {_PERMISSION[driver.analytics]} "
+                                      f"({exc.code})", EXIT_USAGE)
         raise
     finally:
         client.close()
         client.tokens.close()
-    return _bots_check(bots) if bot else _flows_check(result)
+
+
+def _accepted(units: list[dict[str, Any]]) -> int:
+    return sum(1 for r in units if r.get("http_status") == 200)
+
+
+def _flows(client: Any, plan: Any, rdir: Path, units: list[dict[str, Any]], span: dict[str, Any], *,
+           wait_s: float, progress: Callable[[str], None]) -> AnalyticsCheck:
+    from sim.results.analytics import check_analytics, span_of
+
+    others = _other_runs(rdir, plan, "launch", *span_of(span["first_s"], span["last_s"]))
+    return _flows_check(check_analytics(
+        client, **span, run_flows={f.id for f in plan.flows}, test_divisions={f.division_id for f in plan.flows},
+        ledger_accepted=_accepted(units), wait_s=wait_s, other_runs=others, progress=progress))
+
+
+def _bots(client: Any, plan: Any, rdir: Path, units: list[dict[str, Any]], span: dict[str, Any], *,
+          wait_s: float, progress: Callable[[str], None]) -> AnalyticsCheck:
+    from sim.results.analytics import check_bot_analytics, span_of
+
+    others = _other_runs(rdir, plan, "session", *span_of(span["first_s"], span["last_s"]))
+    return _bots_check(check_bot_analytics(
+        client, **span, run_bots={f.id for f in plan.flows}, ledger_sessions=_accepted(units),
+        ledger_turns=sum(len(r.get("turns") or []) for r in units), wait_s=wait_s, other_runs=others,
+        progress=progress))
+
+
+def _conversations(client: Any, plan: Any, rdir: Path, units: list[dict[str, Any]], span: dict[str, Any], *,
+                   wait_s: float, progress: Callable[[str], None]) -> AnalyticsCheck:
+    """Open Messaging: each conversation in the interval read; this run's known by addressFrom."""
+    from sim.results.conversation_analytics import check_conversation_analytics
+
+    prefix, tag = plan.scenario.tag_prefix, f"{plan.scenario.tag_prefix}-{plan.run_id}"
+    started = sum(1 for r in units if r.get("http_status") == 200 and r.get("session_id"))
+    c = check_conversation_analytics(client, first_s=span["first_s"], last_s=span["last_s"], run_prefix=f"{tag}-",
+                                     run_tag=tag,
+                                     test_divisions={f.division_id for f in plan.flows}, ledger_conversations=started,
+                                     wait_s=wait_s, progress=progress)
+    lines = (f"conversation details over {c.interval} (divisionId: a conversation counts under its flow's division; "
+             f"this run's are known by addressFrom {prefix}-{plan.run_id}-*)",
+             f"run's conversations under the test division(s): {c.run_in_test_divisions} = this run "
+             f"{c.ledger_conversations} conversations (its ledger)"
+             + ("" if c.caught_up else f" (analytics had not caught up after {c.waited_s} s)"),
+             "run's conversations under any other division: "
+             + (", ".join(f"{d}: {n}" for d, n in sorted(c.run_elsewhere.items())) or "none"),
+             f"tagged externalTag {tag}: {c.run_tagged} of {c.run_in_test_divisions + sum(c.run_elsewhere.values())}",
+             "other conversations in the interval, by division: "
+             + (", ".join(f"{d}: {n}" for d, n in sorted(c.other_divisions.items())) or "none")
+             + (" (partial: more than the pages read)" if c.partial else ""))
+    return _verdict(lines, c.separated, c.caught_up, 0, "SEPARATED: the run's conversations count only under the "
+                    "test division(s), each known by its customer's addressFrom")
 
 
 def _bots_check(bots: Any) -> AnalyticsCheck:

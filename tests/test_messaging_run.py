@@ -79,6 +79,7 @@ def test_shipped_messaging_scenario_simulator_ledger_and_summary_agree(tmp_path:
     assert {c["name"] for c in convs} == {f"flowsim-{s['run_id']}-{i}" for i in range(16)}
     assert all(c["tag_status"] == 202 and c["session_id"] for c in convs)  # tags are accepted, applied later
     assert "RESULT     PASS" in out and "webhook    routed:" in out
+    assert s["analytics"]["check"]["verdict"].startswith("SEPARATED"), s["analytics"]["check"]
 
 
 FAULTY = 'reply_timeout_s = 10 '

@@ -84,7 +84,7 @@ class Driver(Protocol):
     """The summary key of its own figures (None: none)."""
     analytics: str
     """Which platform analytics the separation proof reads for its units: "flows" (flow execution aggregates),
-    "bots" (bot aggregates), or "" (none yet: the proof says it was not checked)."""
+    "bots" (bot aggregates), "conversations" (conversation details), or "" (none: the proof says not checked)."""
 
     def run(self, ctx: UnitContext, client: FlowClient, ticket: Ticket, identity: Identity) -> None: ...
     def section(self, stats: RunStats) -> Any: ...

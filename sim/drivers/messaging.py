@@ -37,7 +37,7 @@ class MessagingDriver:
     units = "conversations"
     path = "/api/v2/conversations/messages/{integrationId}/inbound/open/message"
     record_event = "session"
-    analytics = ""
+    analytics = "conversations"
     section_key: str | None = "messaging"
 
     def run(self, ctx: UnitContext, client: FlowClient, ticket: Ticket, identity: Identity) -> None:
