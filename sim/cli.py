@@ -160,6 +160,11 @@ def _add_run(sub: Any) -> None:
     r.add_argument("--plain", action="store_true",
                    help="progress as a log line every 5 s even on a terminal (default there: a live table, "
                         "redrawn every second; piped output and --log-json always get the lines)")
+    r.add_argument("--webhook", type=_listen_address, metavar="HOST:PORT",
+                   help="Open Messaging: where flowsim's webhook receiver listens (replaces [messaging] listen)")
+    r.add_argument("--webhook-url", metavar="URL",
+                   help="Open Messaging: the public URL the platform posts replies to (an ingress or tunnel in "
+                        "front of --webhook; replaces [messaging] public_url)")
     r.add_argument("--prometheus", type=_listen_address, metavar="HOST:PORT",
                    help="serve live metrics for Prometheus at http://HOST:PORT/metrics while the run lasts "
                         "(e.g. 127.0.0.1:9646; Grafana dashboard: dashboards/flowsim-grafana.json)")

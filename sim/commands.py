@@ -60,7 +60,8 @@ def serve(args: argparse.Namespace) -> int:
 
 def _scenario(args: argparse.Namespace) -> Scenario:
     return scenario_for_run(args.scenario, rate_per_s=getattr(args, "rate", None),
-                            duration=getattr(args, "duration", None), processes=getattr(args, "workers", 0))
+                            duration=getattr(args, "duration", None), processes=getattr(args, "workers", 0),
+                            webhook=getattr(args, "webhook", None), webhook_url=getattr(args, "webhook_url", None))
 
 
 def _prepare(sc: Scenario, args: argparse.Namespace, *, capacity_max_rate: float | None = None) -> Any:

@@ -20,7 +20,7 @@ SMOKES = [
     ("bench_harness.py", ("nginx", "taskset"), ("Locust FastHttpUser (same body)", "flowsim rate accuracy")),
     ("bench_capacity.py", (), ("found", "steps")),
     ("bench_conversations.py", ("taskset",), ("sessions vs FastHttpUser", "flowsim workflow launches")),
-    ("bench_messaging.py", ("taskset",), ("per core vs FastHttpUser", "'transferred'")),
+    ("bench_messaging.py", ("taskset",), ("replies per core vs FastHttpUser", "'transferred'")),
     ("bench_memory.py", ("taskset",), ("flowsim (Locust process)", "Locust FastHttpUser")),
     ("bench_startup.py", (), ("Locust alone", "flowsim run, 0 worker(s): first launch")),
 ]

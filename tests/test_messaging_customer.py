@@ -210,3 +210,39 @@ def test_preflight_refuses_an_integration_that_posts_elsewhere(tmp_path: Path) -
         r = subprocess.run([sys.executable, "-m", "sim.cli", "validate", str(scenario), "--target", sim.url],
                            capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode == 1 and "not to this run's receiver 'https://hooks.example.com/flowsim'" in r.stdout + r.stderr
+
+
+def test_the_receivers_counts_so_far_reach_the_live_figures() -> None:
+    """The terminal, the web tab and Prometheus read the section from live stats: the hosting process sets the
+    receiver's counts of this run there (absolute, this run's only; the summary counts the ledger's record)."""
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from sim.drivers.chats import Chats
+    from sim.load.stats import RunStats
+    from sim.run.replies import ReplyHub
+    from sim.run.webhook import count_live
+
+    hub = ReplyHub("a-webhook-secret-long-enough", host="127.0.0.1", port=0)  # not started: no socket needed
+    env = SimpleNamespace(flowsim_hub=hub, flowsim_hub_counts=Counter({"routed": 2}))
+    hub.inbox.counts.update(routed=7, duplicate=1)
+    stats = RunStats()
+    plan: Any = SimpleNamespace(scenario=load_scenario(SHIPPED))
+    count_live(env, plan, stats)
+    count_live(env, plan, stats)  # twice: still the same figures
+    chats = Chats.of(stats)
+    assert chats.receiver == {"routed": 5, "duplicate": 1}
+    metric = next(m for m in chats.metrics() if m.name == "flowsim_webhook_deliveries")
+    assert metric.values == {"routed": 5.0, "duplicate": 1.0}
+
+
+def test_webhook_options_replace_the_receivers_address_and_belong_to_messaging_runs() -> None:
+    from sim.load.overrides import with_webhook
+
+    sc = with_webhook(load_scenario(SHIPPED), listen="0.0.0.0:8099", public_url="https://hooks.example.com/w")
+    assert sc.messaging is not None
+    assert (sc.messaging.listen, sc.messaging.public_url) == ("0.0.0.0:8099", "https://hooks.example.com/w")
+    with pytest.raises(ConfigError, match="are for kind"):
+        with_webhook(load_scenario(ROOT / "scenarios" / "smoke.toml"), listen="127.0.0.1:8099", public_url=None)
+    with pytest.raises(ConfigError, match="is not an http"):
+        with_webhook(load_scenario(SHIPPED), listen=None, public_url="ftp://x")

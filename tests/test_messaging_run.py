@@ -19,7 +19,8 @@ import pytest
 from sim.load.ledger import ledger_files, read_records
 from sim.platform.messaging_model import DeliveryFaults
 from sim.platform.server import SimulatorThread
-from tests.test_messaging_simulator import _org
+from tests.conftest import token
+from tests.test_messaging_simulator import INTEGRATION, _org
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "scenarios" / "open-messaging.toml"
@@ -69,10 +70,19 @@ def _agree(tmp_path: Path, s: dict[str, Any], deliveries: list[dict[str, Any]]) 
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [0, 2])
 def test_shipped_messaging_scenario_simulator_ledger_and_summary_agree(tmp_path: Path, workers: int) -> None:
-    with SimulatorThread(_org()) as sim:
-        code, s, out = _run(SHIPPED, tmp_path, sim.url, "--rate", "4", "--duration", "4s", "--workers", str(workers))
+    import socket
+
+    with socket.socket() as probe:  # a free port for --webhook (the receiver binds it a moment later)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with SimulatorThread(_org()) as sim, httpx.Client(base_url=sim.url) as http:
+        code, s, out = _run(SHIPPED, tmp_path, sim.url, "--rate", "4", "--duration", "4s", "--workers", str(workers),
+                            "--webhook", f"127.0.0.1:{port}")
         deliveries = _delivered(sim.url, s.get("run_id", "?"))
+        posts_to = http.get(f"/api/v2/conversations/messaging/integrations/open/{INTEGRATION}",
+                            headers=token(http)).json()["outboundNotificationWebhookUrl"]
     assert code == 0, out[-3000:]
+    assert posts_to == f"http://127.0.0.1:{port}/webhook"  # --webhook: where the receiver listened
     convs = _agree(tmp_path, s, deliveries)
     assert len(convs) == 16 and len({c["worker"] for c in convs}) == max(1, workers)
     assert all(c["expectation_failures"] == [] and c["end"] in ("script_ended", "transferred") for c in convs)
@@ -148,8 +158,7 @@ def test_ctrl_c_mid_conversation_ends_customers_and_receiver_cleanly(tmp_path: P
 def test_cleanup_removes_exactly_the_runs_contacts_after_a_dry_run(tmp_path: Path) -> None:
     """Identity resolution made one external contact per customer; `flowsim cleanup` lists them (dry run), then
     deletes them with --yes and records it — and leaves alone a contact the search matches that is not the run's."""
-    from tests.conftest import token
-    from tests.test_messaging_simulator import INTEGRATION, _message
+    from tests.test_messaging_simulator import _message
 
     def cleanup(*extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "sim.cli", "cleanup", s["run_id"], "--ledger-dir",
@@ -180,3 +189,69 @@ def test_cleanup_removes_exactly_the_runs_contacts_after_a_dry_run(tmp_path: Pat
     assert after == {stranger}
     rec = [r for r in _records(tmp_path, s["run_id"]) if r["event"] == "cleanup"]
     assert len(rec) == 1 and rec[0]["deleted"] == 6 and len(rec[0]["deleted_ids"]) == 6
+
+
+class _Ingress:
+    """What stands in front of the receiver on a real org (a company ingress, a tunnel): it forwards each delivery
+    to flowsim's receiver — after answering 503 to everything for its first ``down_s`` seconds (a retry storm)."""
+
+    def __init__(self, to: str, down_s: float) -> None:
+        import threading
+        import time
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.began: float | None = None
+        self.refused = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+                raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                outer.began = outer.began or time.monotonic()
+                if time.monotonic() - outer.began < down_s:
+                    outer.refused += 1
+                    status = 503
+                else:
+                    headers = {k: v for k, v in self.headers.items() if k.lower().startswith(("x-", "content-type"))}
+                    status = httpx.post(to, content=raw, headers=headers, timeout=5).status_code
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/webhook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.mark.slow
+def test_behind_an_ingress_a_retry_storm_delivers_each_reply_once(tmp_path: Path) -> None:
+    """The real-org topology: the integration posts to a public URL (--webhook-url), an ingress forwards to the
+    receiver (--webhook). The ingress answers 503 for its first 3 s: the platform retries (1 s apart, 5 times),
+    every reply arrives in the end, none is counted twice, no customer is left waiting."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ingress = _Ingress(f"http://127.0.0.1:{port}/webhook", down_s=3.0)
+    try:
+        with SimulatorThread(_org(retry_s=1.0)) as sim, httpx.Client(base_url=sim.url) as http:
+            http.patch(f"/api/v2/conversations/messaging/integrations/open/{INTEGRATION}", headers=token(http),
+                       json={"outboundNotificationWebhookUrl": ingress.url}).raise_for_status()
+            code, s, out = _run(SHIPPED, tmp_path, sim.url, "--rate", "3", "--duration", "4s", "--workers", "2",
+                                "--webhook", f"127.0.0.1:{port}", "--webhook-url", ingress.url)
+            deliveries = _delivered(sim.url, s.get("run_id", "?"))
+    finally:
+        ingress.close()
+    failed = [t["name"] for t in s.get("thresholds", []) if not t["passed"]]
+    assert code in (0, 1) and failed in ([], ["reply_p95_ms"]), out[-3000:]  # the storm shows in the reply latency
+    convs = _agree(tmp_path, s, deliveries)
+    retried = [d for d in deliveries if any(a["status"] == 503 for a in d["attempts"])]
+    assert ingress.refused > 0 and retried and all(d["outcome"] == "delivered" for d in deliveries)
+    assert all(c["end"] in ("script_ended", "transferred") and not c["expectation_failures"] for c in convs)

@@ -214,6 +214,7 @@ class ProcessRun:
         if self.plan is None or self.t0 is None or stats is None:
             return None
         in_flight = self.engine.busy if self.engine is not None else (sum(self.busy.values()) if self.coord else None)
+        webhook.count_live(self.env, self.plan, stats)  # Open Messaging: the receiver's counts so far
         return Snapshot(run_id=self.plan.run_id, scenario=self.plan.scenario.name,
                         target_rate_per_s=self.plan.schedule.rate_at(max(0.0, time.time() - self.t0)),
                         stats=stats, in_flight=in_flight,

@@ -5,7 +5,9 @@ function does nothing for other kinds of traffic):
   points a flowsim simulator's integration at it when the scenario names no ``public_url``, keeps every reply for
   this run's customer ids, and hands the plan on with ``replies_url`` (where workers read replies);
 - :func:`mailbox`: where a load process's customers read their replies (the hub itself, or the hub over HTTP);
-- :func:`record`: at the end, what the receiver made of this run's deliveries goes to the ledger;
+- :func:`count_live`: the receiver's counts so far, in the live figures (terminal, web tab, Prometheus);
+- :func:`record`: at the end, what the receiver made of this run's deliveries goes to the ledger (the summary
+  counts them from there);
 - :func:`stop`: the receiver closes with the process.
 """
 
@@ -25,11 +27,12 @@ from sim.errors import FlowsimError
 from sim.load.ledger import run_dir
 from sim.load.messaging import Mailbox
 from sim.load.records import ReceiverRecord
+from sim.load.stats import RunStats
 from sim.logs import get_logger
 from sim.run.plan import RunPlan, credentials, webhook_secret
 from sim.run.replies import ReplyHub, RemoteMailbox, replies_key
 
-__all__ = ["host", "mailbox", "record", "stop"]
+__all__ = ["host", "mailbox", "record", "stop", "count_live"]
 
 _log = get_logger(component="webhook")
 
@@ -91,13 +94,29 @@ def mailbox(env: Any, plan: RunPlan) -> Mailbox | None:
     return RemoteMailbox(plan.replies_url, replies_key(webhook_secret(plan)), verify=plan.scenario.ca_bundle or True)
 
 
+def _this_run(env: Any, hub: ReplyHub) -> Counter[str]:
+    counts = Counter(hub.inbox.counts)
+    counts.subtract(getattr(env, "flowsim_hub_counts", Counter()))
+    return counts
+
+
+def count_live(env: Any, plan: RunPlan, stats: RunStats) -> None:
+    """Set the receiver's outcomes so far into the live stats of the process that hosts it (absolute values: the
+    final summary is counted from the ledger's ``receiver`` record instead)."""
+    hub: ReplyHub | None = getattr(env, "flowsim_hub", None)
+    if plan.scenario.messaging is None or hub is None:
+        return
+    for outcome, n in _this_run(env, hub).items():
+        if n > 0:
+            stats.counters[f"receiver_{outcome}"] = n
+
+
 def record(env: Any, plan: RunPlan) -> None:
     """The receiver's outcomes during this run, as one ``receiver`` ledger record (hosting process, at the end)."""
     hub: ReplyHub | None = getattr(env, "flowsim_hub", None)
     if plan.scenario.messaging is None or hub is None:
         return
-    counts = Counter(hub.inbox.counts)
-    counts.subtract(getattr(env, "flowsim_hub_counts", Counter()))
+    counts = _this_run(env, hub)
     rec = ReceiverRecord(run_id=plan.run_id, worker=f"receiver-{os.getpid()}", at=round(time.time(), 6),
                          counts={k: v for k, v in sorted(counts.items()) if v > 0})
     path = run_dir(plan.ledger_dir, plan.run_id) / f"ledger-{socket.gethostname()}-{os.getpid()}-receiver.jsonl"
