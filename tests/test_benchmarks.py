@@ -30,13 +30,31 @@ def test_every_benchmark_has_a_smoke_round_here() -> None:
     assert sorted(s for s, _t, _o in SMOKES) == sorted(p.name for p in (ROOT / "bench").glob("bench_*.py"))
 
 
+LIGHT = ("bench_messaging.py",)
+"""Smoke rounds that load the machine lightly (a few conversations a second): they run beside other tests; the
+rest load a core flat out and run one at a time."""
+
+
 @pytest.mark.slow
 @pytest.mark.xdist_group("heavy")  # loads the CPU on purpose: one such test at a time
-@pytest.mark.parametrize(("script", "tools", "expected"), SMOKES, ids=[s for s, _t, _o in SMOKES])
+@pytest.mark.parametrize(("script", "tools", "expected"), [s for s in SMOKES if s[0] not in LIGHT],
+                         ids=[s for s, _t, _o in SMOKES if s not in LIGHT])
 def test_benchmark_smoke_round_runs_and_prints_its_figures(script: str, tools: tuple[str, ...],
                                                             expected: tuple[str, ...]) -> None:
     """`python bench/<script> --smoke`: one short round, exit 0, no traceback, its figures printed (bench_harness
     ended in a traceback on c46245f, and nothing ran it)."""
+    _smoke(script, tools, expected)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("script", "tools", "expected"), [s for s in SMOKES if s[0] in LIGHT],
+                         ids=[s for s, _t, _o in SMOKES if s in LIGHT])
+def test_light_benchmark_smoke_round_runs_and_prints_its_figures(script: str, tools: tuple[str, ...],
+                                                                  expected: tuple[str, ...]) -> None:
+    _smoke(script, tools, expected)
+
+
+def _smoke(script: str, tools: tuple[str, ...], expected: tuple[str, ...]) -> None:
     missing = [t for t in tools if shutil.which(t) is None and not os.path.exists(f"/usr/sbin/{t}")]
     if missing:
         if os.environ.get("CI"):

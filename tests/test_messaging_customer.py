@@ -246,3 +246,42 @@ def test_webhook_options_replace_the_receivers_address_and_belong_to_messaging_r
         with_webhook(load_scenario(ROOT / "scenarios" / "smoke.toml"), listen="127.0.0.1:8099", public_url=None)
     with pytest.raises(ConfigError, match="is not an http"):
         with_webhook(load_scenario(SHIPPED), listen=None, public_url="ftp://x")
+
+
+def test_a_workers_mailbox_reads_its_customers_replies_from_the_hub_and_none_is_lost_when_it_leaves() -> None:
+    """A worker's customers read through the hub's replies endpoint (long poll): replies reach the right customer,
+    one that came before its customer asked is kept (the run's prefix), and what is unread when a customer leaves
+    comes back with the leaving — after that, the hub counts its replies as after the customer gave up."""
+    from sim.run.replies import RemoteMailbox, replies_key
+    from tests.test_inbox import _reply, _signed
+
+    secret = "a-webhook-secret-long-enough"
+    t, _ready, (hub, stopper) = _hub_thread()
+    box = RemoteMailbox(hub.receiver.replies_url, replies_key(secret))
+
+    def deliver(mid: str, to: str) -> int:
+        raw, headers = _signed(_reply(mid, to), secret)
+        return httpx.post(hub.receiver.url, content=raw, headers=headers).status_code
+
+    try:
+        hub.inbox.accept("run1-")
+        box.expect("run1-1")
+        statuses = [deliver("m1", "run1-1"), deliver("m2", "run1-1"), deliver("m3", "run1-2")]
+        got: list[Reply] = []
+        for _ in range(50):  # bounded: until both replies are read
+            got += box.wait("run1-1", time.time() + 0.2)
+            if len(got) >= 2:
+                break
+        box.expect("run1-2")
+        statuses.append(deliver("m4", "run1-2"))
+        left = box.forget("run1-2")
+        statuses.append(deliver("m5", "run1-2"))
+        mine = box.forget("run1-1")
+    finally:
+        box.close()
+        stopper.send()
+        t.join(10)
+    assert statuses == [200, 200, 200, 200, 200]
+    assert [r.message_id for r in got] == ["m1", "m2"] and mine == []
+    assert sorted(r.message_id for r in left) == ["m3", "m4"]
+    assert hub.inbox.counts == {"routed": 4, "after_give_up": 1}

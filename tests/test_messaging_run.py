@@ -81,6 +81,8 @@ def test_shipped_messaging_scenario_simulator_ledger_and_summary_agree(tmp_path:
         deliveries = _delivered(sim.url, s.get("run_id", "?"))
         posts_to = http.get(f"/api/v2/conversations/messaging/integrations/open/{INTEGRATION}",
                             headers=token(http)).json()["outboundNotificationWebhookUrl"]
+        if workers == 0 and code == 0:
+            _cleanup_leaves_only_strangers(tmp_path, s["run_id"], sim.url, http)
     assert code == 0, out[-3000:]
     assert posts_to == f"http://127.0.0.1:{port}/webhook"  # --webhook: where the receiver listened
     convs = _agree(tmp_path, s, deliveries)
@@ -92,28 +94,35 @@ def test_shipped_messaging_scenario_simulator_ledger_and_summary_agree(tmp_path:
     assert s["analytics"]["check"]["verdict"].startswith("SEPARATED"), s["analytics"]["check"]
 
 
-FAULTY = 'reply_timeout_s = 10 '
+def _cleanup_leaves_only_strangers(tmp_path: Path, run_id: str, url: str, http: httpx.Client) -> None:
+    """Identity resolution made one external contact per customer; `flowsim cleanup` lists them (dry run), then
+    deletes them with --yes and records it — and leaves alone a contact the search matches that is not the run's."""
+    from tests.test_messaging_simulator import _message
 
+    def cleanup(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "sim.cli", "cleanup", run_id, "--ledger-dir",
+                               str(tmp_path / "runs"), "--target", url, *extra], capture_output=True, text=True,
+                              timeout=60, env=ENV)
 
-@pytest.mark.slow
-def test_delivery_faults_are_counted_never_double_counted_and_nobody_is_stuck(tmp_path: Path) -> None:
-    """20 % duplicated, 20 % reordered, 5 % dropped deliveries (replies held back overtaken by the next): every
-    duplicate is counted and none reaches a customer twice; out-of-order replies are seen; a customer whose
-    reply was dropped gives up after its reply timeout; every conversation ends."""
-    scenario = tmp_path / "faulty.toml"
-    text = SHIPPED.read_text()
-    assert FAULTY in text
-    scenario.write_text(text.replace(FAULTY, "reply_timeout_s = 2 ", 1))
-    faults = DeliveryFaults(duplicate_rate=0.2, reorder_rate=0.2, drop_rate=0.05)
-    with SimulatorThread(_org(faults)) as sim:
-        code, s, out = _run(scenario, tmp_path, sim.url, "--rate", "6", "--duration", "5s", "--workers", "2")
-        deliveries = _delivered(sim.url, s.get("run_id", "?"))
-    assert code in (0, 1) and "Traceback" not in out, out[-3000:]
-    convs = _agree(tmp_path, s, deliveries)
-    assert s["messaging"]["receiver"]["duplicate"] > 0 and s["messaging"]["out_of_order"] > 0
-    unanswered = sum(1 for c in convs for t in c["turns"] if t["status"] == 200 and not t["replies"])
-    assert unanswered == s["messaging"]["messages_unanswered"] == sum(1 for c in convs if c["end"] == "no_reply")
-    assert all(c["end"] in ("script_ended", "transferred", "no_reply") for c in convs)
+    def contacts() -> set[str]:
+        r = http.get("/api/v2/externalcontacts/contacts", headers=auth,
+                     params={"q": f"flowsim-{run_id}-", "pageSize": 500})
+        return {i["value"] for c in r.json()["entities"] for i in c["identifiers"]}
+
+    auth = token(http)
+    stranger = f"flowsim-{run_id}-9999"  # the run's prefix, but no customer of its ledger
+    http.post(f"/api/v2/conversations/messages/{INTEGRATION}/inbound/open/message", headers=auth,
+              json=_message(stranger, "hi"))
+    before = contacts()
+    dry = cleanup()
+    between = contacts()
+    done = cleanup("--yes")
+    assert dry.returncode == 0 and "16 external contacts are theirs (1 more matched" in dry.stdout, dry.stdout + dry.stderr
+    assert "dry run: nothing deleted" in dry.stdout and between == before and len(before) == 17
+    assert done.returncode == 0 and "deleted 16, already gone 0, failed 0" in done.stdout, done.stdout + done.stderr
+    assert contacts() == {stranger}
+    rec = [r for r in _records(tmp_path, run_id) if r["event"] == "cleanup"]
+    assert len(rec) == 1 and rec[0]["deleted"] == 16 and len(rec[0]["deleted_ids"]) == 16
 
 
 @pytest.mark.slow
@@ -154,43 +163,6 @@ def test_ctrl_c_mid_conversation_ends_customers_and_receiver_cleanly(tmp_path: P
     assert [r for r in records if r["event"] == "receiver"]
 
 
-@pytest.mark.slow
-def test_cleanup_removes_exactly_the_runs_contacts_after_a_dry_run(tmp_path: Path) -> None:
-    """Identity resolution made one external contact per customer; `flowsim cleanup` lists them (dry run), then
-    deletes them with --yes and records it — and leaves alone a contact the search matches that is not the run's."""
-    from tests.test_messaging_simulator import _message
-
-    def cleanup(*extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "sim.cli", "cleanup", s["run_id"], "--ledger-dir",
-                               str(tmp_path / "runs"), "--target", sim.url, *extra], capture_output=True, text=True,
-                              timeout=60, env=ENV)
-
-    with SimulatorThread(_org()) as sim, httpx.Client(base_url=sim.url) as http:
-        code, s, out = _run(SHIPPED, tmp_path, sim.url, "--rate", "3", "--duration", "2s")
-        assert code == 0, out[-3000:]
-        auth = token(http)
-        stranger = f"flowsim-{s['run_id']}-9999"  # the run's prefix, but no customer of its ledger
-        http.post(f"/api/v2/conversations/messages/{INTEGRATION}/inbound/open/message", headers=auth,
-                  json=_message(stranger, "hi"))
-
-        def contacts() -> set[str]:
-            r = http.get("/api/v2/externalcontacts/contacts", headers=auth,
-                         params={"q": f"flowsim-{s['run_id']}-", "pageSize": 500})
-            return {i["value"] for c in r.json()["entities"] for i in c["identifiers"]}
-
-        before = contacts()
-        dry = cleanup()
-        between = contacts()
-        done = cleanup("--yes")
-        after = contacts()
-    assert dry.returncode == 0 and "6 external contacts are theirs (1 more matched" in dry.stdout, dry.stdout + dry.stderr
-    assert "dry run: nothing deleted" in dry.stdout and between == before and len(before) == 7
-    assert done.returncode == 0 and "deleted 6, already gone 0, failed 0" in done.stdout, done.stdout + done.stderr
-    assert after == {stranger}
-    rec = [r for r in _records(tmp_path, s["run_id"]) if r["event"] == "cleanup"]
-    assert len(rec) == 1 and rec[0]["deleted"] == 6 and len(rec[0]["deleted_ids"]) == 6
-
-
 class _Ingress:
     """What stands in front of the receiver on a real org (a company ingress, a tunnel): it forwards each delivery
     to flowsim's receiver — after answering 503 to everything for its first ``down_s`` seconds (a retry storm)."""
@@ -229,29 +201,43 @@ class _Ingress:
         self.server.shutdown()
 
 
+FAULTY = 'reply_timeout_s = 10 '
+
+
 @pytest.mark.slow
-def test_behind_an_ingress_a_retry_storm_delivers_each_reply_once(tmp_path: Path) -> None:
-    """The real-org topology: the integration posts to a public URL (--webhook-url), an ingress forwards to the
-    receiver (--webhook). The ingress answers 503 for its first 3 s: the platform retries (1 s apart, 5 times),
-    every reply arrives in the end, none is counted twice, no customer is left waiting."""
+def test_faults_and_a_retry_storm_behind_an_ingress_count_every_duplicate_and_never_a_reply_twice(
+        tmp_path: Path) -> None:
+    """The real-org topology under trouble. The integration posts to a public URL (--webhook-url); an ingress
+    forwards to the receiver (--webhook) but answers 503 for its first 3 s, so the platform retries (1 s apart, up
+    to 5 times); and the platform duplicates 20 %, reorders 20 % and drops 5 % of deliveries. Every duplicate is
+    counted and none reaches a customer twice, overtaken replies are seen, a customer whose reply never comes gives
+    up after its reply timeout, every conversation ends — and simulator = ledger = summary still."""
     import socket
 
+    scenario = tmp_path / "faulty.toml"
+    text = SHIPPED.read_text()
+    assert FAULTY in text
+    scenario.write_text(text.replace(FAULTY, "reply_timeout_s = 4 ", 1))
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     ingress = _Ingress(f"http://127.0.0.1:{port}/webhook", down_s=3.0)
+    faults = DeliveryFaults(duplicate_rate=0.2, reorder_rate=0.2, drop_rate=0.05)
     try:
-        with SimulatorThread(_org(retry_s=1.0)) as sim, httpx.Client(base_url=sim.url) as http:
+        with SimulatorThread(_org(faults, retry_s=1.0)) as sim, httpx.Client(base_url=sim.url) as http:
             http.patch(f"/api/v2/conversations/messaging/integrations/open/{INTEGRATION}", headers=token(http),
                        json={"outboundNotificationWebhookUrl": ingress.url}).raise_for_status()
-            code, s, out = _run(SHIPPED, tmp_path, sim.url, "--rate", "3", "--duration", "4s", "--workers", "2",
+            code, s, out = _run(scenario, tmp_path, sim.url, "--rate", "5", "--duration", "5s", "--workers", "2",
                                 "--webhook", f"127.0.0.1:{port}", "--webhook-url", ingress.url)
             deliveries = _delivered(sim.url, s.get("run_id", "?"))
     finally:
         ingress.close()
-    failed = [t["name"] for t in s.get("thresholds", []) if not t["passed"]]
-    assert code in (0, 1) and failed in ([], ["reply_p95_ms"]), out[-3000:]  # the storm shows in the reply latency
+    assert code in (0, 1) and "Traceback" not in out, out[-3000:]
     convs = _agree(tmp_path, s, deliveries)
+    m = s["messaging"]
+    assert m["receiver"]["duplicate"] > 0 and m["out_of_order"] > 0
     retried = [d for d in deliveries if any(a["status"] == 503 for a in d["attempts"])]
-    assert ingress.refused > 0 and retried and all(d["outcome"] == "delivered" for d in deliveries)
-    assert all(c["end"] in ("script_ended", "transferred") and not c["expectation_failures"] for c in convs)
+    assert ingress.refused > 0 and retried and all(d["outcome"] in ("delivered", "dropped") for d in deliveries)
+    unanswered = sum(1 for c in convs for t in c["turns"] if t["status"] == 200 and not t["replies"])
+    assert unanswered == m["messages_unanswered"] == sum(1 for c in convs if c["end"] == "no_reply")
+    assert all(c["end"] in ("script_ended", "transferred", "no_reply") for c in convs)

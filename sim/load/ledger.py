@@ -16,7 +16,12 @@ never contend; a crash or Ctrl-C loses at most the requests in flight. Records:
 - ``{"event": "not_sent", ...}`` a launch that never left: no connection could be made (``reason`` ``refused``)
   or no OAuth token could be had (``no_token``), with the ``cause`` in words;
 - ``{"event": "session_open", ...}`` a bot session as soon as it exists (its start's fields): a crash leaves a
-  record of every open session; the ``session`` record that closes it follows.
+  record of every open session; the ``session`` record that closes it follows. An Open Messaging conversation
+  (``kind = "messaging"``) is a ``session`` too: its first message is the start, its messages the turns, and
+  ``replies`` every reply its customer read;
+- ``{"event": "receiver", ...}`` what flowsim's webhook receiver made of the run's deliveries (routed, duplicate,
+  after_give_up, bad_signature, ...), written by the process that hosts it at the end;
+- ``{"event": "cleanup", ...}`` what ``flowsim cleanup --yes`` deleted (the external contacts the run made).
 
 A launch still in flight when a stop's grace ran out is written as ``launch`` with ``http_status`` 0 and
 ``error`` ``unanswered_at_stop`` (it may have run); a followed execution as ``outcome`` ``INTERRUPTED``.

@@ -116,6 +116,8 @@ class RemoteMailbox:
         self._forgetting: dict[str, gevent.event.Event] = {}
         self._left: dict[str, list[Reply]] = {}
         self.errors = 0
+        self.down = False
+        """The last poll failed: a leaving customer does not wait for the hub."""
         self.log = get_logger(component="replies")
 
     def expect(self, customer_id: str) -> None:
@@ -147,7 +149,7 @@ class RemoteMailbox:
             return []
         done = self._forgetting[customer_id] = gevent.event.Event()
         self._ensure_poller()
-        done.wait(POLL_WAIT_S + 15)  # the poll's own timeout is POLL_WAIT_S + 10
+        done.wait(0.5 if self.down else POLL_WAIT_S + 15)  # the poll's own timeout is POLL_WAIT_S + 10
         self._forgetting.pop(customer_id, None)
         left = self._left.pop(customer_id, None)
         if left is None:  # the hub could not be reached: what this process holds
@@ -164,11 +166,14 @@ class RemoteMailbox:
             r = self._client.post(self.url, content=orjson.dumps(body))
             if r.status_code == 200:
                 data: dict[str, Any] = orjson.loads(r.content)
+                self.down = False
                 return data
             self.errors += 1
+            self.down = True
             self.log.warning("replies.refused", status=r.status_code)
         except (httpx.HTTPError, orjson.JSONDecodeError) as exc:
             self.errors += 1
+            self.down = True
             self.log.warning("replies.unreachable", error=type(exc).__name__)
         return None
 
@@ -189,8 +194,11 @@ class RemoteMailbox:
                 if ev is not None:
                     ev.set()
             for cid in forgetting:
-                left = list(self._queues.pop(cid, ()))
-                self._left[cid] = left + [Reply.from_dict(r) for r in data.get("left", {}).get(cid, ())]
+                left = list(self._queues.pop(cid, ())) + [Reply.from_dict(r) for r in data.get("left", {}).get(cid, ())]
                 done = self._forgetting.get(cid)
-                if done is not None:
-                    done.set()
+                if done is None:  # its customer stopped waiting (the hub was down): not in its record
+                    self.log.warning("replies.unrecorded", customer=cid, replies=len(left))
+                    continue
+                self._left[cid] = left
+                done.set()
+            gevent.sleep(0)  # let the customers just woken read, even where sockets do not yield (no monkey patch)
