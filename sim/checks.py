@@ -177,7 +177,7 @@ def _load_json(path: str) -> Any:
 
 
 def compare(args: argparse.Namespace) -> int:
-    from sim.results.compare import Tolerances, cells, compare, describe
+    from sim.results.compare import Tolerances, cells, compare, describe, new_failure_groups
 
     a, b = _load_json(args.a), _load_json(args.b)
     tol = Tolerances(latency_rel=args.latency_rel, latency_abs_ms=args.latency_abs_ms,
@@ -193,6 +193,11 @@ def compare(args: argparse.Namespace) -> int:
         print(f"{r['metric']:<26}{a:>12}{b:>12}{ch:>18}  {'REGRESSED' if r['regressed'] else 'ok':<9}  "
               f"{r['note']}".rstrip())
     bad = [r["metric"] for r in rows if r["regressed"]]
+    new = new_failure_groups(a, b)
+    for line in new:
+        print(f"new failure group in B: {line}  REGRESSED")
+    if new:
+        bad.append("new failure groups")
     print(f"regression in: {', '.join(bad)}" if bad else "no regression beyond tolerances")
     return 1 if bad else 0
 

@@ -73,8 +73,11 @@ def test_reply_expectations_say_what_broke() -> None:
                     quick_replies=("Track",), sender="Bot")
     assert e.failures(["Your order 12, yes"], ["track"], ["Bot"]) == []
     broke = e.failures(["Sorry, maybe later"], [], ["Human"])
-    assert len(broke) == 6 and any("do not contain 'order'" in b for b in broke)
-    assert any("lack ['Track']" in b for b in broke) and any("expected Bot" in b for b in broke)
+    assert [b["check"] for b in broke] == ["contains", "regex", "not_contains", "one_of", "quick_replies", "sender"]
+    texts = [b["text"] for b in broke]
+    assert "replies 'Sorry, maybe later' do not contain 'order'" in texts and "quick replies [] lack ['Track']" in texts
+    assert broke[-1] == {"check": "sender", "expected": "Bot", "got": "['Human']",
+                         "text": "replies from ['Human'], expected Bot"}
 
 
 class _Mailbox:

@@ -7,6 +7,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from sim.load.breaks import group_rows, step_cases
 from sim.load.figures import BarChart, MetricSpec, RequestRow, counts_text, ms_text
 from sim.load.inbox import OUTCOMES
 from sim.load.stats import Percentiles, RunStats
@@ -54,6 +55,8 @@ class Chats:
     endings: dict[str, int] = field(default_factory=dict)
     expectation_failures: int = 0
     conversations_failing_expectations: int = 0
+    failures: dict[str, Any] = field(default_factory=dict)
+    """Broken expectations grouped, and each scripted step reached / broken (``sim.load.breaks``)."""
     receiver: dict[str, int] = field(default_factory=dict)
     """The webhook receiver's outcomes over the run (``sim.load.inbox.OUTCOMES``); empty: not counted (its record
     is missing — the process that hosts it ended first)."""
@@ -69,7 +72,8 @@ class Chats:
                    duration_ms=stats.percentiles("session"), endings=dict(sorted(stats.endings.items())),
                    expectation_failures=c["expectation_failures"],
                    conversations_failing_expectations=c["sessions_failing_expectations"],
-                   receiver={o: c[f"receiver_{o}"] for o in OUTCOMES if f"receiver_{o}" in c})
+                   receiver={o: c[f"receiver_{o}"] for o in OUTCOMES if f"receiver_{o}" in c},
+                   failures=stats.breaks.summary())
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Chats:
@@ -118,6 +122,7 @@ class Chats:
             ("webhook", self._receiver_text()),
             ("scripts", f"{self.conversations_failing_expectations} conversation(s) broke an expectation "
                         f"({self.expectation_failures} broken in all)"),
+            *group_rows(self.failures),
         ]
 
     def compare_metrics(self) -> dict[str, tuple[float | None, str, str]]:
@@ -189,3 +194,9 @@ class Chats:
             return []
         return [BarChart("How conversations ended (as the customer saw it)", "conversations",
                          tuple((k, v, _ENDING_COLORS.get(k, "#d62728")) for k, v in self.endings.items()))]
+
+    def failure_groups(self) -> list[dict[str, Any]]:
+        return list(self.failures.get("groups") or [])
+
+    def step_cases(self) -> list[tuple[str, str | None]]:
+        return step_cases(self.failures)

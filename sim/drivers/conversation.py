@@ -41,6 +41,7 @@ class ConversationDriver:
     def run(self, ctx: UnitContext, client: FlowClient, ticket: Ticket, identity: Identity) -> None:
         sc, seq, due = ctx.scenario, ticket.seq, ticket.due
         flow = ctx.builder.flow_for(seq)
+        script = next(i for i, f in enumerate(sc.flows) if f is flow)
         body = session_body(flow, identity, seq=seq, run_id=ctx.run_id, prefix=sc.tag_prefix)
         base = {"run_id": ctx.run_id, "seq": seq, "name": body["externalSessionId"], "flow_id": flow.id,
                 "identity_id": identity.id, "intended_at": round(due, 6), "worker": ctx.worker}
@@ -60,9 +61,9 @@ class ConversationDriver:
             if conv.session_id:
                 ctx.write(SessionOpenRecord(**opened))
             ctx.open_in_flight(seq, lambda now: SessionRecord(
-                **opened, turns=list(conv.turns), end="interrupted", end_reason="in flight when the stop's grace ran out",
-                expectation_failures=list(conv.failures), ended_at=round(now, 6),
-                billable_sessions=conv.billable_sessions))
+                **opened, script=script, turns=list(conv.turns), end="interrupted",
+                end_reason="in flight when the stop's grace ran out", expectation_failures=list(conv.failures),
+                ended_at=round(now, 6), billable_sessions=conv.billable_sessions))
 
         # Seeded per session: the same seed and seq say the same alternatives.
         rng = random.Random(f"{sc.seed}-{seq}") if sc.seed is not None else random.Random()
@@ -80,7 +81,7 @@ class ConversationDriver:
             ctx.not_sent(a, seq, due)
             return
         ctx.write(SessionRecord(
-            **start(conv), turns=conv.turns, end=conv.end, end_reason=conv.end_reason, output=conv.output,
+            **start(conv), script=script, turns=conv.turns, end=conv.end, end_reason=conv.end_reason, output=conv.output,
             expectation_failures=conv.failures, ended_at=round(conv.ended_at or ctx.now(), 6),
             billable_sessions=conv.billable_sessions))
         if a.status == 403 and a.error in PERMISSION_CODES:

@@ -46,6 +46,7 @@ class MessagingDriver:
         mailbox = ctx.mailbox
         assert spec is not None and mailbox is not None
         flow = ctx.builder.flow_for(seq)
+        script = next(i for i, f in enumerate(sc.flows) if f is flow)
         base = {"run_id": ctx.run_id, "seq": seq, "name": customer_id(sc.tag_prefix, ctx.run_id, seq),
                 "flow_id": flow.id, "identity_id": identity.id, "intended_at": round(due, 6), "worker": ctx.worker}
 
@@ -58,9 +59,9 @@ class MessagingDriver:
                     "answered_at": round(sent + a.elapsed_ms / 1000, 6), "latency_ms": round(a.elapsed_ms, 3)}
 
         def record(conv: Chat, **kw: Any) -> SessionRecord:
-            return SessionRecord(**start(conv), turns=list(conv.turns), expectation_failures=list(conv.failures),
-                                 replies=list(conv.replies), out_of_order=conv.out_of_order,
-                                 tag_status=conv.tag_status, **kw)
+            return SessionRecord(**start(conv), script=script, turns=list(conv.turns),
+                                 expectation_failures=list(conv.failures), replies=list(conv.replies),
+                                 out_of_order=conv.out_of_order, tag_status=conv.tag_status, **kw)
 
         def started(conv: Chat) -> None:
             if conv.conversation_id:

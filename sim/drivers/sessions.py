@@ -7,6 +7,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from sim.load.breaks import group_rows, step_cases
 from sim.load.figures import BarChart, MetricSpec, RequestRow, counts_text
 from sim.load.stats import Percentiles, RunStats
 
@@ -41,6 +42,8 @@ class Conversations:
     """Σ ceil(turns / 8): what the vendor would bill (per session of up to 8 turns)."""
     turn_429: int = 0
     """429 answers to turn attempts (also in the summary's ``rate_limited.bot_turn``)."""
+    failures: dict[str, Any] = field(default_factory=dict)
+    """Broken expectations grouped, and each scripted step reached / broken (``sim.load.breaks``)."""
 
     @classmethod
     def of(cls, stats: RunStats) -> Conversations:
@@ -50,7 +53,7 @@ class Conversations:
                    session_duration_ms=stats.percentiles("session"), endings=dict(sorted(stats.endings.items())),
                    expectation_failures=c["expectation_failures"],
                    sessions_failing_expectations=c["sessions_failing_expectations"],
-                   billable_sessions=c["billable_sessions"], turn_429=c["turn_429"])
+                   billable_sessions=c["billable_sessions"], turn_429=c["turn_429"], failures=stats.breaks.summary())
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Conversations:
@@ -97,6 +100,7 @@ class Conversations:
                          f"p95 {sd.p95} ms"),
             ("scripts", f"{self.sessions_failing_expectations} session(s) broke an expectation "
                         f"({self.expectation_failures} broken in all)"),
+            *group_rows(self.failures),
         ]
 
     def compare_metrics(self) -> dict[str, tuple[float | None, str, str]]:
@@ -162,3 +166,9 @@ class Conversations:
             return []
         return [BarChart("How sessions ended (Exit/Disconnect: the bot; others: the harness)", "sessions",
                          tuple((k, v, _ENDING_COLORS.get(k.split(":")[0], "#d62728")) for k, v in self.endings.items()))]
+
+    def failure_groups(self) -> list[dict[str, Any]]:
+        return list(self.failures.get("groups") or [])
+
+    def step_cases(self) -> list[tuple[str, str | None]]:
+        return step_cases(self.failures)

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from sim.load.breaks import broken
 from sim.load.client import Attempt, FlowClient
 from sim.load.identity import Identity
 from sim.load.payload import execution_name, template_value
@@ -91,12 +92,23 @@ def _turn_body(event: str, prev: str | None, text: str | None) -> bytes:
     return orjson.dumps(body)
 
 
-def _turn(n: int, event: str, text: str | None, a: Attempt, answer: dict[str, Any], failed: list[str]) -> dict[str, Any]:
-    """One turn as the ledger keeps it: what was sent, how it was answered, what broke."""
-    return {"n": n, "event": event, "text": text, "status": a.status, "attempts": a.attempts,
+def _turn(n: int, event: str, text: str | None, a: Attempt, answer: dict[str, Any], found: list[dict[str, str]],
+          step: int | None = None) -> dict[str, Any]:
+    """One turn as the ledger keeps it: what was sent (``step``: its place in the script), how it was answered,
+    what broke (``failed`` in words, ``broken`` as data: ``sim.load.breaks``)."""
+    return {"n": n, "step": step, "event": event, "text": text, "status": a.status, "attempts": a.attempts,
             "attempt_statuses": list(a.statuses), "latency_ms": round(a.elapsed_ms, 3), "error": a.error,
             "next_action": answer.get("nextActionType"), "prompt": prompt_text(answer)[:200] if answer else None,
-            "failed": failed}
+            "failed": [b["text"] for b in found],
+            "broken": [{k: b[k] for k in ("check", "expected", "got")} for b in found]}
+
+
+def _break(conv: Conversation, n: int, b: dict[str, str]) -> None:
+    """A broken expectation of the session as a whole, kept on its last turn (the step the customer was at)."""
+    conv.failures.append(f"turn {n}: {b['text']}")
+    if conv.turns:
+        conv.turns[-1]["failed"].append(b["text"])
+        conv.turns[-1]["broken"].append({k: b[k] for k in ("check", "expected", "got")})
 
 
 def _bot_ended(conv: Conversation, answer: dict[str, Any], n: int, *, unsaid: int) -> None:
@@ -106,8 +118,9 @@ def _bot_ended(conv: Conversation, answer: dict[str, Any], n: int, *, unsaid: in
     conv.end, conv.end_reason = str(nat), action.get("reason")
     conv.output = (action.get("outputData") or {}).get("variables") or {}
     if unsaid:
-        conv.failures.append(f"turn {n}: the bot ended the session ({nat} {conv.end_reason}) with "
-                             f"{unsaid} scripted turn(s) unsaid")
+        _break(conv, n, broken("ended", f"{unsaid} more scripted turn(s)", f"{nat} {conv.end_reason}",
+                               f"the bot ended the session ({nat} {conv.end_reason}) with {unsaid} scripted turn(s) "
+                               "unsaid"))
 
 
 _BYE: tuple[str, str | None, TurnSpec | None] = ("UserDisconnect", None, None)
@@ -125,6 +138,8 @@ class _Customer:
     sleep: Callable[[float], None]
     say: Callable[[str], str]
     noops: int = 0
+    step: int = 0
+    """The scripted turn said last (1-based)."""
 
     def next(self, conv: Conversation, nat: Any, n: int) -> tuple[str, str | None, TurnSpec | None]:
         """NoOp while the bot says NoOp (up to a limit), the script's next line when it waits for input (after a
@@ -140,10 +155,12 @@ class _Customer:
             return "NoOp", None, None
         self.noops = 0
         if not self.script_left:  # the bot still waits, the script has nothing more to say
-            conv.failures.append(f"turn {n}: the bot still waits for input after the last scripted turn")
+            _break(conv, n, broken("still_waiting", "Exit or Disconnect", nat,
+                                   "the bot still waits for input after the last scripted turn"))
             conv.end = "script_ended"
             return _BYE
         spec = self.script_left.pop(0)
+        self.step += 1
         if self.think_time_s > 0:
             self.sleep(self.think_time_s * self.rng.uniform(0.5, 1.5))
             if self.stopping():
@@ -183,9 +200,9 @@ def converse(client: FlowClient, body: dict[str, Any], script: tuple[TurnSpec, .
         answer = a.body if a.status == 200 and isinstance(a.body, dict) else {}
         nat = answer.get("nextActionType")
         n = len(conv.turns) + 1
-        failed: list[str] = spec.expect.failures(answer) if spec is not None and answer else []
-        conv.turns.append(_turn(n, event, text, a, answer, failed))
-        conv.failures.extend(f"turn {n}: {f}" for f in failed)
+        found: list[dict[str, str]] = spec.expect.failures(answer) if spec is not None and answer else []
+        conv.turns.append(_turn(n, event, text, a, answer, found, customer.step if spec is not None else None))
+        conv.failures.extend(f"turn {n}: {b['text']}" for b in found)
         if event == "UserDisconnect" and spec is None:  # the harness's own goodbye: conv.end says why
             break
         if a.status != 200 or not answer.get("id"):

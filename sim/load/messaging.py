@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from sim.load.breaks import broken
 from sim.load.client import Attempt, FlowClient
 from sim.load.conversation import render
 from sim.load.identity import Identity
@@ -106,12 +107,23 @@ class _Reader:
         chat.replies.append({**r.to_dict(), "unread": True} if unread else r.to_dict())
 
 
-def _turn(n: int, text: str, a: Attempt, sent: float, got: list[Reply], failed: list[str]) -> dict[str, Any]:
-    return {"n": n, "text": text, "status": a.status, "attempts": a.attempts, "attempt_statuses": list(a.statuses),
-            "latency_ms": round(a.elapsed_ms, 3), "error": a.error,
+def _turn(n: int, text: str, a: Attempt, sent: float, got: list[Reply], found: list[dict[str, str]]) -> dict[str, Any]:
+    """One message as the ledger keeps it (``step``: its place in the script); what broke in words (``failed``) and
+    as data (``broken``: ``sim.load.breaks``)."""
+    return {"n": n, "step": n, "text": text, "status": a.status, "attempts": a.attempts,
+            "attempt_statuses": list(a.statuses), "latency_ms": round(a.elapsed_ms, 3), "error": a.error,
             "reply_ms": round((got[0].received_at - sent) * 1000, 3) if got else None,
             "each_reply_ms": [round((r.received_at - sent) * 1000, 3) for r in got],
-            "replies": [r.message_id for r in got], "failed": failed}
+            "replies": [r.message_id for r in got], "failed": [b["text"] for b in found],
+            "broken": [{k: b[k] for k in ("check", "expected", "got")} for b in found]}
+
+
+def _break(conv: Chat, n: int, b: dict[str, str]) -> None:
+    """A broken expectation about how the conversation went on, kept on its last message."""
+    conv.failures.append(f"message {n}: {b['text']}")
+    if conv.turns:
+        conv.turns[-1]["failed"].append(b["text"])
+        conv.turns[-1]["broken"].append({k: b[k] for k in ("check", "expected", "got")})
 
 
 def chat(client: FlowClient, mailbox: Mailbox, spec: MessagingSpec, script: tuple[MessageSpec, ...], *,
@@ -172,12 +184,13 @@ def _converse(client: FlowClient, conv: Chat, reader: _Reader, path: str, spec: 
             conv.end, conv.end_reason = "send_failed", f"HTTP {a.status} {a.error or ''}".strip()
             return
         got = reader.read(conv, sent)
-        failed = msg.expect.failures([r.text for r in got], [q for r in got for q in r.quick_replies],
-                                     [r.originating_entity for r in got]) if got else []
-        if not got:
-            failed = ["no reply within " f"{spec.reply_timeout_s:g} s"] if not stopping() else []
-        conv.turns.append(_turn(n, text, a, sent, got, failed))
-        conv.failures.extend(f"message {n}: {f}" for f in failed)
+        found = msg.expect.failures([r.text for r in got], [q for r in got for q in r.quick_replies],
+                                    [r.originating_entity for r in got]) if got else []
+        if not got and not stopping():
+            found = [broken("reply", f"a reply within {spec.reply_timeout_s:g} s", "none",
+                            f"no reply within {spec.reply_timeout_s:g} s")]
+        conv.turns.append(_turn(n, text, a, sent, got, found))
+        conv.failures.extend(f"message {n}: {b['text']}" for b in found)
         if not got:
             conv.end = "interrupted" if stopping() else "no_reply"
             _check_end(conv, msg, n)
@@ -186,7 +199,8 @@ def _converse(client: FlowClient, conv: Chat, reader: _Reader, path: str, spec: 
         if marker and any(marker.lower() in r.text.lower() for r in got):
             conv.end = "transferred"
             if n < len(script):
-                conv.failures.append(f"message {n}: transferred with {len(script) - n} scripted message(s) unsent")
+                _break(conv, n, broken("transferred", f"{len(script) - n} more scripted message(s)", "transferred",
+                                       f"transferred with {len(script) - n} scripted message(s) unsent"))
             _check_end(conv, msg, n)
             return
         if n == len(script):
@@ -197,4 +211,4 @@ def _converse(client: FlowClient, conv: Chat, reader: _Reader, path: str, spec: 
 def _check_end(conv: Chat, msg: MessageSpec, n: int) -> None:
     want = msg.expect.ends
     if want is not None and conv.end != want:
-        conv.failures.append(f"message {n}: the conversation ended {conv.end}, expected {want}")
+        _break(conv, n, broken("ends", want, conv.end, f"the conversation ended {conv.end}, expected {want}"))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sim._toml import TableReader
+from sim.load.breaks import broken
 from sim.load.template import placeholders
 
 __all__ = ["ReplyExpect", "MessageSpec", "MessagingSpec", "parse_messages", "parse_messaging", "ENDS", "SENDERS",
@@ -47,25 +48,27 @@ class ReplyExpect:
     ends: str | None = None
     """How the conversation must end after this message (one of :data:`ENDS`)."""
 
-    def failures(self, texts: list[str], quick: list[str], senders: list[str]) -> list[str]:
-        """What in these replies breaks this expectation, in words."""
-        out: list[str] = []
+    def failures(self, texts: list[str], quick: list[str], senders: list[str]) -> list[dict[str, str]]:
+        """What in these replies breaks this expectation (``sim.load.breaks.broken``)."""
+        out: list[dict[str, str]] = []
         joined = " ".join(texts)
         low = joined.lower()
         shown = f"{joined[:120]!r}"
         if self.contains is not None and self.contains.lower() not in low:
-            out.append(f"replies {shown} do not contain {self.contains!r}")
+            out.append(broken("contains", self.contains, joined, f"replies {shown} do not contain {self.contains!r}"))
         if self.regex is not None and re.search(self.regex, joined, re.IGNORECASE) is None:
-            out.append(f"replies {shown} do not match /{self.regex}/")
+            out.append(broken("regex", self.regex, joined, f"replies {shown} do not match /{self.regex}/"))
         if self.not_contains is not None and self.not_contains.lower() in low:
-            out.append(f"replies {shown} contain {self.not_contains!r}")
+            out.append(broken("not_contains", self.not_contains, joined, f"replies {shown} contain {self.not_contains!r}"))
         if self.one_of and not any(o.lower() in low for o in self.one_of):
-            out.append(f"replies {shown} contain none of {list(self.one_of)!r}")
+            out.append(broken("one_of", list(self.one_of), joined,
+                              f"replies {shown} contain none of {list(self.one_of)!r}"))
         missing = [q for q in self.quick_replies if q.lower() not in {x.lower() for x in quick}]
         if missing:
-            out.append(f"quick replies {quick!r} lack {missing!r}")
+            out.append(broken("quick_replies", list(self.quick_replies), quick, f"quick replies {quick!r} lack {missing!r}"))
         if self.sender is not None and any(s != self.sender for s in senders):
-            out.append(f"replies from {sorted(set(senders))!r}, expected {self.sender}")
+            out.append(broken("sender", self.sender, sorted(set(senders)),
+                              f"replies from {sorted(set(senders))!r}, expected {self.sender}"))
         return out
 
 

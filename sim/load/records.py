@@ -94,7 +94,7 @@ class SessionRecord(_Unit):
     the platform's conversation id, and it also carries every reply its customer read (``replies``)."""
 
     event: str = "session"
-    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"replies", "out_of_order", "tag_status"})
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"replies", "out_of_order", "tag_status", "script"})
     session_id: str | None = None
     turns: list[dict[str, Any]] = field(default_factory=list)
     end: str = "?"
@@ -106,6 +106,8 @@ class SessionRecord(_Unit):
     replies: list[dict[str, Any]] | None = None
     out_of_order: int | None = None
     tag_status: int | None = None
+    script: int | None = None
+    """Which of the scenario's scripts (its [[flows]], 0-based) the conversation followed (``sim.load.breaks``)."""
 
     @classmethod
     def lost(cls, opened: SessionOpenRecord) -> SessionRecord:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sim._toml import TableReader
+from sim.load.breaks import broken
 from sim.load.template import placeholders
 
 __all__ = ["TurnSpec", "Expect", "parse_turns", "NEXT_ACTIONS", "TURN_EVENTS", "CHANNELS", "USER_AGENTS",
@@ -43,21 +44,24 @@ class Expect:
     output: dict[str, str] = field(default_factory=dict)
     """Exit output variables that must have these values."""
 
-    def failures(self, answer: dict[str, Any]) -> list[str]:
-        """What in ``answer`` (a TextBotFlowTurnResponse) breaks this expectation, in words."""
+    def failures(self, answer: dict[str, Any]) -> list[dict[str, str]]:
+        """What in ``answer`` (a TextBotFlowTurnResponse) breaks this expectation (``sim.load.breaks.broken``)."""
         out = []
         nat = answer.get("nextActionType")
         if self.next_action is not None and nat != self.next_action:
-            out.append(f"next action {nat}, expected {self.next_action}")
-        if self.prompt_contains is not None and self.prompt_contains.lower() not in prompt_text(answer).lower():
-            out.append(f"prompt {prompt_text(answer)[:120]!r} does not contain {self.prompt_contains!r}")
+            out.append(broken("next_action", self.next_action, nat, f"next action {nat}, expected {self.next_action}"))
+        prompt = prompt_text(answer)
+        if self.prompt_contains is not None and self.prompt_contains.lower() not in prompt.lower():
+            out.append(broken("prompt_contains", self.prompt_contains, prompt,
+                              f"prompt {prompt[:120]!r} does not contain {self.prompt_contains!r}"))
         action = answer.get("nextActionExit") or answer.get("nextActionDisconnect") or {}
         if self.exit_reason is not None and action.get("reason") != self.exit_reason:
-            out.append(f"exit reason {action.get('reason')}, expected {self.exit_reason}")
+            out.append(broken("exit_reason", self.exit_reason, action.get("reason"),
+                              f"exit reason {action.get('reason')}, expected {self.exit_reason}"))
         variables = (answer.get("nextActionExit") or {}).get("outputData", {}).get("variables", {})
         for k, v in self.output.items():
             if str(variables.get(k)) != v:
-                out.append(f"output {k} = {variables.get(k)!r}, expected {v!r}")
+                out.append(broken(f"output {k}", v, variables.get(k), f"output {k} = {variables.get(k)!r}, expected {v!r}"))
         return out
 
 

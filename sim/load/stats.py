@@ -16,6 +16,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from sim.load.breaks import FailureGroups
 from sim.load.records import LaunchRecord, OutcomeRecord, ReceiverRecord, Record, SessionRecord, UnsentRecord, parse
 from sim.load.series import TimeSeries
 
@@ -63,6 +64,8 @@ class RunStats:
         self.endings: Counter[str] = Counter()
         """Conversations: how each started session ended ("Exit:TriggeredByFlow", "turn_failed", ...)."""
         self.hist = {name: _hist() for name in HISTOGRAMS}
+        self.breaks = FailureGroups()
+        """Conversations: broken expectations grouped, and each scripted step reached / broken."""
         self.first_send: float = math.inf
         self.last_send: float = 0.0
 
@@ -156,6 +159,7 @@ class RunStats:
                 c["turn_failed"] += 1
         if rec.replies is not None:
             self._replies(rec)
+        self.breaks.add(rec)
         end = rec.end
         self.endings[f"{end}:{rec.end_reason}" if end in ("Exit", "Disconnect") else end] += 1
         if rec.ended_at and rec.answered_at:
@@ -196,7 +200,7 @@ class RunStats:
             "counters": dict(self.counters), "http_status": dict(self.http_status),
             "outcomes": dict(self.outcomes), "endings": dict(self.endings),
             "hist": {k: h.encode().decode("ascii") for k, h in self.hist.items() if h.get_total_count()},
-            "series": self.series.encode(),
+            "series": self.series.encode(), "breaks": self.breaks.encode(),
             "first_send": self.first_send if self.first_send != math.inf else None,
             "last_send": self.last_send or None,
         }
@@ -212,6 +216,8 @@ class RunStats:
             self.hist[k].add(HdrHistogram.decode(encoded.encode("ascii")))
         if "series" in data:
             self.series.merge(data["series"])
+        if "breaks" in data:
+            self.breaks.merge(data["breaks"])
         if data.get("first_send") is not None:
             self.first_send = min(self.first_send, data["first_send"])
         if data.get("last_send") is not None:

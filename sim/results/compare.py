@@ -13,7 +13,7 @@ from typing import Any
 from sim.errors import ConfigError
 from sim.results.summary import CapacityResult, RunSummary
 
-__all__ = ["Tolerances", "compare", "describe", "cells"]
+__all__ = ["new_failure_groups", "Tolerances", "compare", "describe", "cells"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,6 +86,19 @@ def compare(a: RunSummary | CapacityResult, b: RunSummary | CapacityResult,
         rows.append({"metric": name, "a": va, "b": vb, "change": change, "regressed": regressed, "note": note,
                      "kind": kind})
     return rows
+
+
+def new_failure_groups(a: RunSummary | CapacityResult, b: RunSummary | CapacityResult) -> list[str]:
+    """Conversations: the groups of broken expectations B has and A has not (something that held now breaks),
+    in words, most frequent first."""
+    def groups(s: RunSummary | CapacityResult) -> list[dict[str, Any]]:
+        sec = getattr(s, "section", None)
+        return sec.failure_groups() if sec is not None else []
+
+    seen = {(g["script"], g["step"], g["check"], g["expected"]) for g in groups(a)}
+    return [f"script {g['script'] + 1} step {g['step']}: {g['check']} expected {g['expected'][:60]!r} "
+            f"({g['count']} conversation(s))" for g in groups(b)
+            if (g["script"], g["step"], g["check"], g["expected"]) not in seen]
 
 
 def cells(row: dict[str, Any]) -> tuple[str, str, str]:

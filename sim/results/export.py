@@ -18,7 +18,8 @@ SERIES_COLUMNS = ("t", "time", "target", "launched", "first_failed", "failed", "
 
 
 def junit_xml(s: RunSummary) -> str:
-    """One testsuite per run: every threshold, and the invariants a run must keep, as test cases."""
+    """One testsuite per run: every threshold, the invariants a run must keep and (conversations) every scripted
+    step, as test cases."""
     cases: list[tuple[str, str | None]] = []
     for t in s.thresholds:
         cases.append((f"threshold {t.name}",
@@ -27,6 +28,8 @@ def junit_xml(s: RunSummary) -> str:
                   f"{s.duplicate_launches} sequence numbers were launched more than once"))
     cases.append(("run completed", None if not (s.interrupted or s.aborted) else
                   (f"aborted: {s.aborted}" if s.aborted else "interrupted before the schedule ended")))
+    if s.section is not None:  # a conversation run: each scripted step, failing with what broke there
+        cases += s.section.step_cases()
     suite = ET.Element("testsuite", name=f"flowsim run {s.run_id}", tests=str(len(cases)),
                        failures=str(sum(1 for _, f in cases if f)), errors="0", skipped="0",
                        time=f"{s.duration_s:.3f}")
@@ -37,7 +40,8 @@ def junit_xml(s: RunSummary) -> str:
     for name, failure in cases:
         case = ET.SubElement(suite, "testcase", classname=f"flowsim.{s.scenario}", name=name, time="0")
         if failure:
-            ET.SubElement(case, "failure", message=failure, type="threshold").text = failure
+            kind = "threshold" if name.startswith("threshold") else "expectation" if "step" in name else "invariant"
+            ET.SubElement(case, "failure", message=failure, type=kind).text = failure
     suites = ET.Element("testsuites")
     suites.append(suite)
     return ET.tostring(suites, encoding="unicode", xml_declaration=True)

@@ -114,7 +114,25 @@ def _section(s: RunSummary) -> str:
     sec = s.section
     out = [f"<h2>{html.escape(sec.title)}</h2>" + _kpis(sec.kpis())]
     out += [bar_chart(list(c.bars), title=c.title, ylabel=c.ylabel) for c in sec.charts()]
+    groups = sec.failure_groups()
+    if groups:
+        out.append(f"<h2>What broke ({len(groups)} group(s), most frequent first)</h2>")
+        out += [_group(g) for g in groups]
     return "".join(out)
+
+
+def _group(g: dict[str, Any]) -> str:
+    """One failure group: the step, the check, how often, what came instead, and one transcript."""
+    got = ", ".join(f"{html.escape(repr(text[:120]))} ({n})" for text, n in g["got"])
+    sample = g["sample"]
+    rows = "".join(f"<tr><th>{html.escape(who)}</th><td>{html.escape(text)}</td></tr>" for who, text in
+                   sample["transcript"])
+    latency = f"; that turn took {sample['latency_ms']:g} ms" if sample.get("latency_ms") is not None else ""
+    return (f"<h3>script {g['script'] + 1}, step {g['step']}: {html.escape(str(g['check']))} expected "
+            f"{html.escape(repr(g['expected']))} — {g['count']} conversation(s)</h3>"
+            f"<p>what came instead: {got}</p><p>one of them: conversation "
+            f"<code>{html.escape(str(sample['session'] or sample['name']))}</code>{latency}</p>"
+            f"<table class=\"transcript\">{rows}</table>")
 
 
 def _failures_and_concurrency(ts: tuple[dict[str, Any], ...]) -> list[str]:

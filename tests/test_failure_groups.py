@@ -1,0 +1,104 @@
+"""What a bot team needs when a script breaks (issue #20, part 1): broken expectations grouped by (step, check,
+what was expected), counted, with what came instead and one transcript — in the text summary, the HTML report,
+JUnit (one test case per scripted step) and compare (new groups) — for bot conversations and Open Messaging alike."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import pytest
+
+from sim.load.breaks import MAX_GROUPS, FailureGroups
+from sim.load.records import SessionRecord
+from sim.platform.org import Org, default_org
+from sim.platform.server import SimulatorThread
+from tests.test_messaging_run import ENV
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_BOT = "b07f1e00-0000-4000-8000-000000000010"
+
+
+def _session(name: str, *, script: int = 0, broke_at: int | None = None, got: str = "Sorry?") -> SessionRecord:
+    turns = [{"n": 1, "step": None, "text": None, "prompt": "Hi", "broken": []}]
+    for step in (1, 2, 3):
+        broken = [{"check": "prompt_contains", "expected": "is that right", "got": got}] if step == broke_at else []
+        turns.append({"n": step + 1, "step": step, "text": f"line {step}", "prompt": f"answer {step}", "broken": broken,
+                      "failed": [f"prompt {got!r} does not contain 'is that right'"] if broken else []})
+    return SessionRecord(seq=0, name=name, intended_at=0.0, http_status=200, sent_at=0.0, session_id=f"s-{name}",
+                         turns=turns, script=script)
+
+
+def test_groups_count_across_workers_keep_one_transcript_and_stay_bounded() -> None:
+    a, b = FailureGroups(), FailureGroups()
+    for i in range(3):
+        a.add(_session(f"a{i}", broke_at=2, got=f"Sorry {i % 2}"))
+    b.add(_session("b0", broke_at=2, got="Sorry 0"))
+    b.add(_session("b1"))
+    a.merge(b.encode())
+    s = a.summary()
+    (g,) = s["groups"]
+    assert (g["step"], g["check"], g["count"]) == (2, "prompt_contains", 4)
+    assert g["got"] == [["Sorry 0", 3], ["Sorry 1", 1]] and g["sample"]["session"] == "s-a0"
+    assert g["sample"]["transcript"][-2:] == [["bot", "answer 2"],
+                                              ["expected", "prompt 'Sorry 0' does not contain 'is that right'"]]
+    assert [(st["step"], st["reached"], st["failed"]) for st in s["steps"]] == [(1, 5, 0), (2, 5, 4), (3, 5, 0)]
+    many = FailureGroups()
+    for i in range(MAX_GROUPS + 7):
+        rec = _session(f"m{i}", broke_at=2)
+        rec.turns[2]["broken"][0]["expected"] = f"variant {i}"
+        many.add(rec)
+    assert len(many.groups) == MAX_GROUPS and many.overflow == 7
+
+
+def _bot_answers_wrongly_at_step_2() -> Org:
+    """The test bot's confirmation no longer asks "is that right": step 2 of the shipped script breaks."""
+    org = default_org()
+    flows = []
+    for f in org.flows:
+        if f.id == TEST_BOT and f.bot is not None:
+            intents = tuple(dataclasses.replace(i, confirm="Order {order_number} for {customer_name}, correct?")
+                            if i.name == "CheckOrderStatus" else i for i in f.bot.intents)
+            f = dataclasses.replace(f, bot=dataclasses.replace(f.bot, intents=intents))
+        flows.append(f)
+    return dataclasses.replace(org, flows=tuple(flows))
+
+
+@pytest.mark.slow
+def test_a_bot_that_answers_wrongly_on_one_step_shows_the_group_everywhere(tmp_path: Path) -> None:
+    with SimulatorThread(_bot_answers_wrongly_at_step_2()) as sim:
+        cmd = [sys.executable, "-m", "sim.cli", "run", str(ROOT / "scenarios" / "bot-conversation.toml"), "--target",
+               sim.url, "--rate", "4", "--duration", "3s", "--summary-json", str(tmp_path / "s.json"), "--ledger-dir",
+               str(tmp_path / "runs"), "--junit", str(tmp_path / "j.xml"), "--html", str(tmp_path / "r.html"),
+               "--plain"]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=ENV, cwd=tmp_path)
+    out = r.stdout + r.stderr
+    s = json.loads((tmp_path / "s.json").read_text())
+    (g,) = s["conversations"]["failures"]["groups"]
+    assert r.returncode == 1 and g["count"] == s["conversations"]["sessions"] == 12, out[-3000:]
+    assert (g["step"], g["check"], g["expected"]) == (2, "prompt_contains", "is that right")
+    assert g["got"][0][0].endswith(", correct?") and g["sample"]["transcript"][-1][0] == "expected"
+    assert "broke      step 2: prompt_contains expected 'is that right' in 12 conversation(s)" in out
+    assert "customer: my name is" in out or "customer: it's" in out
+    cases = {c.get("name"): c.find("failure") for c in ET.parse(tmp_path / "j.xml").iter("testcase")}
+    steps = {n: f for n, f in cases.items() if n.startswith("step ")}
+    assert len(steps) == 3 and [n for n, f in steps.items() if f is not None] == [n for n in steps if "step 2" in n]
+    report = (tmp_path / "r.html").read_text()
+    assert "What broke (1 group(s)" in report and "correct?" in report and "transcript" in report
+
+
+def test_compare_names_a_failure_group_new_in_b() -> None:
+    from sim.results.compare import new_failure_groups
+    from sim.results.summary import Conversations
+    from tests.test_capacity_compare_report import fake_summary
+
+    groups = FailureGroups()
+    groups.add(_session("a", broke_at=2))
+    a = dataclasses.replace(fake_summary(10, p95=5), load="conversation", section=Conversations(sessions=1))
+    b = dataclasses.replace(a, section=Conversations(sessions=1, failures=groups.summary()))
+    assert new_failure_groups(a, b) == ["script 1 step 2: prompt_contains expected 'is that right' (1 conversation(s))"]
+    assert new_failure_groups(b, b) == [] and new_failure_groups(b, a) == []
