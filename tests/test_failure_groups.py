@@ -89,6 +89,12 @@ def test_a_bot_that_answers_wrongly_on_one_step_shows_the_group_everywhere(tmp_p
     assert len(steps) == 3 and [n for n, f in steps.items() if f is not None] == [n for n in steps if "step 2" in n]
     report = (tmp_path / "r.html").read_text()
     assert "What broke (1 group(s)" in report and "correct?" in report and "transcript" in report
+    # Turn latency where it belongs: over time, and by step.
+    assert "Turn latency over time" in report and "Each scripted step" in report
+    assert any("turn_p95" in row for row in s["timeseries"])
+    steps = s["conversations"]["failures"]["steps"]
+    assert [(st["step"], st["reached"], st["failed"]) for st in steps] == [(1, 12, 0), (2, 12, 12), (3, 12, 0)]
+    assert all(st["p95_ms"] > 0 for st in steps)
 
 
 def test_compare_names_a_failure_group_new_in_b() -> None:
@@ -102,3 +108,20 @@ def test_compare_names_a_failure_group_new_in_b() -> None:
     b = dataclasses.replace(a, section=Conversations(sessions=1, failures=groups.summary()))
     assert new_failure_groups(a, b) == ["script 1 step 2: prompt_contains expected 'is that right' (1 conversation(s))"]
     assert new_failure_groups(b, b) == [] and new_failure_groups(b, a) == []
+
+
+def test_turn_latency_series_is_kept_apart_and_merges() -> None:
+    from sim.load.series import TimeSeries
+
+    a, b = TimeSeries(), TimeSeries()
+    a.latency(0, 5.0)
+    a.latency(1, 100.0, "turn")
+    b.latency(1, 100.0, "turn")
+    b.latency(3, 7.0)
+    a.merge(b.encode())
+    rows = {r["t"]: r for r in a.rows()}
+    assert "turn_p50" not in rows[0] and "p50" in rows[0] and rows[1]["turn_p99"] == pytest.approx(100, rel=0.1)
+    assert "turn_p50" not in rows[3] and "p50" in rows[3]
+    plain = TimeSeries()
+    plain.latency(0, 5.0)
+    assert "lat_turn" not in plain.encode()  # a workflow run carries no turn buckets at all

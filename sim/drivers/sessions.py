@@ -172,3 +172,7 @@ class Conversations:
 
     def step_cases(self) -> list[tuple[str, str | None]]:
         return step_cases(self.failures)
+
+    def steps(self) -> list[dict[str, Any]]:
+        """Each scripted step: reached, broke, its turns' latency percentiles (``sim.load.breaks``)."""
+        return list(self.failures.get("steps") or [])

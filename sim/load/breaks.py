@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from hdrh.histogram import HdrHistogram
+
 __all__ = ["FailureGroups", "broken", "MAX_GROUPS", "step_name", "group_rows", "step_cases"]
 
 MAX_GROUPS = 100
@@ -20,6 +22,7 @@ MAX_GROUPS = 100
 _MAX_GOT = 5
 _LINE = 160
 _LINES = 16
+_MAX_US = 3_600_000_000
 
 
 def broken(check: str, expected: Any, got: Any, text: str) -> dict[str, str]:
@@ -55,6 +58,8 @@ class FailureGroups:
         self.groups: dict[str, dict[str, Any]] = {}
         self.steps: dict[str, list[Any]] = {}
         """"script:step" → [conversations that reached it, that broke there, what the customer said once]."""
+        self.latency: dict[str, HdrHistogram] = {}
+        """"script:step" → its turns' latency (a bot's answer; a message's first reply)."""
         self.overflow = 0
 
     def add(self, rec: Any) -> None:
@@ -64,8 +69,12 @@ class FailureGroups:
             step = t.get("step")
             if step is None:
                 continue
-            st = self.steps.setdefault(f"{script}:{step}", [0, 0, str(t.get("text") or "")[:_LINE]])
+            key = f"{script}:{step}"
+            st = self.steps.setdefault(key, [0, 0, str(t.get("text") or "")[:_LINE]])
             st[0] += 1
+            ms = t.get("reply_ms") if rec.replies is not None else t.get("latency_ms")
+            if ms is not None and t.get("status") == 200:
+                self._hist(key).record_value(min(_MAX_US, max(1, int(ms * 1000))))
             found = t.get("broken") or ()
             st[1] += 1 if found else 0
             for b in found:
@@ -88,8 +97,15 @@ class FailureGroups:
         if got in g["got"] or len(g["got"]) < _MAX_GOT:
             g["got"][got] = g["got"].get(got, 0) + 1
 
+    def _hist(self, key: str) -> HdrHistogram:
+        h = self.latency.get(key)
+        if h is None:
+            h = self.latency[key] = HdrHistogram(1, _MAX_US, 2)
+        return h
+
     def encode(self) -> dict[str, Any]:
-        return {"groups": self.groups, "steps": self.steps, "overflow": self.overflow}
+        return {"groups": self.groups, "steps": self.steps, "overflow": self.overflow,
+                "latency": {k: h.encode().decode("ascii") for k, h in self.latency.items() if h.get_total_count()}}
 
     def merge(self, data: dict[str, Any]) -> None:
         for key, g in (data.get("groups") or {}).items():
@@ -109,13 +125,22 @@ class FailureGroups:
             st[0] += reached
             st[1] += failed
         self.overflow += int(data.get("overflow") or 0)
+        for key, encoded in (data.get("latency") or {}).items():
+            self._hist(key).add(HdrHistogram.decode(encoded.encode("ascii")))
+
+    def _percentiles(self, key: str) -> dict[str, float]:
+        h = self.latency.get(key)
+        if h is None or not h.get_total_count():
+            return {}
+        return {f"p{p}_ms": round(h.get_value_at_percentile(p) / 1000, 2) for p in (50, 95, 99)}
 
     def summary(self) -> dict[str, Any]:
         """For a summary: groups most frequent first (what came instead, most frequent first), steps in order."""
         groups = sorted(self.groups.values(), key=lambda g: (-g["count"], g["script"], g["step"]))
         out = [{**g, "got": [[k, n] for k, n in Counter(g["got"]).most_common()]} for g in groups]
         steps = [{"script": int(k.split(":")[0]), "step": int(k.split(":")[1]), "reached": v[0], "failed": v[1],
-                  "said": v[2]} for k, v in sorted(self.steps.items(), key=lambda kv: tuple(map(int, kv[0].split(":"))))]
+                  "said": v[2], **self._percentiles(k)}
+                 for k, v in sorted(self.steps.items(), key=lambda kv: tuple(map(int, kv[0].split(":"))))]
         return {"groups": out, "steps": steps, "overflow": self.overflow}
 
 

@@ -1,4 +1,5 @@
-"""Per-second series of a run, compact: counters and launch-latency buckets in flat arrays.
+"""Per-second series of a run, compact: counters and latency buckets in flat arrays (launches; for conversations
+also their turns, made only when the first turn is counted).
 
 A run of a day must not grow a generator by gigabytes: each second costs 9 counters and 96 latency
 buckets (4 B each, ~0.4 KB: ~1.5 MB an hour), where an HDR histogram per second cost ~26 KB. The
@@ -14,12 +15,16 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["TimeSeries", "KEYS"]
+__all__ = ["TimeSeries", "KEYS", "LATENCIES"]
 
 KEYS = ("launched", "failed", "first_failed", "retries", "r429", "missed", "late", "outcome_failed", "busy_ms")
 """What is counted per second (by the second each launch was due): ``failed`` after retries, ``first_failed`` at
 the first attempt (what retries hide), ``retries`` (attempts after the first), and ``busy_ms``, the launches'
 end-to-end time summed: busy_ms / 1000 is the average number of that second's launches in flight (Little's law)."""
+
+LATENCIES = ("launch", "turn")
+"""Latencies kept per second: a unit's first request; a conversation's turns (by the second it was due; rows say
+``turn_p50``...)."""
 
 _PER_DOUBLING = 4
 _N = 96
@@ -44,7 +49,7 @@ class TimeSeries:
 
     def __init__(self) -> None:
         self._counts = {k: array("I") for k in KEYS}
-        self._lat = array("I")
+        self._lats: dict[str, array[int]] = {"launch": array("I")}
         self._base = 0
         """The second stored at index 0 (a worker's series, drained every report, starts mid-run)."""
         self._seconds = 0
@@ -58,27 +63,37 @@ class TimeSeries:
             more = self._base - second
             for k, a in self._counts.items():
                 self._counts[k] = array("I", [0] * more) + a
-            self._lat = array("I", [0] * (more * _N)) + self._lat
+            for k, lat in self._lats.items():
+                self._lats[k] = array("I", [0] * (more * _N)) + lat
             self._base, self._seconds = second, self._seconds + more
         i = second - self._base
         if i >= self._seconds:
             more = max(i + 1 - self._seconds, 64)
             for a in self._counts.values():
                 a.extend([0] * more)
-            self._lat.extend([0] * (more * _N))
+            for lat in self._lats.values():
+                lat.extend([0] * (more * _N))
             self._seconds += more
         return i
 
     def count(self, second: int, key: str, n: int = 1) -> None:
         self._counts[key][self._index(second)] += n
 
-    def latency(self, second: int, ms: float) -> None:
-        self._lat[self._index(second) * _N + _bucket(ms)] += 1
+    def _lat(self, kind: str) -> array[int]:
+        lat = self._lats.get(kind)
+        if lat is None:  # a conversation's first turn: its buckets from now on, as long as the launches'
+            lat = self._lats[kind] = array("I", [0] * (self._seconds * _N))
+        return lat
+
+    def latency(self, second: int, ms: float, kind: str = "launch") -> None:
+        i = self._index(second)
+        self._lat(kind)[i * _N + _bucket(ms)] += 1
 
     def _used(self) -> range:
         """Indexes from the first to the last second with anything in it."""
         def busy(i: int) -> bool:
-            return any(a[i] for a in self._counts.values()) or any(self._lat[i * _N:(i + 1) * _N])
+            return any(a[i] for a in self._counts.values()) or any(any(lat[i * _N:(i + 1) * _N])
+                                                                    for lat in self._lats.values())
         last = next((i for i in range(self._seconds - 1, -1, -1) if busy(i)), -1)
         first = next((i for i in range(last + 1) if busy(i)), 0)
         return range(first, last + 1)
@@ -86,21 +101,32 @@ class TimeSeries:
     def encode(self) -> dict[str, Any]:
         """Sparse plain data (what a worker ships to the master)."""
         used, base = self._used(), self._base
-        return {"counts": {k: {str(base + i): a[i] for i in used if a[i]} for k, a in self._counts.items()},
-                "lat": {str(base + i): [[b, n] for b in range(_N) if (n := self._lat[i * _N + b])] for i in used
-                        if any(self._lat[i * _N:(i + 1) * _N])}}
+        def lat(a: array[int]) -> dict[str, list[list[int]]]:
+            return {str(base + i): [[b, n] for b in range(_N) if (n := a[i * _N + b])] for i in used
+                    if any(a[i * _N:(i + 1) * _N])}
+
+        out = {"counts": {k: {str(base + i): a[i] for i in used if a[i]} for k, a in self._counts.items()},
+               "lat": lat(self._lats["launch"])}
+        if "turn" in self._lats:
+            out["lat_turn"] = lat(self._lats["turn"])
+        return out
 
     def merge(self, data: dict[str, Any]) -> None:
         for key, per_second in data.get("counts", {}).items():
             for sec, n in per_second.items():
                 self.count(int(sec), key, n)
-        for sec, pairs in data.get("lat", {}).items():
-            i = self._index(int(sec))
-            for b, n in pairs:
-                self._lat[i * _N + int(b)] += n
+        for key, kind in (("lat", "launch"), ("lat_turn", "turn")):
+            for sec, pairs in data.get(key, {}).items():
+                i = self._index(int(sec))
+                lat = self._lat(kind)
+                for b, n in pairs:
+                    lat[i * _N + int(b)] += n
 
-    def _percentiles(self, i: int) -> dict[str, float] | None:
-        row = self._lat[i * _N:(i + 1) * _N]
+    def _percentiles(self, i: int, kind: str = "launch") -> dict[str, float] | None:
+        lat = self._lats.get(kind)
+        if lat is None:
+            return None
+        row = lat[i * _N:(i + 1) * _N]
         total = sum(row)
         if not total:
             return None
@@ -124,6 +150,9 @@ class TimeSeries:
             pct = self._percentiles(i)
             if pct:
                 row.update(pct)
+            turn = self._percentiles(i, "turn")
+            if turn:
+                row.update({f"turn_{k}": v for k, v in turn.items()})
             out.append(row)
         return out
 
@@ -137,4 +166,4 @@ class TimeSeries:
         return total
 
     def nbytes(self) -> int:
-        return sum(a.itemsize * len(a) for a in (*self._counts.values(), self._lat))
+        return sum(a.itemsize * len(a) for a in (*self._counts.values(), *self._lats.values()))

@@ -75,7 +75,7 @@ class RunStats:
         when no ``session`` closed it."""
         if isinstance(rec, (LaunchRecord, SessionRecord)):
             if isinstance(rec, SessionRecord):
-                self._session(rec)
+                self._session(rec, _second(rec.intended_at, t0))
             self._unit(rec, _second(rec.intended_at, t0))
         elif isinstance(rec, OutcomeRecord):
             self._outcome(rec, _second(rec.intended_at, t0))
@@ -139,7 +139,7 @@ class RunStats:
         c["polls"] += rec.polls
         self.record_ms("flow_completion", (rec.observed_at - rec.answered_at) * 1000)
 
-    def _session(self, rec: SessionRecord) -> None:
+    def _session(self, rec: SessionRecord, sec: int) -> None:
         c = self.counters
         if not rec.session_id:
             return
@@ -155,6 +155,10 @@ class RunStats:
             c["turn_retries"] += max(0, int(t.get("attempts", 1)) - 1)
             if t.get("status") == 200:
                 self.record_ms("turn", t["latency_ms"])
+                # Over time, by the second the conversation was due: a bot turn's answer; a message's first reply.
+                ms = t.get("reply_ms") if rec.replies is not None else t["latency_ms"]
+                if ms is not None:
+                    self.series.latency(sec, ms, "turn")
             else:
                 c["turn_failed"] += 1
         if rec.replies is not None:

@@ -114,6 +114,21 @@ def _section(s: RunSummary) -> str:
     sec = s.section
     out = [f"<h2>{html.escape(sec.title)}</h2>" + _kpis(sec.kpis())]
     out += [bar_chart(list(c.bars), title=c.title, ylabel=c.ylabel) for c in sec.charts()]
+    ts = s.timeseries
+    if any("turn_p50" in r for r in ts):
+        out.append("<h3>Turn latency over time</h3>" + line_chart(
+            [Line(p, COLORS[p], [(r["t"], r[f"turn_{p}"]) for r in ts if f"turn_{p}" in r], dashed=p == "p95",
+                  dotted=p == "p50") for p in ("p99", "p95", "p50")],
+            title="Each turn's latency (a bot's answer; a message's first reply), by the second its conversation was due",
+            xlabel="seconds since start", ylabel="ms"))
+    steps = sec.steps()
+    if steps:
+        out.append("<h3>Each scripted step</h3><table><tr><th>step</th><th>what the customer said (one of)</th>"
+                   "<th>reached</th><th>broke</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th></tr>" + "".join(
+                       f"<tr><td>script {st['script'] + 1} step {st['step']}</td><td>{html.escape(st['said'])}</td>"
+                       f"<td class=n>{st['reached']}</td><td class=n>{st['failed']}</td>"
+                       + "".join(f"<td class=n>{ms_text(st.get(k))}</td>" for k in ("p50_ms", "p95_ms", "p99_ms"))
+                       + "</tr>" for st in steps) + "</table>")
     groups = sec.failure_groups()
     if groups:
         out.append(f"<h2>What broke ({len(groups)} group(s), most frequent first)</h2>")
