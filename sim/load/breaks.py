@@ -151,8 +151,8 @@ def _label(failures: dict[str, Any], script: int, step: int) -> str:
 
 def _got(g: dict[str, Any]) -> str:
     first, n = g["got"][0] if g["got"] else ("?", 0)
-    more = f" and {len(g['got']) - 1} other answer(s)" if len(g["got"]) > 1 else ""
-    return f"got {first[:80]!r} ({n}){more}"
+    more = g["count"] - n
+    return f"got {first[:80]!r} ({n})" + (f" and {more} other answer(s)" if more > 0 else "")
 
 
 def group_rows(failures: dict[str, Any], limit: int = 3) -> list[tuple[str, str]]:
