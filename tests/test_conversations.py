@@ -272,3 +272,40 @@ def test_validate_prints_the_sample_session_and_the_billing_estimate(tmp_path: P
     assert r.returncode == 0, r.stdout + r.stderr
     assert "type=digitalbot division='Load Testing'" in r.stdout and '"externalSessionId": "flowsim-preflight-0"' in r.stdout
     assert "billing: 110 bot sessions of ≈5 turns each ≈ 110 billable sessions" in r.stdout
+
+
+CAPTURE_TURNS = """
+[[flows.turns]]
+say = "where is my order {run.seq}"
+expect = { regex = "what name", not_contains = "sorry", one_of = ["order", "name"] }
+[[flows.turns]]
+say = "my name is {identity.full_name}"
+expect = { capture = { order = "order (\\\\d+) for", nobody = "ticket (\\\\d+)" } }
+[[flows.turns]]
+say = "yes, order {capture.order}{capture.nobody}"
+expect = { next_action = "Exit" }
+"""
+
+
+def test_a_value_captured_from_an_answer_is_said_later_and_a_capture_that_finds_nothing_breaks(
+        bot_client: tuple[SimulatorThread, FlowClient], tmp_path: Path) -> None:
+    """The bot's confirmation names the order number; the script takes it (``capture``) and says it back. A
+    capture that finds nothing is a broken check of that step, and says nothing."""
+    _sim, client = bot_client
+    conv = _talk(client, tmp_path, CAPTURE_TURNS)
+    texts = [t["text"] for t in conv.turns if t["text"]]  # type: ignore[attr-defined]
+    assert texts[-1] == "yes, order 5" and conv.end == "Exit"  # type: ignore[attr-defined]
+    step2 = next(t for t in conv.turns if t["step"] == 2)  # type: ignore[attr-defined]
+    assert [b["check"] for b in step2["broken"]] == ["capture nobody"]
+
+
+@pytest.mark.parametrize(("turns", "message"), [
+    ('[[flows.turns]]\nsay = "order {capture.order}"', "a capture is said only after the step that captures it"),
+    ('[[flows.turns]]\nsay = "hi"\nexpect = { capture = { Order = "x" } }', "a capture's name is"),
+    ('[[flows.turns]]\nsay = "hi"\nexpect = { capture = { order = "(" } }', "is not a regular expression"),
+    ('[[flows.turns]]\nsay = "hi"\nexpect = { one_of = [""] }', "list of non-empty strings"),
+])
+def test_bad_captures_and_text_checks_are_one_clear_error(tmp_path: Path, turns: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_scenario(write(tmp_path, turns=turns))
+    assert message in str(err.value)

@@ -288,3 +288,13 @@ def test_a_workers_mailbox_reads_its_customers_replies_from_the_hub_and_none_is_
     assert [r.message_id for r in got] == ["m1", "m2"] and mine == []
     assert sorted(r.message_id for r in left) == ["m3", "m4"]
     assert hub.inbox.counts == {"routed": 4, "after_give_up": 1}
+
+
+def test_a_messaging_customer_says_back_what_a_reply_gave_it() -> None:
+    box = _Mailbox({1: [_reply(1, "Your ticket is T-4711.", at="1")], 2: [_reply(2, "Ticket 4711 is open.", at="2")]})
+    script = (MessageSpec(say=("hi",), expect=ReplyExpect(capture={"ticket": r"T-(\d+)", "order": r"order (\d+)"})),
+              MessageSpec(say=("what about ticket {capture.ticket}{capture.order}?",)))
+    posted: list[dict[str, Any]] = []
+    conv = _chat(box, script, posted)
+    assert posted[1]["text"] == "what about ticket 4711?" and conv.end == "script_ended"
+    assert [b["check"] for b in conv.turns[0]["broken"]] == ["capture order"]

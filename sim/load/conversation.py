@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from sim.load.breaks import broken
+from sim.load.captures import apply_captures
 from sim.load.client import Attempt, FlowClient
 from sim.load.identity import Identity
 from sim.load.payload import execution_name, template_value
@@ -35,12 +36,16 @@ _MAX_NOOPS = 10
 """NoOp answers in a row before the client gives up on a bot that never asks for anything."""
 
 
-def render(template: str, identity: Identity, *, seq: int, run_id: str, prefix: str, flow_id: str) -> str:
-    """A scripted sentence or input value with its placeholders filled (the launch inputs' fields)."""
+def render(template: str, identity: Identity, *, seq: int, run_id: str, prefix: str, flow_id: str,
+           captures: dict[str, str] | None = None) -> str:
+    """A scripted sentence or input value with its placeholders filled (the launch inputs' fields, and
+    ``{capture.<name>}``: what an earlier answer gave, ``sim.load.captures``; nothing when it gave nothing)."""
     out = []
     for literal, name, spec, _conversion in string.Formatter().parse(template):
         out.append(literal)
-        if name:
+        if name and name.startswith("capture."):
+            out.append((captures or {}).get(name[8:], ""))
+        elif name:
             value = template_value(name, identity, seq=seq, run_id=run_id, prefix=prefix, flow_id=flow_id)
             out.append(format(value, spec or ""))
     return "".join(out)
@@ -190,9 +195,10 @@ def converse(client: FlowClient, body: dict[str, Any], script: tuple[TurnSpec, .
     sid = conv.session_id
     path = f"{SESSIONS_PATH}/{sid}/turns"
     flow_id = body["flow"]["id"]
+    captures: dict[str, str] = {}
     customer = _Customer(list(script), rng=rng, think_time_s=think_time_s, max_turns=max_turns, stopping=stopping,
                          sleep=sleep, say=lambda line: render(line, identity, seq=seq, run_id=run_id, prefix=prefix,
-                                                              flow_id=flow_id))
+                                                              flow_id=flow_id, captures=captures))
     prev: str | None = None
     event, text, spec = "NoOp", None, None
     while True:
@@ -201,6 +207,8 @@ def converse(client: FlowClient, body: dict[str, Any], script: tuple[TurnSpec, .
         nat = answer.get("nextActionType")
         n = len(conv.turns) + 1
         found: list[dict[str, str]] = spec.expect.failures(answer) if spec is not None and answer else []
+        if spec is not None and answer and spec.expect.capture:
+            found += apply_captures(spec.expect.capture, prompt_text(answer), captures)
         conv.turns.append(_turn(n, event, text, a, answer, found, customer.step if spec is not None else None))
         conv.failures.extend(f"turn {n}: {b['text']}" for b in found)
         if event == "UserDisconnect" and spec is None:  # the harness's own goodbye: conv.end says why

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import orjson
 
 from sim.load.breaks import broken
+from sim.load.captures import apply_captures
 from sim.load.client import Attempt, FlowClient
 from sim.load.conversation import render
 from sim.load.identity import Identity
@@ -154,6 +155,7 @@ def _converse(client: FlowClient, conv: Chat, reader: _Reader, path: str, spec: 
               script: tuple[MessageSpec, ...], *, identity: Identity, seq: int, run_id: str, prefix: str,
               flow_id: str, rng: random.Random, think_time_s: float, max_turns: int, stopping: Callable[[], bool],
               sleep: Callable[[float], None], not_after: float | None, on_started: Callable[[Chat], None]) -> None:
+    captures: dict[str, str] = {}
     for n, msg in enumerate(script, start=1):
         if n > max_turns:
             conv.end = "max_turns"
@@ -163,7 +165,8 @@ def _converse(client: FlowClient, conv: Chat, reader: _Reader, path: str, spec: 
         if n > 1 and stopping():
             conv.end = "interrupted"
             return
-        text = render(rng.choice(msg.say), identity, seq=seq, run_id=run_id, prefix=prefix, flow_id=flow_id)
+        text = render(rng.choice(msg.say), identity, seq=seq, run_id=run_id, prefix=prefix, flow_id=flow_id,
+                      captures=captures)
         body = orjson.dumps(message_body(conv.from_id, spec.id_type, identity.first_name, text, run_id=run_id, n=n))
         a = client.request("POST", path + ("?prefetchConversationId=true" if n == 1 else ""), "open message",
                            body=body, retry_transport=False, not_after=not_after if n == 1 else None)
@@ -186,6 +189,8 @@ def _converse(client: FlowClient, conv: Chat, reader: _Reader, path: str, spec: 
         got = reader.read(conv, sent)
         found = msg.expect.failures([r.text for r in got], [q for r in got for q in r.quick_replies],
                                     [r.originating_entity for r in got]) if got else []
+        if got and msg.expect.capture:
+            found += apply_captures(msg.expect.capture, " ".join(r.text for r in got), captures)
         if not got and not stopping():
             found = [broken("reply", f"a reply within {spec.reply_timeout_s:g} s", "none",
                             f"no reply within {spec.reply_timeout_s:g} s")]

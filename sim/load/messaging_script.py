@@ -11,12 +11,12 @@ launch inputs), then reads every reply until none has come for ``settle_s`` (or 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sim._toml import TableReader
 from sim.load.breaks import broken
-from sim.load.template import placeholders
+from sim.load.captures import check_lines, parse_captures, pattern
 
 __all__ = ["ReplyExpect", "MessageSpec", "MessagingSpec", "parse_messages", "parse_messaging", "ENDS", "SENDERS",
            "messaging_from_dict"]
@@ -27,7 +27,6 @@ message went unanswered for ``reply_timeout_s``, or the script had nothing more 
 customer nothing when a flow disconnects: that reads as ``script_ended``.)"""
 SENDERS = ("Bot", "Human")
 """``originatingEntity`` of an outbound message."""
-_MAX_PATTERN = 500
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,6 +46,8 @@ class ReplyExpect:
     """Every reply's ``originatingEntity`` (Bot or Human)."""
     ends: str | None = None
     """How the conversation must end after this message (one of :data:`ENDS`)."""
+    capture: dict[str, str] = field(default_factory=dict)
+    """Values taken from the replies for later messages (``sim.load.captures``)."""
 
     def failures(self, texts: list[str], quick: list[str], senders: list[str]) -> list[dict[str, str]]:
         """What in these replies breaks this expectation (``sim.load.breaks.broken``)."""
@@ -117,19 +118,12 @@ def messaging_from_dict(d: dict[str, Any] | None) -> MessagingSpec | None:
     return MessagingSpec(**d) if d else None
 
 
-def _texts(t: TableReader, key: str, fields: tuple[str, ...]) -> tuple[str, ...]:
+def _texts(t: TableReader, key: str, fields: tuple[str, ...], captured: set[str]) -> tuple[str, ...]:
     say = t.get(key, (list, str), [])
     say = [say] if isinstance(say, str) else say
     if not say or not all(isinstance(s, str) and s.strip() for s in say):
         raise t.fail(key, "needs what the customer writes: a sentence or a list of alternatives (non-empty strings)")
-    for s in say:
-        try:
-            names = placeholders(s)
-        except ValueError as exc:
-            raise t.fail(key, str(exc)) from None
-        for name in names:
-            if name not in fields:
-                raise t.fail(key, f"unknown placeholder {{{name}}}; allowed: " + ", ".join("{" + f + "}" for f in fields))
+    check_lines(t, key, say, fields, captured)
     return tuple(say)
 
 
@@ -143,26 +137,20 @@ def _strings(e: TableReader, key: str) -> tuple[str, ...]:
 
 def parse_messages(r: TableReader, template_fields: tuple[str, ...]) -> tuple[MessageSpec, ...]:
     out = []
+    captured: set[str] = set()
     for t in r.list_of_tables("messages"):
         t.check_keys({"say", "expect"})
-        say = _texts(t, "say", template_fields)
+        say = _texts(t, "say", template_fields, captured)
         e = t.sub("expect")
         expect = ReplyExpect()
         if e is not None:
-            e.check_keys({"contains", "regex", "not_contains", "one_of", "quick_replies", "sender", "ends"})
-            regex = e.get("regex", str, None)
-            if regex is not None:
-                if len(regex) > _MAX_PATTERN:
-                    raise e.fail("regex", f"is longer than {_MAX_PATTERN} characters")
-                try:
-                    re.compile(regex)
-                except re.error as exc:
-                    raise e.fail("regex", f"is not a regular expression: {exc}") from None
-            expect = ReplyExpect(contains=e.get("contains", str, None), regex=regex,
+            e.check_keys({"contains", "regex", "not_contains", "one_of", "quick_replies", "sender", "ends", "capture"})
+            expect = ReplyExpect(contains=e.get("contains", str, None), regex=pattern(e, "regex"),
                                  not_contains=e.get("not_contains", str, None), one_of=_strings(e, "one_of"),
                                  quick_replies=_strings(e, "quick_replies"),
                                  sender=e.get("sender", str, None, choices=SENDERS),
-                                 ends=e.get("ends", str, None, choices=ENDS))
+                                 ends=e.get("ends", str, None, choices=ENDS), capture=parse_captures(e))
+            captured |= set(expect.capture)
         out.append(MessageSpec(say=say, expect=expect))
     return tuple(out)
 

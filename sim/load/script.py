@@ -9,12 +9,14 @@ and the run like launch inputs (``"my name is {identity.full_name}"``), when the
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from typing import Any
 
 from sim._toml import TableReader
 from sim.load.breaks import broken
-from sim.load.template import placeholders
+from sim.load.captures import check_lines, parse_captures, pattern
 
 __all__ = ["TurnSpec", "Expect", "parse_turns", "NEXT_ACTIONS", "TURN_EVENTS", "CHANNELS", "USER_AGENTS",
            "END_REASONS", "prompt_text"]
@@ -43,6 +45,13 @@ class Expect:
     """The reason of the Exit or Disconnect action."""
     output: dict[str, str] = field(default_factory=dict)
     """Exit output variables that must have these values."""
+    regex: str | None = None
+    """Searched (any case) in the answer's prompts."""
+    not_contains: str | None = None
+    one_of: tuple[str, ...] = ()
+    """At least one of these is in the prompts (any case)."""
+    capture: dict[str, str] = field(default_factory=dict)
+    """Values taken from the prompts for later lines (``sim.load.captures``)."""
 
     def failures(self, answer: dict[str, Any]) -> list[dict[str, str]]:
         """What in ``answer`` (a TextBotFlowTurnResponse) breaks this expectation (``sim.load.breaks.broken``)."""
@@ -54,6 +63,14 @@ class Expect:
         if self.prompt_contains is not None and self.prompt_contains.lower() not in prompt.lower():
             out.append(broken("prompt_contains", self.prompt_contains, prompt,
                               f"prompt {prompt[:120]!r} does not contain {self.prompt_contains!r}"))
+        if self.regex is not None and re.search(self.regex, prompt, re.IGNORECASE) is None:
+            out.append(broken("regex", self.regex, prompt, f"prompt {prompt[:120]!r} does not match /{self.regex}/"))
+        if self.not_contains is not None and self.not_contains.lower() in prompt.lower():
+            out.append(broken("not_contains", self.not_contains, prompt,
+                              f"prompt {prompt[:120]!r} contains {self.not_contains!r}"))
+        if self.one_of and not any(o.lower() in prompt.lower() for o in self.one_of):
+            out.append(broken("one_of", list(self.one_of), prompt,
+                              f"prompt {prompt[:120]!r} contains none of {list(self.one_of)!r}"))
         action = answer.get("nextActionExit") or answer.get("nextActionDisconnect") or {}
         if self.exit_reason is not None and action.get("reason") != self.exit_reason:
             out.append(broken("exit_reason", self.exit_reason, action.get("reason"),
@@ -79,11 +96,14 @@ class TurnSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TurnSpec:
-        return cls(say=tuple(d.get("say", ())), event=d.get("event", "UserInput"), expect=Expect(**d.get("expect", {})))
+        e = dict(d.get("expect", {}))
+        e["one_of"] = tuple(e.get("one_of", ()))
+        return cls(say=tuple(d.get("say", ())), event=d.get("event", "UserInput"), expect=Expect(**e))
 
 
 def parse_turns(r: TableReader, template_fields: tuple[str, ...]) -> tuple[TurnSpec, ...]:
     turns = []
+    captured: set[str] = set()
     for t in r.list_of_tables("turns"):
         t.check_keys({"say", "event", "expect"})
         event = t.get("event", str, "UserInput", choices=TURN_EVENTS)
@@ -92,22 +112,23 @@ def parse_turns(r: TableReader, template_fields: tuple[str, ...]) -> tuple[TurnS
         if not all(isinstance(s, str) and s.strip() for s in say) or (event == "UserInput" and not say):
             raise t.fail("say", "a UserInput turn needs what the customer says: a sentence or a list of alternatives "
                                 "(non-empty strings)")
-        for s in say:
-            try:
-                names = placeholders(s)
-            except ValueError as exc:
-                raise t.fail("say", str(exc)) from None
-            for name in names:
-                if name not in template_fields:
-                    raise t.fail("say", f"unknown placeholder {{{name}}}; allowed: "
-                                 + ", ".join("{" + f + "}" for f in template_fields))
+        check_lines(t, "say", say, template_fields, captured)
         e = t.sub("expect")
         expect = Expect()
         if e is not None:
-            e.check_keys({"next_action", "prompt_contains", "exit_reason", "output"})
+            e.check_keys({"next_action", "prompt_contains", "exit_reason", "output", "regex", "not_contains", "one_of",
+                          "capture"})
             out = e.get("output", dict, {})
+            one_of = e.get("one_of", (list, str), [])
+            one_of = [one_of] if isinstance(one_of, str) else one_of
+            if not all(isinstance(o, str) and o for o in one_of):
+                raise e.fail("one_of", "must be a string or a list of non-empty strings")
             expect = Expect(next_action=e.get("next_action", str, None, choices=NEXT_ACTIONS),
                             prompt_contains=e.get("prompt_contains", str, None),
-                            exit_reason=e.get("exit_reason", str, None, choices=END_REASONS), output={k: str(v) for k, v in out.items()})
+                            exit_reason=e.get("exit_reason", str, None, choices=END_REASONS),
+                            output={k: str(v) for k, v in out.items()}, regex=pattern(e, "regex"),
+                            not_contains=e.get("not_contains", str, None), one_of=tuple(one_of),
+                            capture=parse_captures(e))
+            captured |= set(expect.capture)
         turns.append(TurnSpec(say=tuple(say), event=event, expect=expect))
     return tuple(turns)
