@@ -150,6 +150,7 @@ def _report() -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sim.intents import add_turn_check
     from sim.results.text import print_run
     from sim.run.plan import check_run_id, new_run_id
     from sim.run.runner import Fleet, RunOptions
@@ -171,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
             summary, signum = fleet.run(plan)
         finally:
             fleet.close()  # every Locust process ends before the embedded simulator (closed next) does
-        summary = add_separation(summary, plan, prepared, args.summary_json)
+        summary = add_separation(add_turn_check(summary, plan, prepared), plan, prepared, args.summary_json)
     write_html(args.html, lambda: _report().run_report(summary))
     if args.junit or args.csv_series:
         from sim.results.export import junit_xml, series_csv

@@ -244,3 +244,42 @@ def test_a_refused_turn_leaves_the_dialog_where_it_was_and_idle_sessions_expire(
         clock.advance(601)  # the test bot's session_ttl_s is 600
         t3 = _turn(http, auth, sid, "UserInput", "track my order", prev=t2.json()["id"]).json()
         assert t3["nextActionType"] == "Disconnect" and t3["nextActionDisconnect"]["reason"] == "SessionExpired"
+
+
+def test_vendor_sdk_reads_reporting_turns_with_intents_slots_and_results_unmodified(sim: SimulatorThread) -> None:
+    """AnalyticsApi.get_analytics_botflow_divisions_reportingturns against the simulator: a session's turns with
+    what the bot understood, paged with the cursor the API hands out."""
+    import time
+
+    import PureCloudPlatformClientV2 as gc  # noqa: N813
+
+    from sim.platform.analytics import iso_ms
+    from tests.conftest import token
+
+    with httpx.Client(base_url=sim.url) as http:
+        auth = token(http)
+        sid = http.post("/api/v2/textbots/botflows/sessions", headers=auth, json={
+            "flow": {"id": TEST_BOT}, "externalSessionId": "flowsim-sdk-rt", "channel": {"name": "Messaging"}}).json()["id"]
+        prev = None
+        for event, text in (("NoOp", None), ("NoOp", None), ("UserInput", "where is my order 42"),
+                            ("UserInput", "my name is Ada Lovelace"), ("UserInput", "yes")):
+            body: dict[str, Any] = {"inputEventType": event, **({"previousTurn": {"id": prev}} if prev else {})}
+            if text:
+                body["inputEventUserInput"] = {"mode": "Text", "alternatives": [{"transcript": {"text": text}}]}
+            prev = http.post(f"/api/v2/textbots/botflows/sessions/{sid}/turns", headers=auth, json=body).json()["id"]
+    gc.configuration.host = sim.url
+    api = gc.AnalyticsApi(gc.api_client.ApiClient().get_client_credentials_token(*LOAD_CLIENT))
+    interval = f"{iso_ms(time.time() - 60)}/{iso_ms(time.time() + 1)}"
+    first = api.get_analytics_botflow_divisions_reportingturns(TEST_BOT, interval=interval, session_id=sid, page_size=3)
+    after = first.next_uri.split("after=")[1]
+    rest = api.get_analytics_botflow_divisions_reportingturns(TEST_BOT, interval=interval, session_id=sid,
+                                                             page_size=3, after=after)
+    turns = first.entities + rest.entities
+    assert [t.user_input for t in turns] == ["", "", "where is my order 42", "my name is Ada Lovelace", "yes"]
+    asked = turns[2]
+    assert asked.intent.name == "CheckOrderStatus" and asked.intent.confidence == 1.0
+    assert [(s.name, s.value) for s in asked.intent.slots] == [("order_number", "42")]
+    assert (asked.ask_action.action_type, asked.ask_action_result) == ("AskForNLUIntentAction", "SuccessCollection")
+    assert [(s.name, s.value) for s in turns[3].intent.slots] == [("customer_name", "Ada Lovelace")]
+    assert turns[4].ask_action_result == "SuccessConfirmationYes" and turns[4].session_end_details.type == "Exit"
+    assert rest.next_uri is None

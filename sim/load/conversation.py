@@ -210,6 +210,11 @@ def converse(client: FlowClient, body: dict[str, Any], script: tuple[TurnSpec, .
         if spec is not None and answer and spec.expect.capture:
             found += apply_captures(spec.expect.capture, prompt_text(answer), captures)
         conv.turns.append(_turn(n, event, text, a, answer, found, customer.step if spec is not None else None))
+        if spec is not None and spec.expect.nlu:  # checked after the run, against the platform's reporting turns
+            e = spec.expect
+            conv.turns[-1]["nlu"] = {"intent": e.intent, "intent_confidence": e.intent_confidence,
+                                     "slots": {k: customer.say(v) for k, v in e.slots.items()},
+                                     "ask_action_result": e.ask_action_result}
         conv.failures.extend(f"turn {n}: {b['text']}" for b in found)
         if event == "UserDisconnect" and spec is None:  # the harness's own goodbye: conv.end says why
             break

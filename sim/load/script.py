@@ -19,7 +19,7 @@ from sim.load.breaks import broken
 from sim.load.captures import check_lines, parse_captures, pattern
 
 __all__ = ["TurnSpec", "Expect", "parse_turns", "NEXT_ACTIONS", "TURN_EVENTS", "CHANNELS", "USER_AGENTS",
-           "END_REASONS", "prompt_text"]
+           "END_REASONS", "ASK_ACTION_RESULTS", "prompt_text"]
 
 NEXT_ACTIONS = ("NoOp", "Disconnect", "WaitForInput", "Exit")
 TURN_EVENTS = ("UserInput", "NoInput", "NoMatch", "UserDisconnect")
@@ -29,6 +29,12 @@ USER_AGENTS = ("Phone", "SMS", "GenesysWebWidget", "FacebookMessenger", "WeChat"
                "Apple", "Telegram", "Slack", "Signal", "Line", "Discord", "TwitterDirectMessage", "Open", "Instagram",
                "Other", "Unknown")
 """TextBotUserAgent.name (docs/textbots-api.md)."""
+ASK_ACTION_RESULTS = (
+    "AgentRequestedByUser", "ConfirmationRequired", "DisambiguationRequired", "Error", "ExpressionError",
+    "NoInputCollection", "NoInputConfirmation", "NoInputDisambiguation", "NoMatchCollection", "NoMatchConfirmation",
+    "NoMatchDisambiguation", "SuccessCollection", "SkippedCollection", "SuccessConfirmationYes",
+    "SuccessConfirmationNo", "SuccessDisambiguation", "SuccessDisambiguationNone")
+"""A reporting turn's askActionResult (API reference §12)."""
 END_REASONS = ("TriggeredByUser", "AgentRequestedByUser", "TriggeredByFlow", "Error", "RecognitionFailure",
                "SessionExpired")
 """Reasons of an Exit (all but SessionExpired) or a Disconnect (all but AgentRequestedByUser)."""
@@ -52,6 +58,17 @@ class Expect:
     """At least one of these is in the prompts (any case)."""
     capture: dict[str, str] = field(default_factory=dict)
     """Values taken from the prompts for later lines (``sim.load.captures``)."""
+    intent: str | None = None
+    """Checked after the run against the platform's reporting turn (``sim.results.turn_check``), like the rest of
+    this group: the intent recognised, its confidence at least this, these slot values (templated), this result."""
+    intent_confidence: float | None = None
+    slots: dict[str, str] = field(default_factory=dict)
+    ask_action_result: str | None = None
+
+    @property
+    def nlu(self) -> bool:
+        """Anything to check against the platform's reporting turns after the run."""
+        return bool(self.intent or self.intent_confidence is not None or self.slots or self.ask_action_result)
 
     def failures(self, answer: dict[str, Any]) -> list[dict[str, str]]:
         """What in ``answer`` (a TextBotFlowTurnResponse) breaks this expectation (``sim.load.breaks.broken``)."""
@@ -117,7 +134,9 @@ def parse_turns(r: TableReader, template_fields: tuple[str, ...]) -> tuple[TurnS
         expect = Expect()
         if e is not None:
             e.check_keys({"next_action", "prompt_contains", "exit_reason", "output", "regex", "not_contains", "one_of",
-                          "capture"})
+                          "capture", "intent", "intent_confidence", "slots", "ask_action_result"})
+            slots = {str(k): str(v) for k, v in e.get("slots", dict, {}).items()}
+            check_lines(e, "slots", list(slots.values()), template_fields, captured)
             out = e.get("output", dict, {})
             one_of = e.get("one_of", (list, str), [])
             one_of = [one_of] if isinstance(one_of, str) else one_of
@@ -128,7 +147,10 @@ def parse_turns(r: TableReader, template_fields: tuple[str, ...]) -> tuple[TurnS
                             exit_reason=e.get("exit_reason", str, None, choices=END_REASONS),
                             output={k: str(v) for k, v in out.items()}, regex=pattern(e, "regex"),
                             not_contains=e.get("not_contains", str, None), one_of=tuple(one_of),
-                            capture=parse_captures(e))
+                            capture=parse_captures(e), intent=e.get("intent", str, None),
+                            intent_confidence=e.get("intent_confidence", float, None, minimum=0.0, maximum=1.0),
+                            slots=slots, ask_action_result=e.get("ask_action_result", str, None,
+                                                                 choices=ASK_ACTION_RESULTS))
             captured |= set(expect.capture)
         turns.append(TurnSpec(say=tuple(say), event=event, expect=expect))
     return tuple(turns)

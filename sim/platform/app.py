@@ -19,7 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sim.platform import admin, bot_analytics, bot_api, contacts, conversation_details, messaging_api, models
+from sim.platform import (admin, bot_analytics, bot_api, contacts, conversation_details, messaging_api, models,
+                          reporting_turns)
 from sim.platform.contacts import Contacts
 from sim.platform.messaging import Messaging
 from sim.platform.analytics import AnalyticsQueryError, run_query
@@ -251,6 +252,7 @@ def create_app(org: Org, *, seed: int = 0, clock: Callable[[], float] = time.tim
         *messaging_api.ROUTES,
         *contacts.ROUTES,
         *conversation_details.ROUTES,
+        *reporting_turns.ROUTES,
     ])
     app.state.sim = state
     if org.network is not None:

@@ -69,7 +69,8 @@ class BotSession:
     dialog: Dialog
     last_at: float = 0.0
     turns: list[dict[str, Any]] = field(default_factory=list)
-    """id, inputEventType, text, nextActionType of each turn."""
+    """id, inputEventType, text, nextActionType of each turn; its prompts, what it understood and when (its
+    reporting turn: ``sim.platform.reporting_turns``)."""
     ended_at: float | None = None
     output: dict[str, Any] | None = None
 
@@ -211,7 +212,9 @@ def _take_turn(state: SimState, session: BotSession, body: dict[str, Any]) -> di
     for key in ("nextActionType", "nextActionWaitForInput", "nextActionExit", "nextActionDisconnect"):
         if key in answer:
             out[key] = answer[key]
-    session.turns.append({"id": turn_id, "inputEventType": event, "text": text, "nextActionType": answer["nextActionType"]})
+    session.turns.append({"id": turn_id, "inputEventType": event, "text": text, "nextActionType": answer["nextActionType"],
+                          "prompts": list(answer["prompts"]), "understood": dict(session.dialog.understood),
+                          "at": now})
     if session.dialog.ended is not None:
         session.ended_at = now
         session.output = answer.get("nextActionExit", {}).get("outputData")

@@ -11,14 +11,14 @@ on its design]. A session idle past its TTL ends with Disconnect ``SessionExpire
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from sim._toml import TableReader
+from sim.platform.nlu import MIN_CONFIDENCE, extract, match_intent, score_intent, words
 
 __all__ = ["BotDefinition", "Intent", "Slot", "Dialog", "TurnRefused", "parse_bot", "SLOT_TYPES", "INPUT_EVENTS",
-           "extract", "match_intent"]
+           "extract", "match_intent"]  # extract and match_intent: re-exported from sim.platform.nlu
 
 SLOT_TYPES = ("text", "number", "email", "name", "phone", "yesno")
 INPUT_EVENTS = ("NoOp", "UserInput", "RichMediaInput", "Error", "NoMatch", "NoInput", "UserDisconnect",
@@ -60,13 +60,15 @@ class BotDefinition:
     session_ttl_s: float = 600.0
     turn_latency_ms: tuple[float, float] = (20.0, 150.0)
     """(median, p99) of the time a turn takes."""
+    reporting_lag_s: float = 0.0
+    """How long after a turn its reporting turn can be read (analytics lag behind the conversation)."""
     intents: tuple[Intent, ...] = ()
     slots: dict[str, Slot] = field(default_factory=dict)
 
 
 def parse_bot(r: TableReader) -> BotDefinition:
     r.check_keys({"language", "welcome", "ask", "no_match", "no_input", "retries", "no_input_timeout_ms",
-                  "session_ttl_s", "turn_latency_ms", "intents", "slots"})
+                  "session_ttl_s", "turn_latency_ms", "intents", "slots", "reporting_lag_s"})
     slots: dict[str, Slot] = {}
     slots_r = r.sub("slots")
     for name in (slots_r.table if slots_r else {}):
@@ -79,7 +81,7 @@ def parse_bot(r: TableReader) -> BotDefinition:
     for i in r.list_of_tables("intents"):
         i.check_keys({"name", "utterances", "slots", "confirm", "done", "exit_reason", "outputs"})
         utterances = i.get("utterances", list)
-        if not utterances or not all(isinstance(u, str) and _words(u) for u in utterances):
+        if not utterances or not all(isinstance(u, str) and words(u) for u in utterances):
             raise i.fail("utterances", "must be a non-empty list of example sentences")
         wanted = i.get("slots", list, [])
         unknown = [s for s in wanted if s not in slots]
@@ -105,63 +107,8 @@ def parse_bot(r: TableReader) -> BotDefinition:
         no_input=r.get("no_input", str, BotDefinition.no_input), retries=r.get("retries", int, 2, minimum=0),
         no_input_timeout_ms=r.get("no_input_timeout_ms", int, 30_000, minimum=1000),
         session_ttl_s=r.get("session_ttl_s", float, 600.0, minimum=1.0), turn_latency_ms=(median, p99),
+        reporting_lag_s=r.get("reporting_lag_s", float, 0.0, minimum=0.0, maximum=3600.0),
         intents=tuple(intents), slots=slots)
-
-
-# -- understanding --------------------------------------------------------------------------------------
-_WORD = re.compile(r"[a-z0-9']+")
-_STOP = frozenset("a an the i my me to is it of for please can you do would like want".split())
-
-
-def _words(text: str) -> frozenset[str]:
-    return frozenset(w for w in _WORD.findall(text.lower()) if w not in _STOP)
-
-
-def match_intent(bot: BotDefinition, text: str) -> Intent | None:
-    """The intent whose example utterance shares the largest share of its words with ``text`` (at least
-    half; ties go to the first defined): deterministic, like a keyword model."""
-    said = _words(text)
-    best, score = None, 0.0
-    for intent in bot.intents:
-        for u in intent.utterances:
-            words = _words(u)
-            s = len(words & said) / len(words) if words else 0.0
-            if s > score:
-                best, score = intent, s
-    return best if score >= 0.5 else None
-
-
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_PHONE = re.compile(r"\+?\d[\d\s().-]{6,}\d")
-_NUMBER = re.compile(r"\b\d+\b")
-_NAME = re.compile(r"(?:my name is|i am|i'm|this is|it's|it is|name's)\s+([A-Za-z][\w'-]*(?:\s+[A-Za-z][\w'-]*){0,3})", re.I)
-_YES = frozenset("yes yeah yep yup correct right sure ok okay affirmative".split())
-_NO = frozenset("no nope nah wrong incorrect negative".split())
-
-
-def extract(slot_type: str, text: str, *, strict: bool = False) -> str | None:
-    """The value of a slot of ``slot_type`` in ``text`` (None: not there). ``strict``: only a value the text
-    clearly states (for slots picked out of the sentence that named the intent)."""
-    text = text.strip()
-    if slot_type == "email":
-        m = _EMAIL.search(text)
-        return m.group(0) if m else None
-    if slot_type == "phone":
-        m = _PHONE.search(text)
-        return re.sub(r"[^\d+]", "", m.group(0)) if m else None
-    if slot_type == "number":
-        m = _NUMBER.search(text)
-        return m.group(0) if m else None
-    if slot_type == "name":
-        m = _NAME.search(text)
-        if m:
-            return m.group(1).strip()
-        words = text.split()
-        return None if strict else text if 0 < len(words) <= 4 and all(w.replace("-", "").replace("'", "").isalpha() for w in words) else None
-    if slot_type == "yesno" and not strict:
-        said = set(_WORD.findall(text.lower()))
-        return "yes" if said & _YES and not said & _NO else "no" if said & _NO else None
-    return None if strict else text or None
 
 
 # -- the dialog -----------------------------------------------------------------------------------------
@@ -186,10 +133,27 @@ class Dialog:
     question: str = ""
     ended: dict[str, Any] | None = None
     """How the session ended: {"type": "Exit"|"Disconnect", "reason", ...}."""
+    understood: dict[str, Any] = field(default_factory=dict)
+    """What the last turn understood, as a reporting turn says it: ``askAction``, ``askActionResult`` and
+    ``intent`` ({name, confidence, slots[{name, value, type, confidence}]}); empty for a turn that asked nothing."""
+    confidence: float = 0.0
 
     def turn(self, event: str, text: str | None) -> dict[str, Any]:
         """The next action for ``event`` (with the user's ``text`` for UserInput): a partial
         TextBotFlowTurnResponse — ``prompts`` (list of texts), ``nextActionType`` and its details."""
+        asking = self.state
+        self.understood = {}
+        answer = self._turn(event, text)
+        if self.understood:
+            kind = "Confirmation" if asking == "confirm" else "Collection"
+            action = ("AskForNLUIntentAction" if asking == "intent" else "AskForBooleanAction" if asking == "confirm"
+                      else "AskForSlotAction")
+            self.understood = {"askAction": {"actionName": f"Ask for {asking.replace('slot:', 'slot ')}",
+                                             "actionType": action}, **self.understood}
+            self.understood["askActionResult"] = self.understood["askActionResult"].replace("{kind}", kind)
+        return answer
+
+    def _turn(self, event: str, text: str | None) -> dict[str, Any]:
         if event == "UserDisconnect":
             return self._disconnect("TriggeredByUser", [])
         if event == "ClientSessionExpired":
@@ -206,36 +170,54 @@ class Dialog:
         if event == "NoOp":  # nothing new from the user: the same question again
             return self._wait([self.question])
         if event == "NoInput":
+            self._heard("NoInput{kind}")
             return self._miss(self.bot.no_input, "no input")
         if event != "UserInput" or not text:
+            self._heard("NoMatch{kind}")
             return self._miss(self.bot.no_match, "no match")
         return self._understand(text)
 
+    def _heard(self, result: str, slots: dict[str, str] | None = None) -> None:
+        """What this turn understood (for its reporting turn): the result, the session's intent, the slots."""
+        self.understood = {"askActionResult": result}
+        if self.intent is not None:
+            types = self.bot.slots
+            self.understood["intent"] = {"name": self.intent.name, "confidence": self.confidence, "slots": [
+                {"name": k, "value": v, "type": types[k].type if k in types else "text", "confidence": 1.0}
+                for k, v in (slots or {}).items()]}
+
     def _understand(self, text: str) -> dict[str, Any]:
         if self.state == "intent":
-            intent = match_intent(self.bot, text)
-            if intent is None:
+            intent, confidence = score_intent(self.bot, text)
+            if intent is None or confidence < MIN_CONFIDENCE:
+                self._heard("NoMatch{kind}")
                 return self._miss(self.bot.no_match, "no match")
-            self.intent, self.slots = intent, {}
+            self.intent, self.slots, self.confidence = intent, {}, confidence
             if intent.exit_reason != "TriggeredByFlow":
+                self._heard(intent.exit_reason if intent.exit_reason == "AgentRequestedByUser" else "Success{kind}")
                 return self._exit(intent.exit_reason, [intent.done])
             for name in intent.slots:  # "my order 1234 is late": the number is already there
                 value = extract(self.bot.slots[name].type, text, strict=True)
                 if value is not None:
                     self.slots[name] = value
+            self._heard("Success{kind}", dict(self.slots))
             return self._next([])
         if self.state.startswith("slot:"):
             slot = self.bot.slots[self.state[5:]]
             value = extract(slot.type, text)
             if value is None:
+                self._heard("NoMatch{kind}")
                 return self._miss(self.bot.no_match, "no match")
             self.slots[slot.name] = value
+            self._heard("Success{kind}", {slot.name: value})
             return self._next([])
         # confirm
         answer = extract("yesno", text)
         if answer is None:
+            self._heard("NoMatch{kind}")
             return self._miss(self.bot.no_match, "no match")
         assert self.intent is not None
+        self._heard("SuccessConfirmationYes" if answer == "yes" else "SuccessConfirmationNo")
         if answer == "yes":
             return self._exit("TriggeredByFlow", [self.intent.done.format(**self.slots)])
         self.intent, self.slots = None, {}

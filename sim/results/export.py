@@ -8,6 +8,7 @@ import datetime as dt
 import io
 from xml.etree import ElementTree as ET
 
+from sim.load.breaks import step_cases
 from sim.results.summary import RunSummary
 
 __all__ = ["junit_xml", "series_csv", "SERIES_COLUMNS"]
@@ -30,6 +31,8 @@ def junit_xml(s: RunSummary) -> str:
                   (f"aborted: {s.aborted}" if s.aborted else "interrupted before the schedule ended")))
     if s.section is not None:  # a conversation run: each scripted step, failing with what broke there
         cases += s.section.step_cases()
+    if s.turn_check and s.turn_check.get("failures"):  # and each step checked against the reporting turns
+        cases += [(f"intents {name}", why) for name, why in step_cases(s.turn_check["failures"])]
     suite = ET.Element("testsuite", name=f"flowsim run {s.run_id}", tests=str(len(cases)),
                        failures=str(sum(1 for _, f in cases if f)), errors="0", skipped="0",
                        time=f"{s.duration_s:.3f}")

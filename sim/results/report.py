@@ -206,6 +206,12 @@ def run_report(s: RunSummary) -> str:
     body += _failures_and_concurrency(s.timeseries)
     if s.section is not None:
         body.append(_section(s))
+    tc = s.turn_check
+    if tc:
+        groups = (tc.get("failures") or {}).get("groups") or []
+        body.append(f"<h2>Intent and slot checks: {html.escape(str(tc['verdict']))}</h2><p>{tc.get('checked', 0)} "
+                    f"step(s) checked against the platform's reporting turns, {tc.get('failed', 0)} broke.</p>"
+                    + "".join(_group(g) for g in groups))
     outcomes = s.flow_completion.outcomes
     if outcomes:
         palette = {"COMPLETED": "#2ca02c", "FAILED": "#d62728", "ERROR": "#ff7f0e", "TIMEOUT": "#8c564b"}

@@ -106,6 +106,8 @@ class RunSummary:
     """The kind of traffic (its driver): "workflow" executions, bot "conversation" sessions, ..."""
     section: Any = None
     """The driver's own figures (``sim.load.figures.Section``), in the JSON under the driver's key."""
+    turn_check: dict[str, Any] | None = None
+    """Bot conversations with intent/slot checks: the post-run judgement against reporting turns (``sim.intents``)."""
     passed: bool
 
     @property

@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sim.drivers import driver_for
+from sim.load.breaks import group_rows
 from sim.load.figures import counts_text as _counts
 from sim.load.figures import ms_text as _ms
 from sim.results.summary import CapacityResult, CapacityStep, Percentiles, RunSummary
@@ -92,6 +93,15 @@ def run_rows(s: RunSummary) -> list[Row]:
         rows += [Row("", str(line)) for line in check.get("lines", [])]
         sep = check.get("separated")
         rows.append(Row("separation", str(check.get("verdict")), None if sep is None else bool(sep)))
+    tc = s.turn_check
+    if tc:
+        verdict = str(tc["verdict"])
+        rows.append(Row("intents", f"{verdict}: {tc.get('checked', 0)} step(s) checked against the platform's "
+                        f"reporting turns, {tc.get('failed', 0)} broke"
+                        + (f"; {tc['sessions_behind']} of {tc['sessions']} sessions not yet fully reported after "
+                           f"{tc['waited_s']} s (those steps unchecked)" if tc.get("sessions_behind") else ""),
+                        True if verdict == "PASS" else False if verdict == "FAIL" else None))
+        rows += [Row(label, text) for label, text in group_rows(tc.get("failures") or {})]
     for t in s.thresholds:
         rows.append(Row("threshold", f"{'PASS' if t.passed else 'FAIL'} {t.name}  {t.judged}"
                         + (f"  ({t.describes})" if t.describes else ""), t.passed))

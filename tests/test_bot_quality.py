@@ -1,4 +1,4 @@
-"""What a bot team needs when a script breaks (issue #20, part 1): broken expectations grouped by (step, check,
+"""What a bot team needs from a conversation run (issue #20): broken expectations grouped by (step, check,
 what was expected), counted, with what came instead and one transcript — in the text summary, the HTML report,
 JUnit (one test case per scripted step) and compare (new groups) — for bot conversations and Open Messaging alike."""
 
@@ -125,3 +125,63 @@ def test_turn_latency_series_is_kept_apart_and_merges() -> None:
     plain = TimeSeries()
     plain.latency(0, 5.0)
     assert "lat_turn" not in plain.encode()  # a workflow run carries no turn buckets at all
+
+
+def _intent_renamed_and_lagging() -> Org:
+    """The test bot's intent model changed (CheckOrderStatus is now OrderStatus: the dialog goes on the same) and
+    its reporting turns readable only 2 s after each turn."""
+    org = default_org()
+    flows = []
+    for f in org.flows:
+        if f.id == TEST_BOT and f.bot is not None:
+            intents = tuple(dataclasses.replace(i, name="OrderStatus") if i.name == "CheckOrderStatus" else i
+                            for i in f.bot.intents)
+            f = dataclasses.replace(f, bot=dataclasses.replace(f.bot, intents=intents, reporting_lag_s=2.0))
+        flows.append(f)
+    return dataclasses.replace(org, flows=tuple(flows))
+
+
+@pytest.mark.slow
+def test_intent_checks_wait_for_lagging_reporting_turns_and_fail_on_a_changed_intent_model(tmp_path: Path) -> None:
+    """The shipped scenario checks intent, confidence, slots and ask action results after the run; reporting turns
+    that lag are waited for (with progress), and a changed intent model is one clear group that fails the run."""
+    with SimulatorThread(_intent_renamed_and_lagging()) as sim:
+        cmd = [sys.executable, "-m", "sim.cli", "run", str(ROOT / "scenarios" / "bot-conversation.toml"), "--target",
+               sim.url, "--rate", "4", "--duration", "2s", "--summary-json", str(tmp_path / "s.json"), "--ledger-dir",
+               str(tmp_path / "runs"), "--junit", str(tmp_path / "j.xml"), "--plain"]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=ENV, cwd=tmp_path)
+    out = r.stdout + r.stderr
+    tc = json.loads((tmp_path / "s.json").read_text())["turn_check"]
+    assert r.returncode == 1 and tc["verdict"] == "FAIL" and tc["sessions_behind"] == 0, out[-3000:]
+    (g,) = tc["failures"]["groups"]
+    assert (g["step"], g["check"], g["expected"], g["got"][0][0], g["count"]) == (
+        1, "intent", "CheckOrderStatus", "OrderStatus", 8)
+    assert tc["checked"] == 24 and tc["failed"] == 8 and "reporting turns: " in r.stderr  # it waited, and said so
+    assert "intents    ✗ FAIL: 24 step(s) checked" in out and "RESULT     FAIL" in out
+    cases = {c.get("name"): c.find("failure") for c in ET.parse(tmp_path / "j.xml").iter("testcase")}
+    failing = [n for n, f in cases.items() if f is not None]
+    assert [n for n in failing if n.startswith("intents ")] == [n for n in cases if n.startswith("intents step 1")]
+
+
+def test_a_check_the_platform_has_not_answered_yet_is_not_a_failure() -> None:
+    """Reporting turns not (all) there after the wait: those steps are unchecked and the verdict says NOT CAUGHT UP
+    — never a failure invented from a lag."""
+    import httpx
+
+    from sim.load.client import FlowClient, TokenManager
+    from sim.results.turn_check import check_turns
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth/token":
+            return httpx.Response(200, json={"access_token": "t", "expires_in": 3600})
+        return httpx.Response(200, json={"entities": [{"sessionId": "s-a", "intent": {"name": "X"}}]})
+
+    transport = httpx.MockTransport(answer)
+    tokens = TokenManager(login_url="http://login.test", client_id="c", client_secret="s", transport=transport,
+                          spawn=lambda fn: fn())
+    client = FlowClient(api_url="http://api.test", tokens=tokens, transport=transport, sleep=lambda _s: None)
+    rec = _session("a")
+    rec.turns[2]["nlu"] = {"intent": "CheckOrderStatus", "slots": {}}
+    tc = check_turns(client, [rec], ["bot"], wait_s=0)
+    assert tc is not None and tc["verdict"] == "NOT CAUGHT UP" and (tc["checked"], tc["failed"]) == (0, 0)
+    assert tc["sessions_behind"] == 1
