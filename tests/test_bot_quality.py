@@ -185,3 +185,50 @@ def test_a_check_the_platform_has_not_answered_yet_is_not_a_failure() -> None:
     tc = check_turns(client, [rec], ["bot"], wait_s=0)
     assert tc is not None and tc["verdict"] == "NOT CAUGHT UP" and (tc["checked"], tc["failed"]) == (0, 0)
     assert tc["sessions_behind"] == 1
+
+
+def _scenario_with_set(tmp_path: Path, lines: str, turn: str) -> Path:
+    (tmp_path / "utt").mkdir(exist_ok=True)
+    (tmp_path / "utt" / "orders.txt").write_text(lines)
+    text = (ROOT / "scenarios" / "bot-conversation.toml").read_text()
+    text = text.replace('order_status = "utterances/order_status.txt"', 'order_status = "utt/orders.txt"')
+    start = text.index("[[flows.turns]]")
+    end = text.index("[[flows.turns]]", start + 1)
+    p = tmp_path / "bot.toml"
+    p.write_text(text[:start] + turn + "\n" + text[end:])
+    return p
+
+
+@pytest.mark.parametrize(("lines", "turn", "message"), [
+    ("where is my order {run.seq}\n", '[[flows.turns]]\nsay_from = "shoes"', "unknown utterance set 'shoes'"),
+    ("where is my order {run.seq}\n", '[[flows.turns]]\nsay_from = "order_status"\nsay = "hi"', "either say or say_from"),
+    ("where is my order {run.seq}\n", '[[flows.turns]]\nsay_from = "order_status"\npick = 3', "must be 1 to 1"),
+    ("where is my order {run.seq}\n", '[[flows.turns]]\nsay_from = "order_status"\npick = "some"', "must be one of"),
+    ("# nothing here\n\n", '[[flows.turns]]\nsay_from = "order_status"', "holds no utterance"),
+    ("ok\nwhere is {order.id}\n", '[[flows.turns]]\nsay_from = "order_status"', "line 2: unknown placeholder {order.id}"),
+])
+def test_a_bad_utterance_set_is_one_line_naming_the_file_and_line(tmp_path: Path, lines: str, turn: str,
+                                                                   message: str) -> None:
+    from sim.errors import ConfigError
+    from sim.load.scenario import load_scenario
+
+    with pytest.raises(ConfigError) as err:
+        load_scenario(_scenario_with_set(tmp_path, lines, turn))
+    assert message in str(err.value)
+    if "line 2" in message:
+        assert "orders.txt" in str(err.value)
+
+
+def test_utterance_sets_pick_all_first_random_or_a_sample() -> None:
+    import random
+
+    from sim.load.scenario import load_scenario
+    from sim.load.utterances import pick_line
+
+    sc = load_scenario(ROOT / "scenarios" / "bot-conversation.toml")
+    first = sc.flows[0].turns[0]
+    lines = [ln for ln in (ROOT / "scenarios" / "utterances" / "order_status.txt").read_text().splitlines()
+             if ln and not ln.startswith("#")]
+    assert first.say == tuple(lines) and first.pick == "cycle"
+    assert [pick_line(first.say, first.pick, random.Random(1), seq) for seq in range(len(lines) + 1)] == \
+        lines + lines[:1]

@@ -206,6 +206,12 @@ def test_conversation_run_one_ledger_record_per_session_single_and_multi_worker(
     assert sorted(r["seq"] for r in ledger) == list(range(30)) and s["duplicate_launches"] == 0
     assert {r["name"] for r in ledger} == {f"flowsim-{s['run_id']}-{i}" for i in range(30)}
     assert len({r["identity_id"] for r in ledger}) == 30 and len({r["worker"] for r in ledger}) == max(1, workers)
+    lines = [ln for ln in (ROOT / "scenarios" / "utterances" / "order_status.txt").read_text().splitlines()
+             if ln and not ln.startswith("#")]
+    for rec in ledger:  # the utterance set, cycled by conversation; the order number captured and said back
+        said = [t["text"] for t in rec["turns"] if t["text"]]
+        assert said[0] == lines[rec["seq"] % len(lines)].replace("{run.seq}", str(rec["seq"]))
+        assert said[-1] in ("yes, order " + str(rec["seq"]), "yes that's right", "correct")
     by_id = {r["id"]: r for r in received}
     for rec in ledger:  # every turn the harness recorded is one the bot took, in order
         got = by_id[rec["session_id"]]

@@ -21,6 +21,7 @@ import orjson
 
 from sim.load.breaks import broken
 from sim.load.captures import apply_captures
+from sim.load.utterances import pick_line
 from sim.load.client import Attempt, FlowClient
 from sim.load.identity import Identity
 from sim.load.payload import execution_name, template_value
@@ -145,6 +146,7 @@ class _Customer:
     noops: int = 0
     step: int = 0
     """The scripted turn said last (1-based)."""
+    seq: int = 0
 
     def next(self, conv: Conversation, nat: Any, n: int) -> tuple[str, str | None, TurnSpec | None]:
         """NoOp while the bot says NoOp (up to a limit), the script's next line when it waits for input (after a
@@ -171,7 +173,7 @@ class _Customer:
             if self.stopping():
                 conv.end = "interrupted"
                 return _BYE
-        return spec.event, self.say(self.rng.choice(spec.say)) if spec.say else None, spec
+        return spec.event, self.say(pick_line(spec.say, spec.pick, self.rng, self.seq)) if spec.say else None, spec
 
 
 def converse(client: FlowClient, body: dict[str, Any], script: tuple[TurnSpec, ...], *, identity: Identity,
@@ -196,7 +198,7 @@ def converse(client: FlowClient, body: dict[str, Any], script: tuple[TurnSpec, .
     path = f"{SESSIONS_PATH}/{sid}/turns"
     flow_id = body["flow"]["id"]
     captures: dict[str, str] = {}
-    customer = _Customer(list(script), rng=rng, think_time_s=think_time_s, max_turns=max_turns, stopping=stopping,
+    customer = _Customer(list(script), rng=rng, think_time_s=think_time_s, max_turns=max_turns, stopping=stopping, seq=seq,
                          sleep=sleep, say=lambda line: render(line, identity, seq=seq, run_id=run_id, prefix=prefix,
                                                               flow_id=flow_id, captures=captures))
     prev: str | None = None

@@ -21,6 +21,7 @@ import orjson
 
 from sim.load.breaks import broken
 from sim.load.captures import apply_captures
+from sim.load.utterances import pick_line
 from sim.load.client import Attempt, FlowClient
 from sim.load.conversation import render
 from sim.load.identity import Identity
@@ -165,7 +166,7 @@ def _converse(client: FlowClient, conv: Chat, reader: _Reader, path: str, spec: 
         if n > 1 and stopping():
             conv.end = "interrupted"
             return
-        text = render(rng.choice(msg.say), identity, seq=seq, run_id=run_id, prefix=prefix, flow_id=flow_id,
+        text = render(pick_line(msg.say, msg.pick, rng, seq), identity, seq=seq, run_id=run_id, prefix=prefix, flow_id=flow_id,
                       captures=captures)
         body = orjson.dumps(message_body(conv.from_id, spec.id_type, identity.first_name, text, run_id=run_id, n=n))
         a = client.request("POST", path + ("?prefetchConversationId=true" if n == 1 else ""), "open message",

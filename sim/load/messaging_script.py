@@ -17,6 +17,7 @@ from typing import Any
 from sim._toml import TableReader
 from sim.load.breaks import broken
 from sim.load.captures import check_lines, parse_captures, pattern
+from sim.load.utterances import lines_for
 
 __all__ = ["ReplyExpect", "MessageSpec", "MessagingSpec", "parse_messages", "parse_messaging", "ENDS", "SENDERS",
            "messaging_from_dict"]
@@ -78,13 +79,15 @@ class MessageSpec:
     say: tuple[str, ...]
     """Alternatives, one chosen at random per conversation; templates like launch inputs."""
     expect: ReplyExpect = ReplyExpect()
+    pick: str = "random"
+    """How a conversation picks its line: at random, or ``cycle`` (the seq-th: ``sim.load.utterances``)."""
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MessageSpec:
         e = dict(d.get("expect", {}))
         for k in ("one_of", "quick_replies"):
             e[k] = tuple(e.get(k, ()))
-        return cls(say=tuple(d["say"]), expect=ReplyExpect(**e))
+        return cls(say=tuple(d["say"]), expect=ReplyExpect(**e), pick=d.get("pick", "random"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,8 +121,9 @@ def messaging_from_dict(d: dict[str, Any] | None) -> MessagingSpec | None:
     return MessagingSpec(**d) if d else None
 
 
-def _texts(t: TableReader, key: str, fields: tuple[str, ...], captured: set[str]) -> tuple[str, ...]:
-    say = t.get(key, (list, str), [])
+def _texts(t: TableReader, key: str, fields: tuple[str, ...], captured: set[str],
+           from_set: tuple[tuple[str, ...], str] | None = None) -> tuple[str, ...]:
+    say = list(from_set[0]) if from_set else t.get(key, (list, str), [])
     say = [say] if isinstance(say, str) else say
     if not say or not all(isinstance(s, str) and s.strip() for s in say):
         raise t.fail(key, "needs what the customer writes: a sentence or a list of alternatives (non-empty strings)")
@@ -135,12 +139,14 @@ def _strings(e: TableReader, key: str) -> tuple[str, ...]:
     return tuple(v)
 
 
-def parse_messages(r: TableReader, template_fields: tuple[str, ...]) -> tuple[MessageSpec, ...]:
+def parse_messages(r: TableReader, template_fields: tuple[str, ...], sets: dict[str, tuple[str, ...]] | None = None,
+                   seed: int | None = None) -> tuple[MessageSpec, ...]:
     out = []
     captured: set[str] = set()
     for t in r.list_of_tables("messages"):
-        t.check_keys({"say", "expect"})
-        say = _texts(t, "say", template_fields, captured)
+        t.check_keys({"say", "expect", "say_from", "pick"})
+        from_set = lines_for(t, sets or {}, seed)
+        say = _texts(t, "say", template_fields, captured, from_set)
         e = t.sub("expect")
         expect = ReplyExpect()
         if e is not None:
@@ -151,7 +157,7 @@ def parse_messages(r: TableReader, template_fields: tuple[str, ...]) -> tuple[Me
                                  sender=e.get("sender", str, None, choices=SENDERS),
                                  ends=e.get("ends", str, None, choices=ENDS), capture=parse_captures(e))
             captured |= set(expect.capture)
-        out.append(MessageSpec(say=say, expect=expect))
+        out.append(MessageSpec(say=say, expect=expect, pick=from_set[1] if from_set else "random"))
     return tuple(out)
 
 

@@ -20,6 +20,7 @@ from sim.load.script import CHANNELS, USER_AGENTS, TurnSpec, parse_turns
 from sim.load.stages import Stage, parse_duration, parse_stages
 from sim.load.template import placeholders
 from sim.load.thresholds import Thresholds, read_thresholds
+from sim.load.utterances import load_sets
 
 __all__ = ["KINDS", "Scenario", "FlowSpec", "Stage", "Thresholds", "load_scenario", "parse_duration", "REGIONS",
            "Target", "resolve_target", "TEMPLATE_FIELDS", "scenario_to_dict", "scenario_from_dict",
@@ -144,10 +145,11 @@ def _placeholders(value: Any, r: TableReader, key: str) -> list[str]:
 
 def _parse(data: dict[str, Any], source: str) -> Scenario:
     root = TableReader(data, source, "")
-    root.check_keys({"scenario", "flows", "stages", "thresholds", "live", "messaging"})
+    root.check_keys({"scenario", "flows", "stages", "thresholds", "live", "messaging", "utterances"})
     kw = _settings(TableReader(data.get("scenario", {}), source, "scenario"), source)
     kind = kw.get("kind", "workflow")
-    flows = _flows(data, source, kind=kind)
+    sets = load_sets(data, source, TEMPLATE_FIELDS) if kind in ("conversation", "messaging") else {}
+    flows = _flows(data, source, kind=kind, sets=sets, seed=kw.get("seed"))
     if kind == "messaging":
         if not isinstance(data.get("messaging"), dict):
             raise root.fail("messaging", 'a kind = "messaging" scenario needs a [messaging] table (its integration)')
@@ -220,7 +222,8 @@ def _settings(s: TableReader, source: str) -> dict[str, Any]:
     return kw
 
 
-def _flows(data: dict[str, Any], source: str, *, kind: str) -> tuple[FlowSpec, ...]:
+def _flows(data: dict[str, Any], source: str, *, kind: str, sets: dict[str, tuple[str, ...]],
+           seed: int | None) -> tuple[FlowSpec, ...]:
     conversation, messaging = kind == "conversation", kind == "messaging"
     flows = []
     raw_flows = data.get("flows", [])
@@ -234,10 +237,10 @@ def _flows(data: dict[str, Any], source: str, *, kind: str) -> tuple[FlowSpec, .
         if "id" not in r.table or not isinstance(r.table["id"], str) or not r.table["id"]:
             what = {"conversation": "digital bot flow", "messaging": "inbound message flow"}.get(kind, "workflow")
             raise r.fail("id", f"is required: the flow id (a UUID) of a {what}")
-        turns = parse_turns(r, TEMPLATE_FIELDS) if conversation else ()
+        turns = parse_turns(r, TEMPLATE_FIELDS, sets, seed) if conversation else ()
         if conversation and not turns:
             raise r.fail("turns", "a conversation needs a script: [[flows.turns]] with what the customer says")
-        messages = parse_messages(r, TEMPLATE_FIELDS) if messaging else ()
+        messages = parse_messages(r, TEMPLATE_FIELDS, sets, seed) if messaging else ()
         if messaging and not messages:
             raise r.fail("messages", "a messaging conversation needs a script: [[flows.messages]] with what the "
                                      "customer writes")

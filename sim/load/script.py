@@ -17,6 +17,7 @@ from typing import Any
 from sim._toml import TableReader
 from sim.load.breaks import broken
 from sim.load.captures import check_lines, parse_captures, pattern
+from sim.load.utterances import lines_for
 
 __all__ = ["TurnSpec", "Expect", "parse_turns", "NEXT_ACTIONS", "TURN_EVENTS", "CHANNELS", "USER_AGENTS",
            "END_REASONS", "ASK_ACTION_RESULTS", "prompt_text"]
@@ -110,21 +111,26 @@ class TurnSpec:
     """Alternatives, one chosen at random per session; templates like launch inputs."""
     event: str = "UserInput"
     expect: Expect = Expect()
+    pick: str = "random"
+    """How a conversation picks its line from ``say``: at random, or ``cycle`` (the seq-th: ``sim.load.utterances``)."""
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TurnSpec:
         e = dict(d.get("expect", {}))
         e["one_of"] = tuple(e.get("one_of", ()))
-        return cls(say=tuple(d.get("say", ())), event=d.get("event", "UserInput"), expect=Expect(**e))
+        return cls(say=tuple(d.get("say", ())), event=d.get("event", "UserInput"), expect=Expect(**e),
+                   pick=d.get("pick", "random"))
 
 
-def parse_turns(r: TableReader, template_fields: tuple[str, ...]) -> tuple[TurnSpec, ...]:
+def parse_turns(r: TableReader, template_fields: tuple[str, ...], sets: dict[str, tuple[str, ...]] | None = None,
+                seed: int | None = None) -> tuple[TurnSpec, ...]:
     turns = []
     captured: set[str] = set()
     for t in r.list_of_tables("turns"):
-        t.check_keys({"say", "event", "expect"})
+        t.check_keys({"say", "event", "expect", "say_from", "pick"})
         event = t.get("event", str, "UserInput", choices=TURN_EVENTS)
-        say = t.get("say", (list, str), [])
+        from_set = lines_for(t, sets or {}, seed)
+        say = list(from_set[0]) if from_set else t.get("say", (list, str), [])
         say = [say] if isinstance(say, str) else say
         if not all(isinstance(s, str) and s.strip() for s in say) or (event == "UserInput" and not say):
             raise t.fail("say", "a UserInput turn needs what the customer says: a sentence or a list of alternatives "
@@ -152,5 +158,5 @@ def parse_turns(r: TableReader, template_fields: tuple[str, ...]) -> tuple[TurnS
                             slots=slots, ask_action_result=e.get("ask_action_result", str, None,
                                                                  choices=ASK_ACTION_RESULTS))
             captured |= set(expect.capture)
-        turns.append(TurnSpec(say=tuple(say), event=event, expect=expect))
+        turns.append(TurnSpec(say=tuple(say), event=event, expect=expect, pick=from_set[1] if from_set else "random"))
     return tuple(turns)
