@@ -29,36 +29,37 @@ _MAX_LINE = 500
 PICKS = ("random", "all", "first")
 
 
-def _read(name: str, path: Path, fields: tuple[str, ...]) -> tuple[str, ...]:
-    where = str(path)
+def _read(name: str, path: Path, fields: tuple[str, ...], source: str, shown: str) -> tuple[str, ...]:
+    """``shown``: the path as the scenario writes it (errors name it, and the scenario as their source)."""
+    where = source
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
-            raise ConfigError(f"is larger than {MAX_FILE_BYTES:,} bytes", source=where, field=f"utterances.{name}")
+            raise ConfigError(f"{shown} is larger than {MAX_FILE_BYTES:,} bytes", source=where, field=f"utterances.{name}")
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot be read ({exc.strerror or exc})", source=where, field=f"utterances.{name}") from None
+        raise ConfigError(f"{shown} cannot be read ({exc.strerror or exc})", source=where, field=f"utterances.{name}") from None
     except UnicodeDecodeError:
-        raise ConfigError("is not UTF-8 text", source=where, field=f"utterances.{name}") from None
+        raise ConfigError(f"{shown} is not UTF-8 text", source=where, field=f"utterances.{name}") from None
     out = []
     for n, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
         if len(line) > _MAX_LINE:
-            raise ConfigError(f"line {n}: longer than {_MAX_LINE} characters", source=where, field=f"utterances.{name}")
+            raise ConfigError(f"{shown} line {n}: longer than {_MAX_LINE} characters", source=where, field=f"utterances.{name}")
         try:
             names = placeholders(line)
         except ValueError as exc:
-            raise ConfigError(f"line {n}: {exc}", source=where, field=f"utterances.{name}") from None
+            raise ConfigError(f"{shown} line {n}: {exc}", source=where, field=f"utterances.{name}") from None
         bad = [p for p in names if p not in fields]
         if bad:
-            raise ConfigError(f"line {n}: unknown placeholder {{{bad[0]}}} (utterance files may use "
+            raise ConfigError(f"{shown} line {n}: unknown placeholder {{{bad[0]}}} (utterance files may use "
                               + ", ".join("{" + f + "}" for f in fields) + ")", source=where, field=f"utterances.{name}")
         out.append(line)
         if len(out) > MAX_LINES:
-            raise ConfigError(f"more than {MAX_LINES:,} utterances", source=where, field=f"utterances.{name}")
+            raise ConfigError(f"{shown} holds more than {MAX_LINES:,} utterances", source=where, field=f"utterances.{name}")
     if not out:
-        raise ConfigError("holds no utterance (one a line; # starts a comment)", source=where, field=f"utterances.{name}")
+        raise ConfigError(f"{shown} holds no utterance (one a line; # starts a comment)", source=where, field=f"utterances.{name}")
     return tuple(out)
 
 
@@ -69,7 +70,7 @@ def load_sets(data: dict[str, Any], source: str, fields: tuple[str, ...]) -> dic
     out = {}
     for name in table.table:
         path = table.get(name, str)
-        out[name] = _read(name, base / path if not Path(path).is_absolute() else Path(path), fields)
+        out[name] = _read(name, base / path if not Path(path).is_absolute() else Path(path), fields, source, path)
     return out
 
 
