@@ -45,7 +45,7 @@ def test_the_shipped_scenario_loads() -> None:
 @pytest.mark.parametrize(("old", "new", "message"), [
     ('integration = "0be11a5e-0000-4000-8000-000000000030"', 'integration = "../etc"', "messaging.integration"),
     ('listen = "127.0.0.1:0"', 'listen = "localhost"', "must be HOST:PORT"),
-    ("settle_s = 1.0", "settle_s = 20.0", "shorter than reply_timeout_s"),
+    ("settle_s = 2.0", "settle_s = 20.0", "shorter than reply_timeout_s"),
     ('expect = { contains = "what name" }', 'expect = { regex = "order (" }', "is not a regular expression"),
     ('expect = { contains = "what name" }', 'expect = { ends = "exploded" }', "must be one of"),
     ('expect = { contains = "what name" }', 'expect = { colour = "red" }', "unknown field"),
