@@ -241,6 +241,12 @@ def _add_checks(sub: Any) -> None:
                     help="wait up to this long for analytics to catch up with the ledger (default 60)")
     an.set_defaults(func=commands.analytics)
 
+    nl = _cmd(sub, "nlu", "NLU regression: each utterance of the scenario's [nlu] sets through the bot's detect")
+    nl.add_argument("scenario", help="a conversation scenario with [utterances] and [nlu]")
+    nl.add_argument("--target", help="embedded (default: the scenario's), a region, or a base URL")
+    nl.add_argument("--json", help="write every detection and the figures as JSON here")
+    nl.set_defaults(func=commands.nlu)
+
     cl = _cmd(sub, "cleanup", "remove what an Open Messaging run left on the platform (its external contacts)")
     cl.add_argument("run", help="a run id (under --ledger-dir) or a run directory")
     cl.add_argument("--ledger-dir", default="runs", help="where run directories are (default runs)")

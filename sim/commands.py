@@ -22,7 +22,7 @@ from sim.load.overrides import check_load, constant_rate, scenario_for_run
 from sim.load.scenario import Scenario, load_scenario, parse_duration
 
 __all__ = ["serve", "validate", "run", "capacity", "compare", "report", "ledger_summary", "analytics", "EXIT_OK",
-           "add_separation", "live_view", "cleanup"]
+           "add_separation", "live_view", "cleanup", "nlu"]
 
 EXIT_OK = 0
 """A summary holds one row per second of the run: 64 MiB is days of rows; anything larger is not a summary."""
@@ -279,3 +279,9 @@ def cleanup(args: argparse.Namespace) -> int:
     from sim.cleanup import cleanup as run_cleanup
 
     return run_cleanup(args)
+
+
+def nlu(args: argparse.Namespace) -> int:
+    from sim.nlu import nlu as run_nlu
+
+    return run_nlu(args)

@@ -46,6 +46,13 @@ DETAILS: dict[str, tuple[str, str, str]] = {
         "Render the self-contained HTML report (inline SVG charts, no scripts) of a summary JSON.",
         "flowsim report summary.json --out report.html",
         "0  written\n" + _USAGE),
+    "nlu": (
+        "NLU regression without conversations: every utterance of the scenario's [nlu] sets (utterance files, each\n"
+        "mapped to the intent it must be understood as) goes to the bot flow's NLU domain version (detect), at\n"
+        "[nlu] rate. Prints a confusion matrix, precision/recall/F1 per intent and macro, a confidence histogram,\n"
+        "close calls and wrong detections; [nlu] min_macro_f1 / min_recall set the exit code.",
+        "flowsim nlu scenarios/bot-conversation.toml\nflowsim nlu scenarios/bot-conversation.toml --json nlu.json",
+        "0  every threshold met\n1  a threshold failed\n" + _USAGE),
     "cleanup": (
         "Remove what an Open Messaging run left on the platform: the external contacts identity resolution made from\n"
         "its customers' from.id (they persist 60 days or more). Only contacts whose identifier is one of the run's\n"

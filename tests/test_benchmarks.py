@@ -30,9 +30,9 @@ def test_every_benchmark_has_a_smoke_round_here() -> None:
     assert sorted(s for s, _t, _o in SMOKES) == sorted(p.name for p in (ROOT / "bench").glob("bench_*.py"))
 
 
-LIGHT = ("bench_messaging.py", "bench_memory.py", "bench_capacity.py", "bench_startup.py")
-"""Smoke rounds that load the machine lightly (10-50 units a second, or start-up only): they run beside other
-tests; the rest drive a core flat out (wrk, the harness at 5,000/s, conversations flat out) and run one at a time."""
+LIGHT = ("bench_messaging.py", "bench_memory.py", "bench_capacity.py")
+"""Smoke rounds that load the machine lightly (10-50 units a second): they run beside other tests; the rest drive a
+core flat out (wrk, the harness at 5,000/s, conversations flat out) or time start-ups, and run one at a time."""
 
 
 @pytest.mark.slow

@@ -55,22 +55,28 @@ def test_groups_count_across_workers_keep_one_transcript_and_stay_bounded() -> N
     assert len(many.groups) == MAX_GROUPS and many.overflow == 7
 
 
-def _bot_answers_wrongly_at_step_2() -> Org:
-    """The test bot's confirmation no longer asks "is that right": step 2 of the shipped script breaks."""
+def _bot_changed() -> Org:
+    """The test bot, changed the ways bots change: its confirmation no longer asks "is that right" (step 2 of the
+    shipped script breaks live), its intent model renamed CheckOrderStatus to OrderStatus (the dialog goes on the
+    same; step 1's intent check breaks after the run), and its reporting turns readable only 2 s after each turn."""
     org = default_org()
     flows = []
     for f in org.flows:
         if f.id == TEST_BOT and f.bot is not None:
-            intents = tuple(dataclasses.replace(i, confirm="Order {order_number} for {customer_name}, correct?")
+            intents = tuple(dataclasses.replace(i, name="OrderStatus",
+                                                confirm="Order {order_number} for {customer_name}, correct?")
                             if i.name == "CheckOrderStatus" else i for i in f.bot.intents)
-            f = dataclasses.replace(f, bot=dataclasses.replace(f.bot, intents=intents))
+            f = dataclasses.replace(f, bot=dataclasses.replace(f.bot, intents=intents, reporting_lag_s=2.0))
         flows.append(f)
     return dataclasses.replace(org, flows=tuple(flows))
 
 
 @pytest.mark.slow
-def test_a_bot_that_answers_wrongly_on_one_step_shows_the_group_everywhere(tmp_path: Path) -> None:
-    with SimulatorThread(_bot_answers_wrongly_at_step_2()) as sim:
+def test_a_changed_bot_shows_what_broke_live_and_in_its_reporting_turns_everywhere(tmp_path: Path) -> None:
+    """One run of the shipped scenario against the changed bot: the live failure group (step 2) with its count and
+    transcript, and — after waiting, with progress, for the lagging reporting turns — the intent check's group
+    (step 1), in the text, the report, JUnit (those steps fail, no other) and the exit code; coverage beside."""
+    with SimulatorThread(_bot_changed()) as sim:
         cmd = [sys.executable, "-m", "sim.cli", "run", str(ROOT / "scenarios" / "bot-conversation.toml"), "--target",
                sim.url, "--rate", "4", "--duration", "3s", "--summary-json", str(tmp_path / "s.json"), "--ledger-dir",
                str(tmp_path / "runs"), "--junit", str(tmp_path / "j.xml"), "--html", str(tmp_path / "r.html"),
@@ -84,17 +90,28 @@ def test_a_bot_that_answers_wrongly_on_one_step_shows_the_group_everywhere(tmp_p
     assert g["got"][0][0].endswith(", correct?") and g["sample"]["transcript"][-1][0] == "expected"
     assert "broke      step 2: prompt_contains expected 'is that right' in 12 conversation(s)" in out
     assert "customer: my name is" in out or "customer: it's" in out
-    cases = {c.get("name"): c.find("failure") for c in ET.parse(tmp_path / "j.xml").iter("testcase")}
-    steps = {n: f for n, f in cases.items() if n.startswith("step ")}
-    assert len(steps) == 3 and [n for n, f in steps.items() if f is not None] == [n for n in steps if "step 2" in n]
     report = (tmp_path / "r.html").read_text()
     assert "What broke (1 group(s)" in report and "correct?" in report and "transcript" in report
-    # Turn latency where it belongs: over time, and by step.
-    assert "Turn latency over time" in report and "Each scripted step" in report
+    assert "Turn latency over time" in report and "Each scripted step" in report and "Intent and slot checks" in report
     assert any("turn_p95" in row for row in s["timeseries"])
     steps = s["conversations"]["failures"]["steps"]
     assert [(st["step"], st["reached"], st["failed"]) for st in steps] == [(1, 12, 0), (2, 12, 12), (3, 12, 0)]
     assert all(st["p95_ms"] > 0 for st in steps)
+    # After the run: the reporting turns, waited for (they lag 2 s), judged.
+    tc = s["turn_check"]
+    assert tc["verdict"] == "FAIL" and tc["sessions_behind"] == 0 and "reporting turns: " in r.stderr
+    (ig,) = tc["failures"]["groups"]
+    assert (ig["step"], ig["check"], ig["expected"], ig["got"][0][0], ig["count"]) == (
+        1, "intent", "CheckOrderStatus", "OrderStatus", 12)
+    assert tc["checked"] == 36 and tc["failed"] == 12 and "intents    ✗ FAIL: 36 step(s) checked" in out
+    cov = tc["coverage"]
+    assert cov["uncovered_intents"] == ["TalkToAgent", "UpdateEmail"] and cov["uncovered_slots"] == ["email"]
+    assert cov["intents"]["OrderStatus"] > 0 and cov["endings"] == {"Exit:TriggeredByFlow": 12}
+    assert "coverage   intents 1 of 3 (not exercised: TalkToAgent, UpdateEmail); slots 2 of 3 (not filled: email)" in out
+    cases = {c.get("name"): c.find("failure") for c in ET.parse(tmp_path / "j.xml").iter("testcase")}
+    failing = sorted(n for n, f in cases.items() if f is not None and "step" in n)
+    assert len([n for n in cases if n.startswith("step ")]) == 3 and len(failing) == 2
+    assert failing[0].startswith("intents step 1:") and failing[1].startswith("step 2:")
 
 
 def test_compare_names_a_failure_group_new_in_b() -> None:
@@ -127,42 +144,6 @@ def test_turn_latency_series_is_kept_apart_and_merges() -> None:
     assert "lat_turn" not in plain.encode()  # a workflow run carries no turn buckets at all
 
 
-def _intent_renamed_and_lagging() -> Org:
-    """The test bot's intent model changed (CheckOrderStatus is now OrderStatus: the dialog goes on the same) and
-    its reporting turns readable only 2 s after each turn."""
-    org = default_org()
-    flows = []
-    for f in org.flows:
-        if f.id == TEST_BOT and f.bot is not None:
-            intents = tuple(dataclasses.replace(i, name="OrderStatus") if i.name == "CheckOrderStatus" else i
-                            for i in f.bot.intents)
-            f = dataclasses.replace(f, bot=dataclasses.replace(f.bot, intents=intents, reporting_lag_s=2.0))
-        flows.append(f)
-    return dataclasses.replace(org, flows=tuple(flows))
-
-
-@pytest.mark.slow
-def test_intent_checks_wait_for_lagging_reporting_turns_and_fail_on_a_changed_intent_model(tmp_path: Path) -> None:
-    """The shipped scenario checks intent, confidence, slots and ask action results after the run; reporting turns
-    that lag are waited for (with progress), and a changed intent model is one clear group that fails the run."""
-    with SimulatorThread(_intent_renamed_and_lagging()) as sim:
-        cmd = [sys.executable, "-m", "sim.cli", "run", str(ROOT / "scenarios" / "bot-conversation.toml"), "--target",
-               sim.url, "--rate", "4", "--duration", "2s", "--summary-json", str(tmp_path / "s.json"), "--ledger-dir",
-               str(tmp_path / "runs"), "--junit", str(tmp_path / "j.xml"), "--plain"]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=ENV, cwd=tmp_path)
-    out = r.stdout + r.stderr
-    tc = json.loads((tmp_path / "s.json").read_text())["turn_check"]
-    assert r.returncode == 1 and tc["verdict"] == "FAIL" and tc["sessions_behind"] == 0, out[-3000:]
-    (g,) = tc["failures"]["groups"]
-    assert (g["step"], g["check"], g["expected"], g["got"][0][0], g["count"]) == (
-        1, "intent", "CheckOrderStatus", "OrderStatus", 8)
-    assert tc["checked"] == 24 and tc["failed"] == 8 and "reporting turns: " in r.stderr  # it waited, and said so
-    assert "intents    ✗ FAIL: 24 step(s) checked" in out and "RESULT     FAIL" in out
-    cases = {c.get("name"): c.find("failure") for c in ET.parse(tmp_path / "j.xml").iter("testcase")}
-    failing = [n for n, f in cases.items() if f is not None]
-    assert [n for n in failing if n.startswith("intents ")] == [n for n in cases if n.startswith("intents step 1")]
-
-
 def test_a_check_the_platform_has_not_answered_yet_is_not_a_failure() -> None:
     """Reporting turns not (all) there after the wait: those steps are unchecked and the verdict says NOT CAUGHT UP
     — never a failure invented from a lag."""
@@ -190,6 +171,10 @@ def test_a_check_the_platform_has_not_answered_yet_is_not_a_failure() -> None:
 def _scenario_with_set(tmp_path: Path, lines: str, turn: str) -> Path:
     (tmp_path / "utt").mkdir(exist_ok=True)
     (tmp_path / "utt" / "orders.txt").write_text(lines)
+    (tmp_path / "utterances").mkdir(exist_ok=True)
+    for name in ("agent", "email"):  # the shipped scenario's other sets, as they are
+        (tmp_path / "utterances" / f"{name}.txt").write_text(
+            (ROOT / "scenarios" / "utterances" / f"{name}.txt").read_text())
     text = (ROOT / "scenarios" / "bot-conversation.toml").read_text()
     text = text.replace('order_status = "utterances/order_status.txt"', 'order_status = "utt/orders.txt"')
     start = text.index("[[flows.turns]]")
@@ -232,3 +217,38 @@ def test_utterance_sets_pick_all_first_random_or_a_sample() -> None:
     assert first.say == tuple(lines) and first.pick == "cycle"
     assert [pick_line(first.say, first.pick, random.Random(1), seq) for seq in range(len(lines) + 1)] == \
         lines + lines[:1]
+
+
+def test_nlu_figures_count_precision_recall_f1_none_and_close_calls() -> None:
+    from sim.results.nlu_figures import NONE, Detection, nlu_figures
+
+    d = [Detection("a1", "A", (("A", 0.9), ("B", 0.1))), Detection("a2", "A", (("B", 0.6), ("A", 0.55))),
+         Detection("b1", "B", (("B", 0.7), ("A", 0.0))), Detection("b2", "B", (("B", 0.3), ("A", 0.2)))]
+    f = nlu_figures(d, min_confidence=0.5, close_margin=0.1)
+    assert f.confusion == {"A": {"A": 1, "B": 1, NONE: 0}, "B": {"A": 0, "B": 1, NONE: 1}}
+    assert f.per_intent["A"] == {"precision": 1.0, "recall": 0.5, "f1": 0.6667, "support": 2}
+    assert f.per_intent["B"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
+    assert f.macro["f1"] == pytest.approx((0.6667 + 0.5) / 2, abs=1e-3)
+    assert [c["text"] for c in f.close] == ["a2", "b2"] and [w["text"] for w in f.wrong] == ["a2", "b2"]
+
+
+@pytest.mark.slow
+def test_flowsim_nlu_passes_the_shipped_sets_and_fails_a_confusable_one(tmp_path: Path) -> None:
+    shipped = subprocess.run([sys.executable, "-m", "sim.cli", "nlu", str(ROOT / "scenarios" / "bot-conversation.toml"),
+                              "--json", str(tmp_path / "nlu.json")], capture_output=True, text=True, timeout=120,
+                             env=ENV)
+    assert shipped.returncode == 0, shipped.stdout + shipped.stderr
+    assert "intent     TalkToAgent" in shipped.stdout and "macro      precision 1.00  recall 1.00  F1 1.00" in shipped.stdout
+    assert json.loads((tmp_path / "nlu.json").read_text())["macro"]["f1"] == 1.0
+    # Customers who mention their order when they mean their email: the model hears an order.
+    (tmp_path / "utterances").mkdir()
+    for name in ("order_status", "agent"):
+        (tmp_path / "utterances" / f"{name}.txt").write_text((ROOT / "scenarios" / "utterances" / f"{name}.txt").read_text())
+    (tmp_path / "utterances" / "email.txt").write_text("the email for my order\nwhere is my order email\n"
+                                                        "update my email\n")
+    (tmp_path / "bot.toml").write_text((ROOT / "scenarios" / "bot-conversation.toml").read_text())
+    confused = subprocess.run([sys.executable, "-m", "sim.cli", "nlu", str(tmp_path / "bot.toml")], capture_output=True,
+                              text=True, timeout=120, env=ENV)
+    assert confused.returncode == 1, confused.stdout + confused.stderr
+    assert "✗ FAIL min_recall  lowest UpdateEmail 0.33 vs 0.80" in confused.stdout
+    assert "wrong      'where is my order email': expected UpdateEmail, detected CheckOrderStatus" in confused.stdout

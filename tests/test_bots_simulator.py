@@ -283,3 +283,30 @@ def test_vendor_sdk_reads_reporting_turns_with_intents_slots_and_results_unmodif
     assert [(s.name, s.value) for s in turns[3].intent.slots] == [("customer_name", "Ada Lovelace")]
     assert turns[4].ask_action_result == "SuccessConfirmationYes" and turns[4].session_end_details.type == "Exit"
     assert rest.next_uri is None
+
+
+def test_vendor_sdk_finds_the_bots_nlu_domain_and_detects_unmodified(sim: SimulatorThread) -> None:
+    """The flow's latest configuration names its NLU domain and version; LanguageUnderstandingApi's detect answers
+    every intent with a probability, most likely first, and the slot values it found."""
+    import PureCloudPlatformClientV2 as gc  # noqa: N813
+
+    from tests.conftest import token
+
+    with httpx.Client(base_url=sim.url) as http:
+        config = http.get(f"/api/v2/flows/{TEST_BOT}/latestconfiguration", headers=token(http)).json()
+    settings = config["botFlowSettings"]
+    gc.configuration.host = sim.url
+    api = gc.LanguageUnderstandingApi(gc.api_client.ApiClient().get_client_credentials_token(*LOAD_CLIENT))
+    body = gc.NluDetectionRequest()
+    body.input = gc.NluDetectionInput()
+    body.input.text = "has order 1234 shipped yet"
+    got = api.post_languageunderstanding_domain_version_detect(settings["nluDomainId"], settings["nluDomainVersionId"],
+                                                                body)
+    top = got.output.intents[0]
+    assert top.name == "CheckOrderStatus" and top.probability == 0.5
+    assert [(e.name, e.value.resolved) for e in top.entities] == [("order_number", "1234")]
+    assert [i.probability for i in got.output.intents] == sorted((i.probability for i in got.output.intents),
+                                                                reverse=True)
+    version = api.get_languageunderstanding_domain_version(settings["nluDomainId"], settings["nluDomainVersionId"],
+                                                           include_utterances=True)
+    assert {i.name for i in version.intents} == {"CheckOrderStatus", "UpdateEmail", "TalkToAgent"}

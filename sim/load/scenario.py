@@ -145,7 +145,7 @@ def _placeholders(value: Any, r: TableReader, key: str) -> list[str]:
 
 def _parse(data: dict[str, Any], source: str) -> Scenario:
     root = TableReader(data, source, "")
-    root.check_keys({"scenario", "flows", "stages", "thresholds", "live", "messaging", "utterances"})
+    root.check_keys({"scenario", "flows", "stages", "thresholds", "live", "messaging", "utterances", "nlu"})
     kw = _settings(TableReader(data.get("scenario", {}), source, "scenario"), source)
     kind = kw.get("kind", "workflow")
     sets = load_sets(data, source, TEMPLATE_FIELDS) if kind in ("conversation", "messaging") else {}

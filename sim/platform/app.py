@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sim.platform import (admin, bot_analytics, bot_api, contacts, conversation_details, messaging_api, models,
-                          reporting_turns)
+                          nlu_api, reporting_turns)
 from sim.platform.contacts import Contacts
 from sim.platform.messaging import Messaging
 from sim.platform.analytics import AnalyticsQueryError, run_query
@@ -253,6 +253,7 @@ def create_app(org: Org, *, seed: int = 0, clock: Callable[[], float] = time.tim
         *contacts.ROUTES,
         *conversation_details.ROUTES,
         *reporting_turns.ROUTES,
+        *nlu_api.ROUTES,
     ])
     app.state.sim = state
     if org.network is not None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from sim.platform.bots import BotDefinition, Intent
 
-__all__ = ["match_intent", "score_intent", "extract", "words", "MIN_CONFIDENCE"]
+__all__ = ["match_intent", "score_intent", "scores", "extract", "words", "MIN_CONFIDENCE"]
 
 MIN_CONFIDENCE = 0.5
 """An intent is recognised when its best example shares at least this share of its words with the input."""
@@ -36,6 +36,16 @@ def score_intent(bot: BotDefinition, text: str) -> tuple[Intent | None, float]:
             if s > score:
                 best, score = intent, s
     return best, round(score, 4)
+
+
+def scores(bot: BotDefinition, text: str) -> list[tuple[Intent, float]]:
+    """Every intent with its best example's overlap with ``text``, most likely first (what a detect call answers)."""
+    said = words(text)
+    out = []
+    for intent in bot.intents:
+        best = max((len(ex & said) / len(ex) for ex in map(words, intent.utterances) if ex), default=0.0)
+        out.append((intent, round(best, 4)))
+    return sorted(out, key=lambda p: -p[1])
 
 
 def match_intent(bot: BotDefinition, text: str) -> Intent | None:

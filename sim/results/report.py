@@ -9,6 +9,7 @@ from typing import Any
 
 from sim.drivers import driver_for
 from sim.load.figures import RequestRow, ms_text
+from sim.results.coverage import coverage_text
 from sim.results.charts import FAIL_COLOR, PASS_COLOR, Line, Rule, bar_chart, histogram, line_chart
 from sim.load.thresholds import value_text
 from sim.results.summary import CapacityResult, Percentiles, RunSummary, ThresholdResult
@@ -211,7 +212,9 @@ def run_report(s: RunSummary) -> str:
         groups = (tc.get("failures") or {}).get("groups") or []
         body.append(f"<h2>Intent and slot checks: {html.escape(str(tc['verdict']))}</h2><p>{tc.get('checked', 0)} "
                     f"step(s) checked against the platform's reporting turns, {tc.get('failed', 0)} broke.</p>"
-                    + "".join(_group(g) for g in groups))
+                    + "".join(_group(g) for g in groups)
+                    + "".join(f"<p>{html.escape(label)} {html.escape(text)}</p>"
+                              for label, text in (coverage_text(tc["coverage"]) if tc.get("coverage") else [])))
     outcomes = s.flow_completion.outcomes
     if outcomes:
         palette = {"COMPLETED": "#2ca02c", "FAILED": "#d62728", "ERROR": "#ff7f0e", "TIMEOUT": "#8c564b"}

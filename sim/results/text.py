@@ -15,6 +15,7 @@ from rich.text import Text
 
 from sim.drivers import driver_for
 from sim.load.breaks import group_rows
+from sim.results.coverage import coverage_text
 from sim.load.figures import counts_text as _counts
 from sim.load.figures import ms_text as _ms
 from sim.results.summary import CapacityResult, CapacityStep, Percentiles, RunSummary
@@ -102,6 +103,8 @@ def run_rows(s: RunSummary) -> list[Row]:
                            f"{tc['waited_s']} s (those steps unchecked)" if tc.get("sessions_behind") else ""),
                         True if verdict == "PASS" else False if verdict == "FAIL" else None))
         rows += [Row(label, text) for label, text in group_rows(tc.get("failures") or {})]
+        if tc.get("coverage"):
+            rows += [Row(label, text) for label, text in coverage_text(tc["coverage"])]
     for t in s.thresholds:
         rows.append(Row("threshold", f"{'PASS' if t.passed else 'FAIL'} {t.name}  {t.judged}"
                         + (f"  ({t.describes})" if t.describes else ""), t.passed))

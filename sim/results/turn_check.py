@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,6 +20,7 @@ from sim.errors import PlatformError
 from sim.load.breaks import FailureGroups, broken
 from sim.load.client import FlowClient
 from sim.load.records import SessionRecord
+from sim.results.coverage import coverage
 
 __all__ = ["check_turns", "records_of", "REPORTING_TURNS_PATH", "MAX_PAGES"]
 
@@ -119,8 +121,28 @@ def check_turns(client: FlowClient, records: list[SessionRecord], bots: list[str
         groups.add(judged)
         checked, failed = checked + c, failed + f
     verdict = "FAIL" if failed else "NOT CAUGHT UP" if behind else "PASS"
+    sessions = [r for r in records if r.session_id]
+    endings = Counter(f"{r.end}:{r.end_reason}" if r.end in ("Exit", "Disconnect") else r.end for r in sessions)
+    covered = coverage(_defined(client, bots), [t for r in sessions for t in found.get(str(r.session_id), [])], endings)
     return {"verdict": verdict, "sessions": len(mine), "sessions_behind": behind, "checked": checked,
-            "failed": failed, "waited_s": round(clock() - began, 1), "failures": groups.summary()}
+            "failed": failed, "waited_s": round(clock() - began, 1), "failures": groups.summary(), "coverage": covered}
+
+
+def _defined(client: FlowClient, bots: list[str]) -> dict[str, list[str]] | None:
+    """The bots' intents and their slots, from their NLU domain versions (None: not readable)."""
+    out: dict[str, list[str]] = {}
+    for bot in bots:
+        a = client.get_json(f"/api/v2/flows/{bot}/latestconfiguration", "nlu flow configuration")
+        settings = (a.body or {}).get("botFlowSettings") if a.status == 200 and isinstance(a.body, dict) else None
+        if not settings:
+            return None
+        v = client.get_json(f"/api/v2/languageunderstanding/domains/{settings.get('nluDomainId')}/versions/"
+                            f"{settings.get('nluDomainVersionId')}", "nlu domain version")
+        if v.status != 200 or not isinstance(v.body, dict):
+            return None
+        for i in v.body.get("intents") or ():
+            out[str(i.get("name"))] = [str(s) for s in i.get("entityNameReferences") or ()]
+    return out
 
 
 def records_of(rdir: Path) -> list[SessionRecord]:
