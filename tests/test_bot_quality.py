@@ -252,3 +252,33 @@ def test_flowsim_nlu_passes_the_shipped_sets_and_fails_a_confusable_one(tmp_path
     assert confused.returncode == 1, confused.stdout + confused.stderr
     assert "✗ FAIL min_recall  lowest UpdateEmail 0.33 vs 0.80" in confused.stdout
     assert "wrong      'where is my order email': expected UpdateEmail, detected CheckOrderStatus" in confused.stdout
+
+
+@pytest.mark.parametrize(("csv_text", "message"), [
+    ("name,email\nAda,ada@example.com\nGrace\n", "customers.csv line 3: 1 values for 2 columns"),
+    ("Name,email\nAda,ada@example.com\n", "customers.csv line 1: column names are"),
+    ("name,email\n", "customers.csv has no rows under its header"),
+    ("", "customers.csv has no header row"),
+])
+def test_a_bad_data_table_is_one_line_naming_the_file_and_line(tmp_path: Path, csv_text: str, message: str) -> None:
+    from sim.errors import ConfigError
+    from sim.load.scenario import load_scenario
+
+    p = _scenario_with_set(tmp_path, "where is my order {run.seq}\n", '[[flows.turns]]\nsay_from = "order_status"')
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "customers.csv").write_text(csv_text)
+    with pytest.raises(ConfigError) as err:
+        load_scenario(p)
+    assert message in str(err.value) and str(p) in str(err.value)
+
+
+def test_data_placeholders_need_a_column_of_the_flows_table(tmp_path: Path) -> None:
+    from sim.errors import ConfigError
+    from sim.load.scenario import load_scenario
+
+    p = _scenario_with_set(tmp_path, "where is my order {run.seq}\n",
+                           '[[flows.turns]]\nsay = "my shoe size is {data.shoe_size}"')
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "customers.csv").write_text("name,email\nAda,ada@example.com\n")
+    with pytest.raises(ConfigError, match=r"unknown placeholder \{data.shoe_size\}"):
+        load_scenario(p)

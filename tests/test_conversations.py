@@ -208,10 +208,12 @@ def test_conversation_run_one_ledger_record_per_session_single_and_multi_worker(
     assert len({r["identity_id"] for r in ledger}) == 30 and len({r["worker"] for r in ledger}) == max(1, workers)
     lines = [ln for ln in (ROOT / "scenarios" / "utterances" / "order_status.txt").read_text().splitlines()
              if ln and not ln.startswith("#")]
+    names = [row.split(",")[0] for row in (ROOT / "scenarios" / "data" / "customers.csv").read_text().splitlines()[1:]]
     for rec in ledger:  # the utterance set, cycled by conversation; the order number captured and said back
         said = [t["text"] for t in rec["turns"] if t["text"]]
         assert said[0] == lines[rec["seq"] % len(lines)].replace("{run.seq}", str(rec["seq"]))
         assert said[-1] in ("yes, order " + str(rec["seq"]), "yes that's right", "correct")
+        assert said[1].endswith(names[rec["seq"] % len(names)])  # the data table's row, cycled by conversation
     by_id = {r["id"]: r for r in received}
     for rec in ledger:  # every turn the harness recorded is one the bot took, in order
         got = by_id[rec["session_id"]]

@@ -10,6 +10,7 @@ from typing import Any
 
 from sim.drivers.base import PERMISSION_CODES, SizingInputs, Ticket, UnitContext
 from sim.load.client import FlowClient
+from sim.load.datatable import fill_script, row_for
 from sim.load.conversation import SESSIONS_PATH, TURNS_PER_BILLED_SESSION, Conversation, converse, session_body
 from sim.drivers.sessions import Conversations
 from sim.load.identity import Identity, IdentityFactory
@@ -68,7 +69,8 @@ class ConversationDriver:
         # Seeded per session: the same seed and seq say the same alternatives.
         rng = random.Random(f"{sc.seed}-{seq}") if sc.seed is not None else random.Random()
         try:
-            conv = converse(client, body, flow.turns, identity=identity, seq=seq, run_id=ctx.run_id,
+            conv = converse(client, body, fill_script(flow.turns, row_for(flow.data, seq)), identity=identity,
+                            seq=seq, run_id=ctx.run_id,
                             prefix=sc.tag_prefix, rng=rng, think_time_s=sc.think_time_s, max_turns=sc.max_turns,
                             stopping=lambda: ctx.stopping, sleep=ctx.sleep, not_after=due + ctx.max_late_s,
                             on_started=started)

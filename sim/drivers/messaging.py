@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from sim.drivers.base import PERMISSION_CODES, SizingInputs, Ticket, UnitContext
 from sim.drivers.chats import Chats
 from sim.load.client import FlowClient
+from sim.load.datatable import fill_script, row_for
 from sim.load.identity import Identity, IdentityFactory
 from sim.load.messaging import Chat, chat, customer_id, message_body
 from sim.load.records import SessionOpenRecord, SessionRecord
@@ -71,7 +72,8 @@ class MessagingDriver:
 
         rng = random.Random(f"{sc.seed}-{seq}") if sc.seed is not None else random.Random()
         try:
-            conv = chat(client, mailbox, spec, flow.messages, identity=identity, seq=seq, run_id=ctx.run_id,
+            conv = chat(client, mailbox, spec, fill_script(flow.messages, row_for(flow.data, seq)), identity=identity,
+                        seq=seq, run_id=ctx.run_id,
                         prefix=sc.tag_prefix, flow_id=flow.id, rng=rng, think_time_s=sc.think_time_s,
                         max_turns=sc.max_turns, stopping=lambda: ctx.stopping, sleep=ctx.sleep,
                         not_after=due + ctx.max_late_s, on_started=started)

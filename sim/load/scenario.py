@@ -21,6 +21,7 @@ from sim.load.stages import Stage, parse_duration, parse_stages
 from sim.load.template import placeholders
 from sim.load.thresholds import Thresholds, read_thresholds
 from sim.load.utterances import load_sets
+from sim.load.datatable import load_table
 
 __all__ = ["KINDS", "Scenario", "FlowSpec", "Stage", "Thresholds", "load_scenario", "parse_duration", "REGIONS",
            "Target", "resolve_target", "TEMPLATE_FIELDS", "scenario_to_dict", "scenario_from_dict",
@@ -56,6 +57,8 @@ class FlowSpec:
     """A conversation scenario's script for this (digital bot) flow."""
     messages: tuple[MessageSpec, ...] = ()
     """A messaging scenario's script for this (inbound message) flow."""
+    data: tuple[dict[str, str], ...] = ()
+    """A data table's rows (``sim.load.datatable``): conversation n takes row n, its lines say ``{data.<column>}``."""
     channel: str = "Messaging"
     """A bot session's channel name: Chat, Call or Messaging."""
     user_agent: str = "Open"
@@ -125,7 +128,8 @@ def scenario_from_dict(data: dict[str, Any]) -> Scenario:
     """The inverse of :func:`scenario_to_dict`."""
     kw = dict(data)
     kw["flows"] = tuple(FlowSpec(**{**f, "turns": tuple(TurnSpec.from_dict(t) for t in f.get("turns", ())),
-                                    "messages": tuple(MessageSpec.from_dict(m) for m in f.get("messages", ()))})
+                                    "messages": tuple(MessageSpec.from_dict(m) for m in f.get("messages", ())),
+                                    "data": tuple(f.get("data", ()))})
                         for f in kw["flows"])
     kw["messaging"] = messaging_from_dict(kw.get("messaging"))
     kw["stages"] = tuple(Stage(**st) for st in kw["stages"])
@@ -233,14 +237,17 @@ def _flows(data: dict[str, Any], source: str, *, kind: str, sets: dict[str, tupl
         r = TableReader(raw, source, f"flows[{i}]")
         r.check_keys({"id", "weight", "version", "input", "run_id_input"}
                      | ({"turns", "channel", "user_agent", "language"} if conversation else set())
-                     | ({"messages"} if messaging else set()))
+                     | ({"messages"} if messaging else set()) | ({"data"} if conversation or messaging else set()))
         if "id" not in r.table or not isinstance(r.table["id"], str) or not r.table["id"]:
             what = {"conversation": "digital bot flow", "messaging": "inbound message flow"}.get(kind, "workflow")
             raise r.fail("id", f"is required: the flow id (a UUID) of a {what}")
-        turns = parse_turns(r, TEMPLATE_FIELDS, sets, seed) if conversation else ()
+        data_file = r.get("data", str, None)
+        table = load_table(data_file, source, f"flows[{i}].data") if data_file else ()
+        fields = TEMPLATE_FIELDS + tuple(f"data.{c}" for c in (table[0] if table else {}))
+        turns = parse_turns(r, fields, sets, seed) if conversation else ()
         if conversation and not turns:
             raise r.fail("turns", "a conversation needs a script: [[flows.turns]] with what the customer says")
-        messages = parse_messages(r, TEMPLATE_FIELDS, sets, seed) if messaging else ()
+        messages = parse_messages(r, fields, sets, seed) if messaging else ()
         if messaging and not messages:
             raise r.fail("messages", "a messaging conversation needs a script: [[flows.messages]] with what the "
                                      "customer writes")
@@ -257,7 +264,7 @@ def _flows(data: dict[str, Any], source: str, *, kind: str, sets: dict[str, tupl
             raise r.fail("weight", "must be > 0")
         flows.append(FlowSpec(id=r.table["id"], weight=weight, version=r.get("version", str, None) or None,
                               input=dict(inputs), run_id_input=r.get("run_id_input", str, "Flow.loadTestRunId") or None,
-                              turns=turns, messages=messages, channel=r.get("channel", str, "Messaging", choices=CHANNELS),
+                              turns=turns, messages=messages, data=table, channel=r.get("channel", str, "Messaging", choices=CHANNELS),
                               user_agent=r.get("user_agent", str, "Open", choices=USER_AGENTS), language=r.get("language", str, None)))
     return tuple(flows)
 
