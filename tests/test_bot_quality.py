@@ -50,7 +50,7 @@ def test_groups_count_across_workers_keep_one_transcript_and_stay_bounded() -> N
     many = FailureGroups()
     for i in range(MAX_GROUPS + 7):
         rec = _session(f"m{i}", broke_at=2)
-        rec.turns[2]["broken"][0]["expected"] = f"variant {i}"
+        rec.turns[2]["broken"][0]["check"] = f"check {i}"
         many.add(rec)
     assert len(many.groups) == MAX_GROUPS and many.overflow == 7
 
@@ -86,9 +86,10 @@ def test_a_changed_bot_shows_what_broke_live_and_in_its_reporting_turns_everywhe
     s = json.loads((tmp_path / "s.json").read_text())
     (g,) = s["conversations"]["failures"]["groups"]
     assert r.returncode == 1 and g["count"] == s["conversations"]["sessions"] == 12, out[-3000:]
-    assert (g["step"], g["check"], g["expected"]) == (2, "prompt_contains", "is that right")
+    # One group for the step, though each row of the data table expects its own name ("for Ada Example, ...").
+    assert (g["step"], g["check"]) == (2, "prompt_contains") and g["expected"].endswith(", is that right")
     assert g["got"][0][0].endswith(", correct?") and g["sample"]["transcript"][-1][0] == "expected"
-    assert "broke      step 2: prompt_contains expected 'is that right' in 12 conversation(s)" in out
+    assert "broke      step 2: prompt_contains expected 'for " in out and "in 12 conversation(s)" in out
     assert "customer: my name is" in out or "customer: it's" in out
     report = (tmp_path / "r.html").read_text()
     assert "What broke (1 group(s)" in report and "correct?" in report and "transcript" in report
@@ -172,9 +173,11 @@ def _scenario_with_set(tmp_path: Path, lines: str, turn: str) -> Path:
     (tmp_path / "utt").mkdir(exist_ok=True)
     (tmp_path / "utt" / "orders.txt").write_text(lines)
     (tmp_path / "utterances").mkdir(exist_ok=True)
-    for name in ("agent", "email"):  # the shipped scenario's other sets, as they are
+    for name in ("agent", "email"):  # the shipped scenario's other sets and its data table, as they are
         (tmp_path / "utterances" / f"{name}.txt").write_text(
             (ROOT / "scenarios" / "utterances" / f"{name}.txt").read_text())
+    (tmp_path / "data").mkdir(exist_ok=True)
+    (tmp_path / "data" / "customers.csv").write_text((ROOT / "scenarios" / "data" / "customers.csv").read_text())
     text = (ROOT / "scenarios" / "bot-conversation.toml").read_text()
     text = text.replace('order_status = "utterances/order_status.txt"', 'order_status = "utt/orders.txt"')
     start = text.index("[[flows.turns]]")
@@ -242,6 +245,8 @@ def test_flowsim_nlu_passes_the_shipped_sets_and_fails_a_confusable_one(tmp_path
     assert json.loads((tmp_path / "nlu.json").read_text())["macro"]["f1"] == 1.0
     # Customers who mention their order when they mean their email: the model hears an order.
     (tmp_path / "utterances").mkdir()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "customers.csv").write_text((ROOT / "scenarios" / "data" / "customers.csv").read_text())
     for name in ("order_status", "agent"):
         (tmp_path / "utterances" / f"{name}.txt").write_text((ROOT / "scenarios" / "utterances" / f"{name}.txt").read_text())
     (tmp_path / "utterances" / "email.txt").write_text("the email for my order\nwhere is my order email\n"
@@ -265,7 +270,6 @@ def test_a_bad_data_table_is_one_line_naming_the_file_and_line(tmp_path: Path, c
     from sim.load.scenario import load_scenario
 
     p = _scenario_with_set(tmp_path, "where is my order {run.seq}\n", '[[flows.turns]]\nsay_from = "order_status"')
-    (tmp_path / "data").mkdir()
     (tmp_path / "data" / "customers.csv").write_text(csv_text)
     with pytest.raises(ConfigError) as err:
         load_scenario(p)
@@ -278,7 +282,6 @@ def test_data_placeholders_need_a_column_of_the_flows_table(tmp_path: Path) -> N
 
     p = _scenario_with_set(tmp_path, "where is my order {run.seq}\n",
                            '[[flows.turns]]\nsay = "my shoe size is {data.shoe_size}"')
-    (tmp_path / "data").mkdir()
     (tmp_path / "data" / "customers.csv").write_text("name,email\nAda,ada@example.com\n")
     with pytest.raises(ConfigError, match=r"unknown placeholder \{data.shoe_size\}"):
         load_scenario(p)

@@ -4,6 +4,7 @@ Hypothesis fuzzes the scenario and org loaders; real commands are run against ho
 from __future__ import annotations
 
 import http.server
+import shutil
 import subprocess
 import sys
 import threading
@@ -51,6 +52,9 @@ def test_fuzzed_scenarios_load_or_fail_with_config_error(tmp_path: Path, base: s
     either loads or raises ConfigError naming the file — nothing else escapes."""
     p = tmp_path / "fuzz.toml"
     p.write_text(_mutate(base, data), encoding="utf-8")
+    for asset in ("utterances", "data"):  # the files the shipped scenario names, so the fuzz reaches past them
+        if not (tmp_path / asset).exists():
+            shutil.copytree(ROOT / "scenarios" / asset, tmp_path / asset)
     try:
         load_scenario(p)
     except ConfigError as exc:

@@ -95,10 +95,10 @@ def new_failure_groups(a: RunSummary | CapacityResult, b: RunSummary | CapacityR
         sec = getattr(s, "section", None)
         return sec.failure_groups() if sec is not None else []
 
-    seen = {(g["script"], g["step"], g["check"], g["expected"]) for g in groups(a)}
+    seen = {(g["script"], g["step"], g["check"]) for g in groups(a)}
     return [f"script {g['script'] + 1} step {g['step']}: {g['check']} expected {g['expected'][:60]!r} "
             f"({g['count']} conversation(s))" for g in groups(b)
-            if (g["script"], g["step"], g["check"], g["expected"]) not in seen]
+            if (g["script"], g["step"], g["check"]) not in seen]
 
 
 def cells(row: dict[str, Any]) -> tuple[str, str, str]:
