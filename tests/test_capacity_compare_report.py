@@ -123,11 +123,13 @@ def test_capacity_finds_the_simulated_knee_within_10_percent(tmp_path: Path, wor
 @pytest.mark.slow
 @pytest.mark.xdist_group("heavy")  # loads the CPU or checks timing: one such test at a time
 def test_compare_passes_on_noise_and_fails_on_a_real_regression(tmp_path: Path) -> None:
-    """Two runs of the same build compare clean; a run with 60 ms more latency is flagged, exit 1. (The absolute
-    tolerance is 25 ms here: on a shared 2-core box running other tests, a p99 of 80 launches moves by ~10 ms
-    between identical runs; the regression is +60 ms at the median.)"""
+    """Two runs of the same build compare clean; a run with 60 ms more latency is flagged, exit 1. Both runs answer
+    in ~200 ms (the simulator's latency), so a regression must beat 25 ms *and* 20 %: on a shared 2-core box running
+    other tests a p95 of 80 launches moved by 31 ms between identical runs of a ~5 ms target (seen once), which
+    is no regression of a 200 ms flow; +60 ms (+30 %) is."""
     summaries = []
-    for i, faults in enumerate((Faults(), Faults(), Faults(latency=Latency(median_ms=60, p99_ms=80)))):
+    base, slower = Latency(median_ms=200, p99_ms=220), Latency(median_ms=260, p99_ms=280)
+    for i, faults in enumerate((Faults(latency=base), Faults(latency=base), Faults(latency=slower))):
         d = tmp_path / f"r{i}"
         d.mkdir()
         with SimulatorThread(org_with(flow={"faults": faults})) as sim:

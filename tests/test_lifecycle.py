@@ -229,3 +229,29 @@ def test_one_ctrl_c_delivered_twice_is_one_stop_and_a_later_one_insists() -> Non
             except Interrupted as exc:
                 raised.append(exc)
     assert [(e.signum, e.force) for e in raised] == [(signal.SIGINT, False), (signal.SIGINT, True)]
+
+
+def test_the_end_of_a_run_does_not_stop_locust_a_second_time_while_a_stop_waits_on_work_in_flight() -> None:
+    """STOP in the web UI: Locust fires test_stopping (our halt, which waits for work in flight) before its state
+    says it stops. The run's own end, due meanwhile, must not call stop() again (Locust would stop each user twice:
+    "Tried to stop User in an unexpected state: stopping", seen once in a full suite run)."""
+    from types import SimpleNamespace
+
+    from sim.run.fleet import ProcessRun
+
+    calls: list[str] = []
+    runner = SimpleNamespace(state="running", shape_greenlet=None, shape_last_tick=None,
+                             stop=lambda: calls.append("stop"), quit=lambda: calls.append("quit"))
+    env = SimpleNamespace(runner=runner, parsed_options=SimpleNamespace(headless=False))
+    run = ProcessRun(env, None, None, role="local")
+    run.life.begin()
+    run.life.start(0.0)
+    run.life.halt()  # inside Locust's stop(): test_stopping ran our halt; the state still reads "running"
+    run._end_test()
+    assert calls == []
+    other = ProcessRun(env, None, None, role="local")
+    other.life.begin()
+    other.life.start(0.0)
+    other.life.schedule_done()  # the natural end: nothing stops it yet
+    other._end_test()
+    assert calls == ["stop"]

@@ -109,7 +109,8 @@ class ProcessRun:
         (a tick ending while another greenlet stops) stops the users twice, so: nothing if a stop has begun;
         else the shape greenlet is ended first (it sleeps between ticks: never caught inside a stop)."""
         runner = self.runner
-        if runner.state not in ("spawning", "running"):  # locust.runners.STATE_*: a stop or quit is under way
+        # A stop under way: Locust's state shows it only after test_stopping (our halt, waiting on work in flight).
+        if runner.state not in ("spawning", "running") or self.life.halted:  # locust.runners.STATE_*
             return
         if runner.shape_greenlet is not None:
             runner.shape_greenlet.kill(block=True)
