@@ -10,9 +10,7 @@ $(BIN)/flowsim-stamp: pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "flowsim needs Python 3.11+")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	@# --no-compile: byte-compiling every dependency at install cost ~33 s of the 8-minute test budget; Python
-	@# compiles what is imported, once, on first use
-	$(BIN)/pip install --quiet --no-compile -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
 ## run the smoke scenario against the embedded simulator
