@@ -19,7 +19,7 @@ from sim.load.records import Record
 from sim.load.scenario import FlowSpec, Scenario
 from sim.load.stats import RunStats
 
-__all__ = ["Driver", "UnitContext", "Ticket", "SizingInputs", "PERMISSION_CODES"]
+__all__ = ["Driver", "UnitContext", "Ticket", "SizingInputs", "PERMISSION_CODES", "record_unit"]
 
 PERMISSION_CODES = frozenset({"missing.permissions", "missing.any.permissions", "not.authorized"})
 """403 codes after which every later unit would be refused too: the run stops with the reason."""
@@ -95,3 +95,17 @@ class Driver(Protocol):
     def notes(self, scenario: Scenario, units: int, *, simulator: bool) -> tuple[str, ...]: ...
     def ledger_bytes_per_unit(self, scenario: Scenario) -> int: ...
     def analytics_note(self, flow_ids: list[str], division_ids: list[str]) -> dict[str, Any]: ...
+
+
+def record_unit(ctx: UnitContext, res: Attempt, seq: int, due: float, record: Callable[[], Record], *,
+                refused: str, needs: str) -> bool:
+    """How every unit ends once its first request is over (and still this process's to write): never sent →
+    counted as not sent; sent → its record written, and a 403 that would refuse every later unit stops the run
+    (``refused``: the unit in words, ``needs``: the permission). True when the record was written."""
+    if not res.sent:
+        ctx.not_sent(res, seq, due)
+        return False
+    ctx.write(record())
+    if res.status == 403 and res.error in PERMISSION_CODES:
+        ctx.fatal(f"{refused} refused: 403 {res.error} — the OAuth client's role needs {needs}")
+    return True

@@ -8,7 +8,7 @@ import math
 import random
 from typing import Any
 
-from sim.drivers.base import PERMISSION_CODES, SizingInputs, Ticket, UnitContext
+from sim.drivers.base import SizingInputs, Ticket, UnitContext, record_unit
 from sim.load.client import FlowClient
 from sim.load.datatable import fill_script, row_for
 from sim.load.conversation import SESSIONS_PATH, TURNS_PER_BILLED_SESSION, Conversation, converse, session_body
@@ -78,17 +78,10 @@ class ConversationDriver:
             mine = ctx.close_in_flight(seq)
         if not mine:
             return
-        a = conv.start
-        if not a.sent:
-            ctx.not_sent(a, seq, due)
-            return
-        ctx.write(SessionRecord(
+        record_unit(ctx, conv.start, seq, due, lambda: SessionRecord(
             **start(conv), script=script, turns=conv.turns, end=conv.end, end_reason=conv.end_reason, output=conv.output,
             expectation_failures=conv.failures, ended_at=round(conv.ended_at or ctx.now(), 6),
-            billable_sessions=conv.billable_sessions))
-        if a.status == 403 and a.error in PERMISSION_CODES:
-            ctx.fatal(f"session start refused: 403 {a.error} — the OAuth client's role needs "
-                      "textbots:botFlowSession:execute")
+            billable_sessions=conv.billable_sessions), refused="session start", needs="textbots:botFlowSession:execute")
 
     def section(self, stats: RunStats) -> Conversations:
         return Conversations.of(stats)

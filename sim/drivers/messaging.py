@@ -10,7 +10,7 @@ import random
 from typing import Any
 from urllib.parse import urlsplit
 
-from sim.drivers.base import PERMISSION_CODES, SizingInputs, Ticket, UnitContext
+from sim.drivers.base import SizingInputs, Ticket, UnitContext, record_unit
 from sim.drivers.chats import Chats
 from sim.load.client import FlowClient
 from sim.load.datatable import fill_script, row_for
@@ -81,13 +81,9 @@ class MessagingDriver:
             mine = ctx.close_in_flight(seq)
         if not mine:
             return
-        a = conv.start
-        if not a.sent:
-            ctx.not_sent(a, seq, due)
-            return
-        ctx.write(record(conv, end=conv.end, end_reason=conv.end_reason, ended_at=round(conv.ended_at or ctx.now(), 6)))
-        if a.status == 403 and a.error in PERMISSION_CODES:
-            ctx.fatal(f"message refused: 403 {a.error} — the OAuth client's role needs conversation:message:receive")
+        record_unit(ctx, conv.start, seq, due, lambda: record(conv, end=conv.end, end_reason=conv.end_reason,
+                                                             ended_at=round(conv.ended_at or ctx.now(), 6)),
+                    refused="message", needs="conversation:message:receive")
 
     def section(self, stats: RunStats) -> Chats:
         return Chats.of(stats)

@@ -8,7 +8,7 @@ from typing import Any
 
 from jsonschema import Draft7Validator, FormatChecker
 
-from sim.drivers.base import PERMISSION_CODES, SizingInputs, Ticket, UnitContext
+from sim.drivers.base import SizingInputs, Ticket, UnitContext, record_unit
 from sim.load.client import FlowClient
 from sim.load.identity import Identity, IdentityFactory
 from sim.load.payload import PayloadBuilder
@@ -62,17 +62,14 @@ class WorkflowDriver:
             mine = ctx.close_in_flight(seq)
         if not mine:  # written at the stop as unanswered; this late answer is not written twice
             return
-        if not res.sent:
-            ctx.not_sent(res, seq, due)
-            return
         answered = ctx.now()
-        ctx.write(LaunchRecord(
+        written = record_unit(ctx, res, seq, due, lambda: LaunchRecord(
             **base, execution_id=res.execution_id, http_status=res.status, error=res.error, context_id=res.context_id,
             attempts=res.attempts, attempt_statuses=list(res.statuses), attempt_ms=list(res.attempt_ms),
             sent_at=round(res.sent_at or handed, 6), answered_at=round(answered, 6),
-            latency_ms=round(res.elapsed_ms, 3)))
-        if res.status == 403 and res.error in PERMISSION_CODES:
-            ctx.fatal(f"launch refused: 403 {res.error} — the OAuth client's role needs architect:flow:launch")
+            latency_ms=round(res.elapsed_ms, 3)), refused="launch", needs="architect:flow:launch")
+        if not written:
+            return
         if res.execution_id and ctx.scenario.follow:
             self._follow(ctx, client, seq, due, answered, body["name"], res.execution_id)
 
