@@ -19,7 +19,7 @@ from sim.load.records import Record
 from sim.load.scenario import FlowSpec, Scenario
 from sim.load.stats import RunStats
 
-__all__ = ["Driver", "UnitContext", "Ticket", "SizingInputs", "PERMISSION_CODES", "record_unit"]
+__all__ = ["Driver", "UnitContext", "Ticket", "SizingInputs", "PERMISSION_CODES", "record_unit", "attempt_fields"]
 
 PERMISSION_CODES = frozenset({"missing.permissions", "missing.any.permissions", "not.authorized"})
 """403 codes after which every later unit would be refused too: the run stops with the reason."""
@@ -109,3 +109,11 @@ def record_unit(ctx: UnitContext, res: Attempt, seq: int, due: float, record: Ca
     if res.status == 403 and res.error in PERMISSION_CODES:
         ctx.fatal(f"{refused} refused: 403 {res.error} — the OAuth client's role needs {needs}")
     return True
+
+
+def attempt_fields(a: Attempt, now: float) -> dict[str, Any]:
+    """A conversation's start as its ledger records say it (``now``: the send time when it was never stamped)."""
+    sent = a.sent_at or now
+    return {"http_status": a.status, "error": a.error, "context_id": a.context_id, "attempts": a.attempts,
+            "attempt_statuses": list(a.statuses), "attempt_ms": list(a.attempt_ms), "sent_at": round(sent, 6),
+            "answered_at": round(sent + a.elapsed_ms / 1000, 6), "latency_ms": round(a.elapsed_ms, 3)}

@@ -7,7 +7,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from sim.load.breaks import group_rows, step_cases
+from sim.load.breaks import ScriptedFigures, group_rows
 from sim.load.figures import BarChart, MetricSpec, RequestRow, counts_text, ms_text
 from sim.load.inbox import OUTCOMES
 from sim.load.stats import Percentiles, RunStats
@@ -23,7 +23,7 @@ def _p(p: Percentiles) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Chats:
+class Chats(ScriptedFigures):
     """An Open Messaging run's conversations (a customer's first message is the run's unit)."""
 
     key = "messaging"
@@ -194,13 +194,3 @@ class Chats:
             return []
         return [BarChart("How conversations ended (as the customer saw it)", "conversations",
                          tuple((k, v, _ENDING_COLORS.get(k, "#d62728")) for k, v in self.endings.items()))]
-
-    def failure_groups(self) -> list[dict[str, Any]]:
-        return list(self.failures.get("groups") or [])
-
-    def step_cases(self) -> list[tuple[str, str | None]]:
-        return step_cases(self.failures)
-
-    def steps(self) -> list[dict[str, Any]]:
-        """Each scripted step: reached, broke, its turns' latency percentiles (``sim.load.breaks``)."""
-        return list(self.failures.get("steps") or [])

@@ -8,7 +8,7 @@ import math
 import random
 from typing import Any
 
-from sim.drivers.base import SizingInputs, Ticket, UnitContext, record_unit
+from sim.drivers.base import SizingInputs, Ticket, UnitContext, attempt_fields, record_unit
 from sim.load.client import FlowClient
 from sim.load.datatable import fill_script, row_for
 from sim.load.conversation import SESSIONS_PATH, TURNS_PER_BILLED_SESSION, Conversation, converse, session_body
@@ -48,12 +48,7 @@ class ConversationDriver:
                 "identity_id": identity.id, "intended_at": round(due, 6), "worker": ctx.worker}
 
         def start(conv: Conversation) -> dict[str, Any]:
-            a = conv.start
-            sent = a.sent_at or ctx.now()
-            return {**base, "session_id": conv.session_id, "http_status": a.status, "error": a.error,
-                    "context_id": a.context_id, "attempts": a.attempts, "attempt_statuses": list(a.statuses),
-                    "attempt_ms": list(a.attempt_ms), "sent_at": round(sent, 6),
-                    "answered_at": round(sent + a.elapsed_ms / 1000, 6), "latency_ms": round(a.elapsed_ms, 3)}
+            return {**base, "session_id": conv.session_id, **attempt_fields(conv.start, ctx.now())}
 
         def started(conv: Conversation) -> None:
             if not conv.start.sent:

@@ -10,7 +10,7 @@ import random
 from typing import Any
 from urllib.parse import urlsplit
 
-from sim.drivers.base import SizingInputs, Ticket, UnitContext, record_unit
+from sim.drivers.base import SizingInputs, Ticket, UnitContext, attempt_fields, record_unit
 from sim.drivers.chats import Chats
 from sim.load.client import FlowClient
 from sim.load.datatable import fill_script, row_for
@@ -52,12 +52,7 @@ class MessagingDriver:
                 "flow_id": flow.id, "identity_id": identity.id, "intended_at": round(due, 6), "worker": ctx.worker}
 
         def start(conv: Chat) -> dict[str, Any]:
-            a = conv.start
-            sent = a.sent_at or ctx.now()
-            return {**base, "session_id": conv.conversation_id, "http_status": a.status, "error": a.error,
-                    "context_id": a.context_id, "attempts": a.attempts, "attempt_statuses": list(a.statuses),
-                    "attempt_ms": list(a.attempt_ms), "sent_at": round(sent, 6),
-                    "answered_at": round(sent + a.elapsed_ms / 1000, 6), "latency_ms": round(a.elapsed_ms, 3)}
+            return {**base, "session_id": conv.conversation_id, **attempt_fields(conv.start, ctx.now())}
 
         def record(conv: Chat, **kw: Any) -> SessionRecord:
             return SessionRecord(**start(conv), script=script, turns=list(conv.turns),

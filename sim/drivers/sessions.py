@@ -7,7 +7,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from sim.load.breaks import group_rows, step_cases
+from sim.load.breaks import ScriptedFigures, group_rows
 from sim.load.figures import BarChart, MetricSpec, RequestRow, counts_text
 from sim.load.stats import Percentiles, RunStats
 
@@ -17,7 +17,7 @@ _ENDING_COLORS = {"Exit": "#2ca02c", "Disconnect": "#ff7f0e"}
 
 
 @dataclass(frozen=True, kw_only=True)
-class Conversations:
+class Conversations(ScriptedFigures):
     """A conversational run's sessions (a session start is the run's unit): turns, endings, scripts."""
 
     key = "conversations"
@@ -166,13 +166,3 @@ class Conversations:
             return []
         return [BarChart("How sessions ended (Exit/Disconnect: the bot; others: the harness)", "sessions",
                          tuple((k, v, _ENDING_COLORS.get(k.split(":")[0], "#d62728")) for k, v in self.endings.items()))]
-
-    def failure_groups(self) -> list[dict[str, Any]]:
-        return list(self.failures.get("groups") or [])
-
-    def step_cases(self) -> list[tuple[str, str | None]]:
-        return step_cases(self.failures)
-
-    def steps(self) -> list[dict[str, Any]]:
-        """Each scripted step: reached, broke, its turns' latency percentiles (``sim.load.breaks``)."""
-        return list(self.failures.get("steps") or [])

@@ -15,7 +15,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-__all__ = ["FailureGroups", "broken", "MAX_GROUPS", "step_name", "group_rows", "step_cases"]
+__all__ = ["FailureGroups", "broken", "MAX_GROUPS", "step_name", "group_rows", "step_cases", "ScriptedFigures"]
 
 MAX_GROUPS = 100
 """Distinct groups kept; more are counted in ``overflow`` (a script that breaks in a hundred ways says enough)."""
@@ -187,3 +187,20 @@ def step_cases(failures: dict[str, Any]) -> list[tuple[str, str | None]]:
         cases.append((name, f"{st['failed']} of {st['reached']} conversations broke here: {why}" if st["failed"]
                       else None))
     return cases
+
+
+class ScriptedFigures:
+    """What a conversational section (``Conversations``, ``Chats``) answers from its ``failures``
+    (:meth:`FailureGroups.summary`): the groups, one JUnit case per step, the steps."""
+
+    failures: dict[str, Any]
+
+    def failure_groups(self) -> list[dict[str, Any]]:
+        return list(self.failures.get("groups") or [])
+
+    def step_cases(self) -> list[tuple[str, str | None]]:
+        return step_cases(self.failures)
+
+    def steps(self) -> list[dict[str, Any]]:
+        """Each scripted step: reached, broke, its turns' latency percentiles."""
+        return list(self.failures.get("steps") or [])
