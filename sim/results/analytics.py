@@ -22,10 +22,10 @@ from typing import Any
 import orjson
 
 from sim.errors import PlatformError
-from sim.load.client import FlowClient
+from sim.load.client import Attempt, FlowClient
 
 __all__ = ["AnalyticsCheck", "BotAnalyticsCheck", "check_analytics", "check_bot_analytics", "interval_of",
-           "span_of", "GRANULARITY_S", "BOT_QUERY_PATH", "QUERY_PATH"]
+           "span_of", "answer_of", "GRANULARITY_S", "BOT_QUERY_PATH", "QUERY_PATH"]
 
 QUERY_PATH = "/api/v2/analytics/flowexecutions/aggregates/query"
 BOT_QUERY_PATH = "/api/v2/analytics/bots/aggregates/query"
@@ -119,10 +119,15 @@ def _query(client: FlowClient, interval: str, *, path: str = QUERY_PATH, group_b
            metrics: tuple[str, ...] = ("nFlowExecutions",)) -> list[dict[str, Any]]:
     body = {"interval": interval, "groupBy": list(group_by), "metrics": list(metrics)}
     a = client.request("POST", path, "analytics query", body=orjson.dumps(body), retry_transport=True)
+    return list(answer_of(a, "the analytics query").get("results") or [])
+
+
+def answer_of(a: Attempt, what: str) -> dict[str, Any]:
+    """An analytics answer's body; PlatformError for an error answer, or none (``what`` names the query)."""
     if a.status != 200 or not isinstance(a.body, dict):
         raise PlatformError.from_body(a.status, a.body) if a.status else PlatformError(
-            status=0, code=a.error or "transport", message="the analytics query got no answer")
-    return list(a.body.get("results") or [])
+            status=0, code=a.error or "transport", message=f"{what} got no answer")
+    return a.body
 
 
 def _count(result: dict[str, Any], metric: str = "nFlowExecutions") -> int:

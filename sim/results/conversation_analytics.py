@@ -18,9 +18,8 @@ from typing import Any
 
 import orjson
 
-from sim.errors import PlatformError
 from sim.load.client import FlowClient
-from sim.results.analytics import interval_of
+from sim.results.analytics import answer_of, interval_of
 
 __all__ = ["ConversationCheck", "check_conversation_analytics", "DETAILS_PATH", "MAX_PAGES"]
 
@@ -65,12 +64,10 @@ def _conversations(client: FlowClient, interval: str) -> tuple[list[dict[str, An
                     {"type": "dimension", "dimension": "mediaType", "operator": "matches", "value": "message"}]}]}
         a = client.request("POST", DETAILS_PATH, "analytics conversation details", body=orjson.dumps(body),
                            retry_transport=True)
-        if a.status != 200 or not isinstance(a.body, dict):
-            raise PlatformError.from_body(a.status, a.body) if a.status else PlatformError(
-                status=0, code=a.error or "transport", message="the conversation details query got no answer")
-        got = list(a.body.get("conversations") or [])
+        answer = answer_of(a, "the conversation details query")
+        got = list(answer.get("conversations") or [])
         out += got
-        if len(out) >= int(a.body.get("totalHits") or 0) or len(got) < _PAGE:
+        if len(out) >= int(answer.get("totalHits") or 0) or len(got) < _PAGE:
             return out, False
     return out, True
 

@@ -16,10 +16,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sim.errors import PlatformError
 from sim.load.breaks import FailureGroups, broken
 from sim.load.client import FlowClient
 from sim.load.records import SessionRecord
+from sim.results.analytics import answer_of
 from sim.results.coverage import coverage
 
 __all__ = ["check_turns", "records_of", "REPORTING_TURNS_PATH", "MAX_PAGES"]
@@ -41,12 +41,10 @@ def _read(client: FlowClient, bot: str, interval: str) -> dict[str, list[dict[st
         if path is None:
             break
         a = client.request("GET", path, "analytics reporting turns", retry_transport=True)
-        if a.status != 200 or not isinstance(a.body, dict):
-            raise PlatformError.from_body(a.status, a.body) if a.status else PlatformError(
-                status=0, code=a.error or "transport", message="the reporting turns query got no answer")
-        for t in a.body.get("entities") or ():
+        body = answer_of(a, "the reporting turns query")
+        for t in body.get("entities") or ():
             by_session.setdefault(str(t.get("sessionId")), []).append(t)
-        path = a.body.get("nextUri")
+        path = body.get("nextUri")
     return by_session
 
 
