@@ -164,22 +164,58 @@ def write_html(path: str | None, render: Callable[[], str]) -> None:
         print(f"report: {path}", file=sys.stderr)
 
 
-def _load_json(path: str) -> Any:
-    from sim.results.summary import load_summary
-
+def _read_json(path: str) -> Any:
     try:
         data = json.loads(read_bounded(path, what="a summary JSON file", max_bytes=MAX_SUMMARY_BYTES))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"not JSON: {exc}", source=path) from None
     if not isinstance(data, dict):
         raise ConfigError("not a flowsim run or capacity summary (--summary-json)", source=path)
-    return load_summary(data, source=path)
+    return data
+
+
+def _load_json(path: str) -> Any:
+    from sim.results.summary import load_summary
+
+    return load_summary(_read_json(path), source=path)
+
+
+def _f2(v: float | None) -> str:
+    return "–" if v is None else f"{v:.2f}"
+
+
+def _compare_nlu(args: argparse.Namespace, a: dict[str, Any], b: dict[str, Any]) -> int:
+    from sim.results.nlu_compare import is_nlu_result, nlu_changes
+
+    if not (is_nlu_result(a) and is_nlu_result(b)):
+        raise ConfigError("compares two flowsim nlu --json files, or two run/capacity summaries: not one of each",
+                          source=args.b if is_nlu_result(a) else args.a)
+    ch = nlu_changes(a, b, f1_abs=args.f1_abs, sources=(args.a, args.b))
+    for name, data in (("A", a), ("B", b)):
+        print(f"{name}  {getattr(args, name.lower())}: bot {data.get('bot')}, version {data.get('version')}, "
+              f"{len(data.get('detections') or ())} utterances, macro F1 {(data.get('macro') or {}).get('f1')}")
+    print(f"tolerance: F1 -{args.f1_abs:g} (macro and per intent)")
+    for what, rows in (("broke", ch.broke), ("fixed", ch.fixed), ("moved", ch.moved)):
+        for r in rows[:20]:
+            print(f"{what:<7}{r['text'][:60]!r} ({r['expected']}): {r['a']} → {r['b']}")
+        if len(rows) > 20:
+            print(f"{what:<7}... and {len(rows) - 20} more")
+    print(f"changed intent: {len(ch.broke)} broke (right in A, wrong in B), {len(ch.fixed)} fixed, {len(ch.moved)} "
+          f"wrong both times as another intent; {ch.only_a} utterance(s) only in A, {ch.only_b} only in B")
+    for name, x, y, bad in ch.f1:
+        print(f"F1 {name:<23}{_f2(x):>8}{_f2(y):>8}  {'REGRESSED' if bad else 'ok'}")
+    print(f"regression in: F1 of {', '.join(ch.regressed)}" if ch.regressed else "no regression beyond tolerances")
+    return 1 if ch.regressed else 0
 
 
 def compare(args: argparse.Namespace) -> int:
     from sim.results.compare import Tolerances, cells, compare, describe, new_failure_groups
+    from sim.results.summary import load_summary
 
-    a, b = _load_json(args.a), _load_json(args.b)
+    raw_a, raw_b = _read_json(args.a), _read_json(args.b)
+    if "nlu" in (raw_a.get("kind"), raw_b.get("kind")):
+        return _compare_nlu(args, raw_a, raw_b)
+    a, b = load_summary(raw_a, source=args.a), load_summary(raw_b, source=args.b)
     tol = Tolerances(latency_rel=args.latency_rel, latency_abs_ms=args.latency_abs_ms,
                      error_rate_abs=args.error_rate_abs, rate_rel=args.rate_rel)
     rows = compare(a, b, tol)
@@ -189,8 +225,8 @@ def compare(args: argparse.Namespace) -> int:
           f"+{tol.error_rate_abs * 100:g} points, rates -{tol.rate_rel:.0%}")
     print(f"{'metric':<26}{'A':>12}{'B':>12}{'change':>18}")
     for r in rows:
-        a, b, ch = cells(r)
-        print(f"{r['metric']:<26}{a:>12}{b:>12}{ch:>18}  {'REGRESSED' if r['regressed'] else 'ok':<9}  "
+        cell_a, cell_b, change = cells(r)
+        print(f"{r['metric']:<26}{cell_a:>12}{cell_b:>12}{change:>18}  {'REGRESSED' if r['regressed'] else 'ok':<9}  "
               f"{r['note']}".rstrip())
     bad = [r["metric"] for r in rows if r["regressed"]]
     new = new_failure_groups(a, b)

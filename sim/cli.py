@@ -211,8 +211,8 @@ def _add_compare(sub: Any) -> None:
     from sim.results.compare import Tolerances
 
     cmp_ = _cmd(sub, "compare", "compare two summaries; exit 1 when B regressed beyond tolerances")
-    cmp_.add_argument("a", help="baseline summary JSON")
-    cmp_.add_argument("b", help="candidate summary JSON")
+    cmp_.add_argument("a", help="baseline summary JSON (or flowsim nlu --json)")
+    cmp_.add_argument("b", help="candidate summary JSON (or flowsim nlu --json)")
     t = Tolerances()
     share = "a percentage (20%%) or a fraction (0.2); a bare number above 1 is refused as ambiguous"
     cmp_.add_argument("--latency-rel", type=_share, default=t.latency_rel, metavar="SHARE",
@@ -223,6 +223,8 @@ def _add_compare(sub: Any) -> None:
                       help=f"error-rate rise allowed, in points: {share} (default {_pct(t.error_rate_abs)})")
     cmp_.add_argument("--rate-rel", type=_share, default=t.rate_rel, metavar="SHARE",
                       help=f"relative rate drop allowed: {share} (default {_pct(t.rate_rel)})")
+    cmp_.add_argument("--f1-abs", type=_share, default=0.02, metavar="SHARE",
+                      help="two NLU results: F1 drop allowed, macro and per intent (default 0.02)")
     cmp_.set_defaults(func=commands.compare)
 
     rep = _cmd(sub, "report", "render the HTML report of a run or capacity summary JSON")

@@ -2,7 +2,9 @@
 table maps its utterance sets to the intent each must be understood as; every utterance goes to the bot flow's
 NLU domain version (``POST .../detect``, the domain and version read from the flow's latest configuration) at a
 bounded rate; the answer is a confusion matrix, precision / recall / F1 per intent and macro, a confidence
-histogram, the close calls, and thresholds for a CI exit code::
+histogram, the close calls, and thresholds for a CI exit code; the platform's own quality report for that domain
+version is printed beside (when readable). ``--json`` keeps every detection: ``flowsim compare`` of two such files
+lists the utterances that changed intent::
 
     [nlu]
     sets = { order_status = "CheckOrderStatus", agent = "TalkToAgent" }   # [utterances] set → intent
@@ -98,7 +100,38 @@ def _detect_all(client: Any, domain: str, version: str, items: list[tuple[str, s
     return out
 
 
-def _print(f: Any, cfg: dict[str, Any], header: str) -> list[tuple[str, bool]]:
+def _vendor_report(client: Any, domain: str, version: str) -> dict[str, Any]:
+    """The platform's own quality report for the domain version (its training utterances cross-validated), read
+    beside flowsim's figures: its macro metrics and each intent's share detected right; ``unreadable`` when the
+    platform does not answer it (a permission, an older org)."""
+    a = client.get_json(f"/api/v2/languageunderstanding/domains/{domain}/versions/{version}/report", "nlu report")
+    if a.status != 200 or not isinstance(a.body, dict):
+        why = (a.body or {}).get("message") if isinstance(a.body, dict) else (a.cause or a.error)
+        return {"unreadable": f"HTTP {a.status or '—'}: {str(why or 'no answer')[:200]}"}
+    metrics = {str(m.get("name")): m.get("value") for m in (a.body.get("summary") or {}).get("metrics") or ()
+               if isinstance(m, dict)}
+    recall = {}
+    for row in a.body.get("confusionMatrix") or ():
+        if isinstance(row, dict) and isinstance(row.get("name"), str):
+            recall[row["name"]] = next((c.get("value") for c in row.get("columns") or ()
+                                        if isinstance(c, dict) and c.get("name") == row["name"]), None)
+    return {"metrics": metrics, "recall": recall}
+
+
+def _print_vendor(v: dict[str, Any], f: Any) -> None:
+    if "unreadable" in v:
+        print(f"vendor     quality report not readable ({v['unreadable']})")
+        return
+    print("vendor     quality report (the platform's, on its training utterances): "
+          + "  ".join(f"{k} {float(x):.2f}" for k, x in v["metrics"].items() if isinstance(x, (int, float))))
+    for intent, r in v["recall"].items():
+        ours = f.per_intent.get(intent, {}).get("recall")
+        beside = f"; this run {ours:.2f}" if ours is not None else "; not in this run's sets"
+        print(f"vendor     {intent}: recall {float(r):.2f} on training utterances{beside}"
+              if isinstance(r, (int, float)) else f"vendor     {intent}: no recall figure")
+
+
+def _print(f: Any, cfg: dict[str, Any], header: str, vendor: dict[str, Any]) -> list[tuple[str, bool]]:
     print(header)
     width = max(12, *(len(x) for x in f.labels))
     print(f"confusion  {'expected / detected':<{width}} " + " ".join(f"{x[:width]:>{width}}" for x in f.labels))
@@ -114,6 +147,7 @@ def _print(f: Any, cfg: dict[str, Any], header: str) -> list[tuple[str, bool]]:
               f"{c['second'][0]} {c['second'][1]:.2f}")
     for w in f.wrong[:10]:
         print(f"wrong      {w['text'][:60]!r}: expected {w['expected']}, detected {w['detected']} ({w['confidence']:.2f})")
+    _print_vendor(vendor, f)
     verdicts = []
     if cfg["min_macro_f1"] is not None:
         verdicts.append((f"min_macro_f1  {f.macro['f1']:.2f} vs {cfg['min_macro_f1']:.2f}",
@@ -144,6 +178,7 @@ def nlu(args: argparse.Namespace) -> int:
             bot = scenario.flows[0].id
             domain, version = _domain(client, bot)
             detections = _detect_all(client, domain, version, items, cfg["rate"])
+            vendor = _vendor_report(client, domain, version)
         finally:
             client.close()
             client.tokens.close()
@@ -152,9 +187,12 @@ def nlu(args: argparse.Namespace) -> int:
             sim.stop()
     f = nlu_figures(detections, min_confidence=cfg["min_confidence"], close_margin=cfg["close_margin"])
     verdicts = _print(f, cfg, f"nlu        bot {bot}, domain {domain} version {version}: {len(items)} utterances "
-                              f"from {len(cfg['sets'])} set(s) at {cfg['rate']:g}/s")
+                              f"from {len(cfg['sets'])} set(s) at {cfg['rate']:g}/s", vendor)
     if args.json:
-        Path(args.json).write_text(json.dumps({"bot": bot, "domain": domain, "version": version, **f.to_dict(),
-                                               "detections": [{"text": d.text, "expected": d.expected,
-                                                               "intents": d.intents} for d in detections]}, indent=2))
+        mc = cfg["min_confidence"]
+        Path(args.json).write_text(json.dumps({
+            "kind": "nlu", "bot": bot, "domain": domain, "version": version, "min_confidence": mc, **f.to_dict(),
+            "vendor_report": vendor, "passed": all(ok for _t, ok in verdicts),
+            "detections": [{"text": d.text, "expected": d.expected, "detected": d.detected(mc), "intents": d.intents}
+                           for d in detections]}, indent=2))
     return 0 if all(ok for _t, ok in verdicts) else 1

@@ -94,7 +94,8 @@ def test_a_changed_bot_shows_what_broke_live_and_in_its_reporting_turns_everywhe
     report = (tmp_path / "r.html").read_text()
     assert "What broke (1 group(s)" in report and "correct?" in report and "transcript" in report
     assert "Turn latency over time" in report and "Each scripted step" in report and "Intent and slot checks" in report
-    assert any("turn_p95" in row for row in s["timeseries"])
+    assert any("turn_p95" in row for row in s["timeseries"]) and "Endings over time" in report
+    assert sum(row.get("endings", {}).get("Exit:TriggeredByFlow", 0) for row in s["timeseries"]) == 12
     steps = s["conversations"]["failures"]["steps"]
     assert [(st["step"], st["reached"], st["failed"]) for st in steps] == [(1, 12, 0), (2, 12, 12), (3, 12, 0)]
     assert all(st["p95_ms"] > 0 for st in steps)
@@ -115,7 +116,10 @@ def test_a_changed_bot_shows_what_broke_live_and_in_its_reporting_turns_everywhe
     assert failing[0].startswith("intents step 1:") and failing[1].startswith("step 2:")
 
 
-def test_compare_names_a_failure_group_new_in_b() -> None:
+def test_compare_names_a_failure_group_new_in_b(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Through the command, as CI calls it: the summaries written to disk and read back (the printed rows once
+    shadowed the two summaries, so the command never saw a new group)."""
+    from sim.cli import main
     from sim.results.compare import new_failure_groups
     from sim.results.summary import Conversations
     from tests.test_capacity_compare_report import fake_summary
@@ -124,8 +128,15 @@ def test_compare_names_a_failure_group_new_in_b() -> None:
     groups.add(_session("a", broke_at=2))
     a = dataclasses.replace(fake_summary(10, p95=5), load="conversation", section=Conversations(sessions=1))
     b = dataclasses.replace(a, section=Conversations(sessions=1, failures=groups.summary()))
-    assert new_failure_groups(a, b) == ["script 1 step 2: prompt_contains expected 'is that right' (1 conversation(s))"]
+    line = "script 1 step 2: prompt_contains expected 'is that right' (1 conversation(s))"
+    assert new_failure_groups(a, b) == [line]
     assert new_failure_groups(b, b) == [] and new_failure_groups(b, a) == []
+    for name, s in (("a", a), ("b", b)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(s.to_dict()))
+    assert main(["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 1
+    out = capsys.readouterr().out
+    assert f"new failure group in B: {line}  REGRESSED" in out and "regression in: new failure groups" in out
+    assert main(["compare", str(tmp_path / "b.json"), str(tmp_path / "a.json")]) == 0
 
 
 def test_turn_latency_series_is_kept_apart_and_merges() -> None:
@@ -143,6 +154,28 @@ def test_turn_latency_series_is_kept_apart_and_merges() -> None:
     plain = TimeSeries()
     plain.latency(0, 5.0)
     assert "lat_turn" not in plain.encode()  # a workflow run carries no turn buckets at all
+
+
+def test_endings_over_time_are_counted_by_the_second_due_merge_and_cap_their_names() -> None:
+    from sim.load.series import MAX_ENDINGS, TimeSeries
+
+    a, b = TimeSeries(), TimeSeries()
+    a.count(5, "launched")
+    a.ending(5, "transferred")
+    b.ending(3, "no_reply")  # an earlier second than a's first: a's arrays shift right on merge
+    b.ending(5, "transferred", 2)
+    a.merge(b.encode())
+    rows = {r["t"]: r for r in a.rows()}
+    assert rows[3]["endings"] == {"no_reply": 1} and rows[5]["endings"] == {"transferred": 3}
+    assert rows[4]["endings"] == {} and rows[5]["launched"] == 1
+    many = TimeSeries()
+    for i in range(MAX_ENDINGS + 5):
+        many.ending(0, f"Exit:reason{i}")
+    (row,) = many.rows()
+    assert len(row["endings"]) == MAX_ENDINGS and row["endings"]["other"] == 6 and sum(row["endings"].values()) == 17
+    plain = TimeSeries()
+    plain.count(0, "launched")
+    assert "endings" not in plain.encode() and "endings" not in plain.rows()[0]  # a workflow run: none at all
 
 
 def test_a_check_the_platform_has_not_answered_yet_is_not_a_failure() -> None:
@@ -257,6 +290,56 @@ def test_flowsim_nlu_passes_the_shipped_sets_and_fails_a_confusable_one(tmp_path
     assert confused.returncode == 1, confused.stdout + confused.stderr
     assert "✗ FAIL min_recall  lowest UpdateEmail 0.33 vs 0.80" in confused.stdout
     assert "wrong      'where is my order email': expected UpdateEmail, detected CheckOrderStatus" in confused.stdout
+
+
+def test_nlu_compare_lists_what_changed_intent_and_judges_f1_with_a_tolerance() -> None:
+    from sim.results.nlu_compare import nlu_changes
+
+    def run(detected: list[str], f1: dict[str, float]) -> dict[str, object]:
+        texts = [("order 1", "Order"), ("order 2", "Order"), ("agent", "Agent"), ("agent", "Agent")]
+        return {"kind": "nlu", "detections": [{"text": t, "expected": e, "detected": d}
+                                              for (t, e), d in zip(texts, detected)],
+                "per_intent": {k: {"f1": v} for k, v in f1.items()}, "macro": {"f1": sum(f1.values()) / len(f1)}}
+
+    a = run(["Order", "Agent", "Agent", "(none)"], {"Order": 0.67, "Agent": 0.8})
+    b = run(["Agent", "Order", "Agent", "Order"], {"Order": 0.66, "Agent": 0.5})
+    ch = nlu_changes(a, b, f1_abs=0.02)
+    assert [(r["text"], r["a"], r["b"]) for r in ch.broke] == [("order 1", "Order", "Agent")]
+    assert [(r["text"], r["a"], r["b"]) for r in ch.fixed] == [("order 2", "Agent", "Order")]
+    assert [(r["text"], r["a"], r["b"]) for r in ch.moved] == [("agent", "(none)", "Order")]  # second "agent"
+    assert ch.regressed == ["Agent", "macro"] and ch.only_a == ch.only_b == 0  # Order's 0.01 drop is within 0.02
+    assert nlu_changes(a, a, f1_abs=0.0).regressed == [] and not nlu_changes(a, a, f1_abs=0.0).broke
+
+
+@pytest.mark.slow
+def test_nlu_compare_between_two_models_names_the_utterances_that_changed(tmp_path: Path) -> None:
+    """`flowsim nlu --json` against the shipped bot and against one whose intent was renamed, then
+    `flowsim compare`: every order utterance broke (CheckOrderStatus → OrderStatus), exit 1; a file compared with
+    itself passes; a run summary compared with an NLU file is refused in one line."""
+    scenario = str(ROOT / "scenarios" / "bot-conversation.toml")
+    files = []
+    for name, org in (("a", default_org()), ("b", _bot_changed())):
+        with SimulatorThread(org) as sim:
+            r = subprocess.run([sys.executable, "-m", "sim.cli", "nlu", scenario, "--target", sim.url, "--json",
+                                str(tmp_path / f"{name}.json")], capture_output=True, text=True, timeout=120, env=ENV)
+        assert r.returncode == (0 if name == "a" else 1), r.stdout + r.stderr
+        assert "vendor     quality report (the platform's" in r.stdout
+        files.append(str(tmp_path / f"{name}.json"))
+    cmp_ = subprocess.run([sys.executable, "-m", "sim.cli", "compare", *files], capture_output=True, text=True,
+                          timeout=60, env=ENV)
+    a = json.loads(Path(files[0]).read_text())
+    orders = sum(1 for d in a["detections"] if d["expected"] == "CheckOrderStatus")
+    assert cmp_.returncode == 1 and orders > 0, cmp_.stdout + cmp_.stderr
+    assert f"changed intent: {orders} broke (right in A, wrong in B), 0 fixed" in cmp_.stdout
+    assert cmp_.stdout.count(": CheckOrderStatus → OrderStatus") == min(orders, 20)
+    assert "F1 CheckOrderStatus" in cmp_.stdout and "regression in: F1 of CheckOrderStatus" in cmp_.stdout
+    same = subprocess.run([sys.executable, "-m", "sim.cli", "compare", files[0], files[0]], capture_output=True,
+                          text=True, timeout=60, env=ENV)
+    assert same.returncode == 0 and "no regression beyond tolerances" in same.stdout, same.stdout + same.stderr
+    (tmp_path / "s.json").write_text(json.dumps({"kind": "run"}))
+    mixed = subprocess.run([sys.executable, "-m", "sim.cli", "compare", str(tmp_path / "s.json"), files[0]],
+                           capture_output=True, text=True, timeout=60, env=ENV)
+    assert mixed.returncode == 2 and "not one of each" in mixed.stderr, mixed.stdout + mixed.stderr
 
 
 @pytest.mark.parametrize(("csv_text", "message"), [

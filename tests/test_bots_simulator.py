@@ -310,3 +310,11 @@ def test_vendor_sdk_finds_the_bots_nlu_domain_and_detects_unmodified(sim: Simula
     version = api.get_languageunderstanding_domain_version(settings["nluDomainId"], settings["nluDomainVersionId"],
                                                            include_utterances=True)
     assert {i.name for i in version.intents} == {"CheckOrderStatus", "UpdateEmail", "TalkToAgent"}
+    # The platform's own quality report: each training utterance held out in turn, shares per row, macro metrics.
+    report = api.get_languageunderstanding_domain_version_report(settings["nluDomainId"],
+                                                                 settings["nluDomainVersionId"])
+    rows = {r.name: {c.name: c.value for c in r.columns} for r in report.confusion_matrix}
+    assert set(rows) == {"CheckOrderStatus", "UpdateEmail", "TalkToAgent"}
+    assert all(sum(cols.values()) == pytest.approx(1.0, abs=1e-3) for cols in rows.values())
+    assert rows["CheckOrderStatus"]["CheckOrderStatus"] == 1.0
+    assert {m.name for m in report.summary.metrics} == {"precision", "recall", "f1_score"}

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["TimeSeries", "KEYS", "LATENCIES"]
+__all__ = ["TimeSeries", "KEYS", "LATENCIES", "MAX_ENDINGS"]
 
 KEYS = ("launched", "failed", "first_failed", "retries", "r429", "missed", "late", "outcome_failed", "busy_ms")
 """What is counted per second (by the second each launch was due): ``failed`` after retries, ``first_failed`` at
@@ -25,6 +25,9 @@ end-to-end time summed: busy_ms / 1000 is the average number of that second's la
 LATENCIES = ("launch", "turn")
 """Latencies kept per second: a unit's first request; a conversation's turns (by the second it was due; rows say
 ``turn_p50``...)."""
+
+MAX_ENDINGS = 12
+"""Ending names kept per second; a run's 12th and later names are counted together as ``other``."""
 
 _PER_DOUBLING = 4
 _N = 96
@@ -50,6 +53,9 @@ class TimeSeries:
     def __init__(self) -> None:
         self._counts = {k: array("I") for k in KEYS}
         self._lats: dict[str, array[int]] = {"launch": array("I")}
+        self._ends: dict[str, array[int]] = {}
+        """A conversation's endings (exit reason, transfer, no reply...) per second, at most :data:`MAX_ENDINGS`
+        names (more count as ``other``)."""
         self._base = 0
         """The second stored at index 0 (a worker's series, drained every report, starts mid-run)."""
         self._seconds = 0
@@ -61,15 +67,16 @@ class TimeSeries:
             self._base = second
         if second < self._base:  # an earlier second than any so far: shift everything right
             more = self._base - second
-            for k, a in self._counts.items():
-                self._counts[k] = array("I", [0] * more) + a
+            for d in (self._counts, self._ends):
+                for k, a in d.items():
+                    d[k] = array("I", [0] * more) + a
             for k, lat in self._lats.items():
                 self._lats[k] = array("I", [0] * (more * _N)) + lat
             self._base, self._seconds = second, self._seconds + more
         i = second - self._base
         if i >= self._seconds:
             more = max(i + 1 - self._seconds, 64)
-            for a in self._counts.values():
+            for a in (*self._counts.values(), *self._ends.values()):
                 a.extend([0] * more)
             for lat in self._lats.values():
                 lat.extend([0] * (more * _N))
@@ -78,6 +85,14 @@ class TimeSeries:
 
     def count(self, second: int, key: str, n: int = 1) -> None:
         self._counts[key][self._index(second)] += n
+
+    def ending(self, second: int, name: str, n: int = 1) -> None:
+        """A conversation due at ``second`` ended this way."""
+        i = self._index(second)
+        if name not in self._ends:
+            name = name if len(self._ends) < MAX_ENDINGS - 1 else "other"
+            self._ends.setdefault(name, array("I", [0] * self._seconds))
+        self._ends[name][i] += n
 
     def _lat(self, kind: str) -> array[int]:
         lat = self._lats.get(kind)
@@ -92,7 +107,7 @@ class TimeSeries:
     def _used(self) -> range:
         """Indexes from the first to the last second with anything in it."""
         def busy(i: int) -> bool:
-            return any(a[i] for a in self._counts.values()) or any(any(lat[i * _N:(i + 1) * _N])
+            return any(a[i] for a in (*self._counts.values(), *self._ends.values())) or any(any(lat[i * _N:(i + 1) * _N])
                                                                     for lat in self._lats.values())
         last = next((i for i in range(self._seconds - 1, -1, -1) if busy(i)), -1)
         first = next((i for i in range(last + 1) if busy(i)), 0)
@@ -109,12 +124,17 @@ class TimeSeries:
                "lat": lat(self._lats["launch"])}
         if "turn" in self._lats:
             out["lat_turn"] = lat(self._lats["turn"])
+        if self._ends:
+            out["endings"] = {k: {str(base + i): a[i] for i in used if a[i]} for k, a in self._ends.items()}
         return out
 
     def merge(self, data: dict[str, Any]) -> None:
         for key, per_second in data.get("counts", {}).items():
             for sec, n in per_second.items():
                 self.count(int(sec), key, n)
+        for name, per_second in data.get("endings", {}).items():
+            for sec, n in per_second.items():
+                self.ending(int(sec), str(name), int(n))
         for key, kind in (("lat", "launch"), ("lat_turn", "turn")):
             for sec, pairs in data.get(key, {}).items():
                 i = self._index(int(sec))
@@ -153,6 +173,8 @@ class TimeSeries:
             turn = self._percentiles(i, "turn")
             if turn:
                 row.update({f"turn_{k}": v for k, v in turn.items()})
+            if self._ends:
+                row["endings"] = {k: a[i] for k, a in self._ends.items() if a[i]}
             out.append(row)
         return out
 
@@ -166,4 +188,4 @@ class TimeSeries:
         return total
 
     def nbytes(self) -> int:
-        return sum(a.itemsize * len(a) for a in (*self._counts.values(), *self._lats.values()))
+        return sum(a.itemsize * len(a) for a in (*self._counts.values(), *self._lats.values(), *self._ends.values()))

@@ -165,7 +165,9 @@ class RunStats:
             self._replies(rec)
         self.breaks.add(rec)
         end = rec.end
-        self.endings[f"{end}:{rec.end_reason}" if end in ("Exit", "Disconnect") else end] += 1
+        ending = f"{end}:{rec.end_reason}" if end in ("Exit", "Disconnect") else end
+        self.endings[ending] += 1
+        self.series.ending(sec, ending)
         if rec.ended_at and rec.answered_at:
             self.record_ms("session", (rec.ended_at - rec.answered_at) * 1000)
 

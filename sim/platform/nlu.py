@@ -5,13 +5,14 @@ a sentence. The dialog (``sim.platform.bots``) and the reporting turns it leaves
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from sim.platform.bots import BotDefinition, Intent
 
-__all__ = ["match_intent", "score_intent", "scores", "extract", "words", "MIN_CONFIDENCE"]
+__all__ = ["match_intent", "score_intent", "scores", "extract", "words", "quality", "MIN_CONFIDENCE"]
 
 MIN_CONFIDENCE = 0.5
 """An intent is recognised when its best example shares at least this share of its words with the input."""
@@ -46,6 +47,28 @@ def scores(bot: BotDefinition, text: str) -> list[tuple[Intent, float]]:
         best = max((len(ex & said) / len(ex) for ex in map(words, intent.utterances) if ex), default=0.0)
         out.append((intent, round(best, 4)))
     return sorted(out, key=lambda p: -p[1])
+
+
+def quality(bot: BotDefinition) -> tuple[dict[str, dict[str, int]], dict[str, float]]:
+    """The model judged on its own training utterances, each held out in turn (leave one out, as a vendor's quality
+    report cross-validates): expected intent → detected intent (or ``""``: none reached the minimum) → count, and
+    the macro precision, recall and F1 of that matrix."""
+    names = [i.name for i in bot.intents]
+    matrix = {n: dict.fromkeys([*names, ""], 0) for n in names}
+    for k, intent in enumerate(bot.intents):
+        for j in range(len(intent.utterances)):
+            rest = intent.utterances[:j] + intent.utterances[j + 1:]
+            others = tuple(dataclasses.replace(i, utterances=rest) if i is intent else i for i in bot.intents)
+            top, score = score_intent(dataclasses.replace(bot, intents=others), intent.utterances[j])
+            matrix[names[k]][top.name if top is not None and score >= MIN_CONFIDENCE else ""] += 1
+    per = []
+    for n in names:
+        predicted = sum(row[n] for row in matrix.values())
+        p = matrix[n][n] / predicted if predicted else 0.0
+        r = matrix[n][n] / sum(matrix[n].values()) if sum(matrix[n].values()) else 0.0
+        per.append((p, r, 2 * p * r / (p + r) if p + r else 0.0))
+    k = max(1, len(per))
+    return matrix, {m: round(sum(x[i] for x in per) / k, 4) for i, m in enumerate(("precision", "recall", "f1_score"))}
 
 
 def match_intent(bot: BotDefinition, text: str) -> Intent | None:

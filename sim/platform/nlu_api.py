@@ -4,8 +4,11 @@ with its intents and training utterances, and ``detect`` — what the model make
 
 [U] choices, documented here because no source confirms them: a bot flow's domain id is ``nlu-<flow id>`` and its
 version id the flow's version; ``detect`` answers every intent with a probability (its best example's word overlap),
-most likely first, and the slot values it can pick out of the text as entities; the permission for all three is
-``languageUnderstanding:nluDomainVersion:view`` (the flow configuration: ``architect:flow:view``).
+most likely first, and the slot values it can pick out of the text as entities; the quality report judges the
+model on its own training utterances, each held out in turn, its confusion values the share of an intent's
+utterances detected as each intent (``""``: none), its summary the macro ``precision``, ``recall`` and
+``f1_score``; the permission for all four is ``languageUnderstanding:nluDomainVersion:view`` (the flow
+configuration: ``architect:flow:view``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from starlette.routing import Route
 
 from sim.platform.auth import Token
 from sim.platform.http import SimState, error, invalid, ok, requires
-from sim.platform.nlu import extract, scores
+from sim.platform.nlu import extract, quality, scores
 from sim.platform.org import Flow
 
 __all__ = ["ROUTES", "PERM_NLU", "domain_id"]
@@ -88,9 +91,22 @@ async def _detect(state: SimState, request: Request, _t: Token, cid: str, rl: di
                "input": {"text": text}, "output": {"intents": intents}}, cid, rl)
 
 
+@requires(PERM_NLU)
+async def _report(state: SimState, request: Request, _t: Token, cid: str, rl: dict[str, str]) -> Response:
+    flow = _bot_flow(state, request.path_params["domain_id"], request.path_params["version_id"])
+    if flow is None or flow.bot is None:
+        return error(state, 404, "not.found", "NLU domain version not found.", cid=cid, headers=rl)
+    matrix, summary = quality(flow.bot)
+    rows = [{"name": name, "columns": [{"name": col, "value": round(n / max(1, sum(row.values())), 4)}
+                                       for col, n in row.items()]} for name, row in matrix.items()]
+    return ok({"version": {"id": flow.version, "domain": {"id": domain_id(flow)}}, "confusionMatrix": rows,
+               "summary": {"metrics": [{"name": k, "value": v} for k, v in summary.items()]}}, cid, rl)
+
+
 _DOMAIN = "/api/v2/languageunderstanding/domains/{domain_id}/versions/{version_id}"
 ROUTES = [
     Route("/api/v2/flows/{flow_id}/latestconfiguration", _latest_configuration, methods=["GET"]),
     Route(_DOMAIN, _domain_version, methods=["GET"]),
     Route(_DOMAIN + "/detect", _detect, methods=["POST"]),
+    Route(_DOMAIN + "/report", _report, methods=["GET"]),
 ]

@@ -103,6 +103,10 @@ def _requests(s: RunSummary) -> str:
             f"{html.escape(note)}</p>")
 
 
+_PALETTE = ("#2ca02c", "#1f77b4", "#ff7f0e", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+            "#17becf")
+
+
 def _latency_rules(s: RunSummary, basis: str | None) -> list[Rule]:
     """Latency thresholds as lines: those judged on ``basis`` (None: all, labelled with theirs)."""
     return [Rule(float(t.limit), f"{t.name} ≤ {t.limit:g} ms ({_LATENCY_LIMITS[t.name]})", vertical=basis is None,
@@ -122,6 +126,13 @@ def _section(s: RunSummary) -> str:
                   dotted=p == "p50") for p in ("p99", "p95", "p50")],
             title="Each turn's latency (a bot's answer; a message's first reply), by the second its conversation was due",
             xlabel="seconds since start", ylabel="ms"))
+    names = sorted({k for r in ts for k in r.get("endings", {})})
+    if names:
+        out.append("<h3>Endings over time</h3>" + line_chart(
+            [Line(name, _PALETTE[i % len(_PALETTE)], [(r["t"], r.get("endings", {}).get(name, 0)) for r in ts],
+                  dashed=i >= len(_PALETTE)) for i, name in enumerate(names)],
+            title="How conversations ended, by the second each was due", xlabel="seconds since start",
+            ylabel="count"))
     steps = sec.steps()
     if steps:
         out.append("<h3>Each scripted step</h3><table><tr><th>step</th><th>what the customer said (one of)</th>"
