@@ -17,7 +17,7 @@ import httpx
 from sim._files import read_bounded
 from sim.errors import ConfigError
 
-__all__ = ["ledger_summary", "analytics", "compare", "report", "write_html", "load_run",
+__all__ = ["ledger_summary", "ledger_merge", "analytics", "compare", "report", "write_html", "load_run",
            "MAX_SUMMARY_BYTES"]
 
 
@@ -46,6 +46,24 @@ def ledger_summary(args: argparse.Namespace) -> int:
     print(json.dumps(s, indent=2) if args.json else _ledger_text(s))
     rec = s.get("reconciliation")
     return 1 if s["duplicate_names"] or (rec and (rec["accepted_not_received"] or rec["received_not_in_ledger"])) else 0
+
+
+def ledger_merge(args: argparse.Namespace) -> int:
+    from sim.load.ledger import ledger_files, merge
+
+    path = Path(args.run) if Path(args.run).is_dir() else Path(args.ledger_dir) / args.run
+    if not path.is_dir() or not ledger_files(path):
+        raise ConfigError(f"no run's ledger at {args.run} or {Path(args.ledger_dir) / args.run}", field="RUN")
+    sources = [Path(f) for f in args.files]
+    for f in sources:
+        if not f.is_file():
+            raise ConfigError("is not a file", source=str(f), field="FILES")
+    got = merge(path, sources)
+    print(f"merged     {got['added']} line(s) new to the run's ledger, {got['already']} already in it; refused "
+          f"{got['other_run']} of another run and {got['unreadable']} unreadable (a torn last line is one)")
+    print(f"count      flowsim ledger summary {args.run}" + (f" --ledger-dir {args.ledger_dir}"
+                                                              if not Path(args.run).is_dir() else ""))
+    return 0
 
 
 def _ledger_text(s: dict[str, Any]) -> str:

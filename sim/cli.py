@@ -264,6 +264,11 @@ def _add_checks(sub: Any) -> None:
     s.add_argument("--target", help="a flowsim simulator URL: also reconcile against what it received")
     s.add_argument("--json", action="store_true", help="print the figures as JSON (default: in words)")
     s.set_defaults(func=commands.ledger_summary)
+    mg = _cmd(lsub, "merge", "fold workers' local ledger copies into a run's ledger (each line once)", "ledger merge")
+    mg.add_argument("run", help="a run id (under --ledger-dir) or a run directory")
+    mg.add_argument("files", nargs="+", help="a worker's local copy: <run>/local/ledger-<host>-<pid>.jsonl")
+    mg.add_argument("--ledger-dir", default="runs", help="where run directories are (default runs)")
+    mg.set_defaults(func=commands.ledger_merge)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,12 +16,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sim.checks import analytics, compare, ledger_summary, report, write_html
+from sim.checks import analytics, compare, ledger_merge, ledger_summary, report, write_html
 from sim.errors import EXIT_USAGE, ConfigError, FlowsimError
 from sim.load.overrides import check_load, constant_rate, scenario_for_run
 from sim.load.scenario import Scenario, load_scenario, parse_duration
 
-__all__ = ["serve", "validate", "run", "capacity", "compare", "report", "ledger_summary", "analytics", "EXIT_OK",
+__all__ = ["serve", "validate", "run", "capacity", "compare", "report", "ledger_summary", "ledger_merge", "analytics", "EXIT_OK",
            "add_separation", "live_view", "cleanup", "nlu"]
 
 EXIT_OK = 0

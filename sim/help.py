@@ -39,8 +39,10 @@ DETAILS: dict[str, tuple[str, str, str]] = {
         "0  a sustainable rate was found\n1  no step passed\n" + _USAGE),
     "compare": (
         "Compare two run (or capacity) summaries: latency, error and rate figures side by side; exit 1 when B\n"
-        "regressed beyond the tolerances (a latency must rise by both the relative and the absolute amount).",
-        "flowsim compare baseline.json candidate.json\nflowsim compare a.json b.json --latency-rel 10% --rate-rel 2%",
+        "regressed beyond the tolerances (a latency must rise by both the relative and the absolute amount).\n"
+        "Two flowsim nlu --json results: the utterances that changed intent, F1 per intent and macro (--f1-abs).",
+        "flowsim compare baseline.json candidate.json\nflowsim compare a.json b.json --latency-rel 10% --rate-rel 2%\n"
+        "flowsim compare nlu-before.json nlu-after.json --f1-abs 0.05",
         "0  no regression\n1  B regressed\n" + _USAGE),
     "report": (
         "Render the self-contained HTML report (inline SVG charts, no scripts) of a summary JSON.",
@@ -70,4 +72,11 @@ DETAILS: dict[str, tuple[str, str, str]] = {
         "simulator) also against what the target received. --json prints the figures as JSON.",
         "flowsim ledger summary 20261130103722-642e\nflowsim ledger summary runs/20261130103722-642e --json",
         "0  reconciled\n1  the ledger disagrees with the target\n" + _USAGE),
+    "ledger merge": (
+        "Fold workers' local ledger copies (<run>/local/ledger-<host>-<pid>.jsonl on each worker's host) into the\n"
+        "run's ledger: a line the run's ledger has is skipped, a line of another run refused, the rest written once\n"
+        "to ledger-merged-<n>.jsonl. For a worker lost mid-run, whose last lines never reached the master.",
+        "flowsim ledger merge 20261130103722-642e worker-b/ledger-hostb-4242.jsonl\n"
+        "flowsim ledger summary 20261130103722-642e",
+        "0  merged (or nothing new)\n" + _USAGE),
 }

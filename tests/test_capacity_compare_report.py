@@ -271,11 +271,15 @@ def test_junit_output_is_read_by_a_junit_parser() -> None:
     (suite,) = list(xml)
     cases = {c.name: c for c in suite}
     assert set(cases) == {"threshold launch_p95_ms", "threshold missed_start_rate", "no launch sent twice",
-                          "run completed"}
-    assert cases["threshold launch_p95_ms"].is_passed
+                          "every launch recorded", "run completed"}
+    assert cases["threshold launch_p95_ms"].is_passed and cases["every launch recorded"].is_passed
     failure = cases["threshold missed_start_rate"].result[0]
     assert isinstance(failure, Failure) and "20.00% > 1.00%" in failure.message  # in the threshold's unit
-    assert suite.tests == 4 and suite.failures == 1
+    assert suite.tests == 5 and suite.failures == 1
+    partial = JUnitXml.fromstring(junit_xml(dataclasses.replace(s, possibly_sent=7, ledger={
+        "incomplete_workers": ["w2"]})))
+    (failed,) = [c for c in list(partial)[0] if c.name == "every launch recorded"]
+    assert "up to 7 launches may have been sent and are unrecorded: the ledger lines of w2" in failed.result[0].message
     assert series_csv(s).splitlines() == [
         "t,time,target,launched,first_failed,failed,retries,r429,missed,late,outcome_failed,in_flight,p50,p95,p99",
         "0,2026-11-30T10:00:00Z,,10,,,,,,,,,,3.1,",

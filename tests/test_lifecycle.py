@@ -255,3 +255,77 @@ def test_the_end_of_a_run_does_not_stop_locust_a_second_time_while_a_stop_waits_
     other.life.schedule_done()  # the natural end: nothing stops it yet
     other._end_test()
     assert calls == ["stop"]
+
+
+class _Clocks:
+    """A worker's monotonic clock and its wall clock, which is ``skew`` seconds off the master's."""
+
+    def __init__(self, master: float, skew: float) -> None:
+        self.master, self.skew, self.mono = master, skew, 500.0
+
+    def advance(self, s: float) -> None:
+        self.master += s
+        self.mono += s
+
+    def wall(self) -> float:
+        return self.master + self.skew
+
+
+@pytest.mark.parametrize("skew", [2.0, -2.0, 0.0])
+def test_a_worker_whose_wall_clock_is_off_keeps_to_the_masters_and_says_by_how_much(skew: float) -> None:
+    """A worker 2 s ahead (or behind) of the master reads the master's time from its messages' ``at`` (each taking
+    5-50 ms to arrive): its clock trails the master's by at most the quickest delay, whatever its wall clock says
+    (even stepped mid-run), so a pacer on it sends every seq on time, none late, the rate exact; its ACK says how
+    far off it is."""
+    import random
+
+    from sim.run.clock import MasterClock
+    from sim.run.pacer import Pacer, WorkerLease
+
+    c = _Clocks(master=T, skew=skew)
+    clock = MasterClock(monotonic=lambda: c.mono, wall=c.wall)
+    w = Worker()
+    w.side.clock = clock
+    p = plan()
+    m = MasterCoordinator(p.schedule, p.to_dict(), start_delay_s=2.0)
+    msg = {**m.start(T, ["w1"])[0].data, "at": c.master}
+    c.advance(0.03)
+    w.side.on_start(msg)
+    assert w.sent[-1][1]["clock_offset_s"] == pytest.approx(-skew - 0.03, abs=1e-6)
+    lease = WorkerLease("w1")
+    lease.apply(Grant.from_dict(msg["grant"]))
+    pacer = Pacer(p.schedule, msg["t0"], lease)
+    rng = random.Random(3)
+    sent: list[tuple[int, float]] = []
+    while c.master < T + 2.0 + p.schedule.duration_s + 2:
+        sends = m.tick(c.master)
+        m.ack(c.master, "w1")
+        delay = rng.uniform(0.005, 0.05)
+        c.advance(delay)
+        for s in sends:
+            clock.observe(c.master - delay)  # sent ``delay`` ago by the master's clock
+            lease.apply(Grant.from_dict(s.data))
+        if c.master > T + 5:
+            c.skew = skew + 3.0  # the worker's wall clock steps mid-run (NTP): nothing moves
+        a = pacer.next(clock())
+        while a.kind == "send":
+            sent.append((a.seq, c.master - a.due))
+            a = pacer.next(clock())
+        assert a.kind != "late", a
+        c.advance(0.01)
+    assert [seq for seq, _ in sent] == list(range(p.schedule.total))
+    # due → sent, on the master's clock: never early; late by at most the estimate's lag (the quickest message's
+    # delay, ≤ 50 ms) plus this loop's step (≤ 60 ms). A clock that read the wall would be 2 s early or late.
+    assert all(0.0 <= behind <= 0.05 + 0.06 + 1e-9 for _, behind in sent), max(b for _, b in sent)
+    assert abs(clock.offset() - (-(skew + 3.0))) <= 0.05 + 1e-9
+
+
+def test_a_worker_whose_clock_is_minutes_off_refuses_in_one_line() -> None:
+    from sim.run.clock import MasterClock
+
+    c = _Clocks(master=T, skew=-120.0)
+    w = Worker()
+    w.side.clock = MasterClock(monotonic=lambda: c.mono, wall=c.wall)
+    w.side.on_start({**start_messages(plan(), ["w1"])["w1"], "at": c.master})
+    assert w.engines == [] and w.sent[0][0] == REFUSED
+    assert "wall clock is 120.0 s behind the master's (more than 30 s): set its time (NTP)" in w.sent[0][1]["reason"]

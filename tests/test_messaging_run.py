@@ -140,7 +140,7 @@ def test_ctrl_c_mid_conversation_ends_customers_and_receiver_cleanly(tmp_path: P
         try:
             deadline = time.monotonic() + 90
             while time.monotonic() < deadline:  # bounded: until some customers are mid-conversation
-                files = list((tmp_path / "runs").rglob("ledger-*.jsonl"))
+                files = [f for f in (tmp_path / "runs").rglob("ledger-*.jsonl") if f.parent.name != "local"]
                 opened = [r for r in read_records(files) if r["event"] == "session_open"]
                 if len(opened) >= 8:
                     break

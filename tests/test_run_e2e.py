@@ -270,6 +270,21 @@ def test_killed_worker_is_reported_and_the_summary_equals_the_ledger(tmp_path: P
     assert s["launched"] + s["not_sent"] + s["missed_starts"] == s["scheduled"] == 400 and 0 < s["not_sent"] < 200
     ledger_ids = {r["execution_id"] for r in ledger if r["execution_id"]}
     assert ledger_ids <= received                  # every recorded launch arrived
+    # The master counts what reached it: the killed worker's last lines did not; how many launches that may be is
+    # bounded by its lease, stated, and fails the verdict — never silently "not sent".
+    assert s["ledger"]["incomplete_workers"] == s["workers_lost"] and s["possibly_sent"] > 0
+    assert len(received - ledger_ids) <= s["possibly_sent"] and s["passed"] is False and "RESULT     FAIL" in out
+    assert "PARTIAL" in out and f"up to {s['possibly_sent']} launches may have been sent and are unrecorded" in out
+    # Its local copy, folded in: every launch it wrote is counted; missing then only its requests in flight.
+    local = list((tmp_path / "runs" / s["run_id"] / "local").glob("ledger-*.jsonl"))
+    merged = subprocess.run([sys.executable, "-m", "sim.cli", "ledger", "merge", s["run_id"], *map(str, local),
+                             "--ledger-dir", str(tmp_path / "runs")], capture_output=True, text=True, env=ENV,
+                            timeout=60)
+    assert merged.returncode == 0 and "refused 0 of another run" in merged.stdout, merged.stdout + merged.stderr
+    ledger = launches(tmp_path, s["run_id"])
+    seqs = [r["seq"] for r in ledger]
+    ledger_ids = {r["execution_id"] for r in ledger if r["execution_id"]}
+    assert len(set(seqs)) == len(seqs) and ledger_ids <= received
     assert len(received - ledger_ids) <= 3         # at most the killed worker's requests in flight at the kill
     dead = {r["worker"] for r in ledger} - {r["worker"] for r in ledger if r["seq"] >= 390}
     assert len(dead) == 1

@@ -1,7 +1,9 @@
 """The ledger: one JSON line per launch attempt, appended and flushed as it happens.
 
-Each process writes its own file, ``<ledger_dir>/<run_id>/ledger-<host>-<pid>.jsonl``, so workers
-never contend; a crash or Ctrl-C loses at most the requests in flight. Records:
+A single process writes ``<ledger_dir>/<run_id>/ledger-<host>-<pid>.jsonl``; a crash or Ctrl-C loses at most
+the requests in flight. With workers, the **master** writes the run's one ledger there, from the lines each worker
+streams to it as it writes them (``sim.run.stream``), on any number of hosts; each worker keeps its own copy under
+``<run_id>/local/`` on its host (``flowsim ledger merge`` folds one in afterwards). Records:
 
 - ``{"event": "launch", ...}``  one per launch attempt (after retries): seq, name, identity id,
   flow id, execution id, HTTP status, error code, intended/sent/answered times, attempts;
@@ -31,6 +33,7 @@ No secrets are ever written: records carry ids, statuses and times (and a conver
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 from collections import Counter
@@ -43,7 +46,7 @@ import orjson
 from sim.load.records import UNIT_EVENTS, LaunchRecord, Record, SessionOpenRecord, SessionRecord, parse
 from sim.load.stats import RunStats
 
-__all__ = ["Ledger", "read_records", "summarize", "ledger_files", "run_dir", "replay"]
+__all__ = ["Ledger", "read_records", "summarize", "ledger_files", "run_dir", "replay", "merge"]
 
 
 def run_dir(ledger_dir: str | Path, run_id: str) -> Path:
@@ -53,12 +56,15 @@ def run_dir(ledger_dir: str | Path, run_id: str) -> Path:
 class Ledger:
     """Append-only JSONL file for this process."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, outbox: Any = None) -> None:
+        """``outbox``: a worker's (``sim.run.stream.Outbox``): every line written is also kept there until it
+        is shipped to the master, which writes the run's one ledger."""
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / f"ledger-{socket.gethostname()}-{os.getpid()}.jsonl"
         self._file = open(self.path, "ab")  # noqa: SIM115 - kept open for the run, closed in close()
         self.lines = 0
         self.dropped = 0
+        self.outbox = outbox
 
     def write(self, record: Record) -> None:
         """Append and flush one record; OSError (disk full, file too large, I/O error) goes to the caller, which
@@ -66,9 +72,25 @@ class Ledger:
         if self._file.closed:  # a request that outlived the stop grace: it is not in the ledger, say how many
             self.dropped += 1
             return
-        self._file.write(orjson.dumps(record.to_json()) + b"\n")
+        line = orjson.dumps(record.to_json()) + b"\n"
+        self._file.write(line)
         self._file.flush()
         self.lines += 1
+        if self.outbox is not None:
+            self.outbox.add(line)
+
+    def write_lines(self, lines: list[bytes]) -> None:
+        """The master: lines streamed from a worker, as they were written there (each ends in a newline)."""
+        if self._file.closed:
+            self.dropped += len(lines)
+            return
+        self._file.write(b"".join(lines))
+        self._file.flush()
+        self.lines += len(lines)
+
+    @property
+    def closed(self) -> bool:
+        return self._file.closed
 
     def close(self) -> None:
         if not self._file.closed:
@@ -84,6 +106,48 @@ def ledger_files(path: str | Path) -> list[Path]:
     if p.is_file():
         return [p]
     return sorted(p.glob("ledger-*.jsonl"))
+
+
+def _digest(line: bytes) -> bytes:
+    return hashlib.blake2b(line, digest_size=16).digest()
+
+
+def merge(rdir: Path, sources: list[Path]) -> dict[str, int]:
+    """Fold workers' local copies into a run's ledger (``flowsim ledger merge``): every line not already in the
+    run's ledger files (byte for byte: a streamed line is the line its worker wrote) is appended, once, to a new
+    ``ledger-merged-<n>.jsonl`` there; a line of another run, or not a ledger record, is refused. The counts."""
+    have: set[bytes] = set()
+    for f in ledger_files(rdir):
+        with open(f, "rb") as fh:
+            have.update(_digest(line.rstrip(b"\n")) for line in fh)
+    run_ids = {str(r.get("run_id")) for r in read_records(ledger_files(rdir)) if r.get("run_id")}
+    out = {"added": 0, "already": 0, "other_run": 0, "unreadable": 0}
+    new: list[bytes] = []
+    for src in sources:
+        with open(src, "rb") as fh:
+            for line in fh:
+                line = line.rstrip(b"\n")
+                try:
+                    rec = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    out["unreadable"] += 1  # a torn last line (the worker was killed mid-write)
+                    continue
+                if not isinstance(rec, dict) or "event" not in rec:
+                    out["unreadable"] += 1
+                elif str(rec.get("run_id")) not in run_ids:
+                    out["other_run"] += 1
+                elif _digest(line) in have:
+                    out["already"] += 1
+                else:
+                    have.add(_digest(line))
+                    new.append(line + b"\n")
+    if new:
+        n = 1 + sum(1 for _ in rdir.glob("ledger-merged-*.jsonl"))
+        tmp = rdir / f".ledger-merged-{n}.tmp"
+        tmp.write_bytes(b"".join(new))
+        tmp.replace(rdir / f"ledger-merged-{n}.jsonl")
+    out["added"] = len(new)
+    return out
 
 
 def read_records(files: list[Path]) -> Iterator[dict[str, Any]]:

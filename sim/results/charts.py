@@ -18,7 +18,7 @@ from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator
 
-__all__ = ["Line", "Rule", "line_chart", "histogram", "bar_chart", "PASS_COLOR", "FAIL_COLOR", "Point"]
+__all__ = ["Line", "Rule", "line_chart", "histogram", "bar_chart", "PASS_COLOR", "FAIL_COLOR", "PALETTE", "Point"]
 
 PASS_COLOR, FAIL_COLOR = "#137333", "#b3261e"
 _RC: dict[Any, Any] = {"svg.fonttype": "none", "svg.hashsalt": "flowsim", "font.size": 9, "axes.titlesize": 11,
@@ -28,6 +28,9 @@ _WIDTH_IN, _HEIGHT_IN = 9.4, 2.9
 
 Point = tuple[float, float]
 
+
+PALETTE = ("#2ca02c", "#1f77b4", "#ff7f0e", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+"""Colours for lines that have no colour of their own (a run's endings), in order."""
 
 @dataclass(frozen=True)
 class Line:

@@ -27,6 +27,7 @@ def junit_xml(s: RunSummary) -> str:
                       None if t.passed else f"{t.judged}" + (f" ({t.describes})" if t.describes else "")))
     cases.append(("no launch sent twice", None if s.duplicate_launches == 0 else
                   f"{s.duplicate_launches} sequence numbers were launched more than once"))
+    cases.append(("every launch recorded", s.partial))
     cases.append(("run completed", None if not (s.interrupted or s.aborted) else
                   (f"aborted: {s.aborted}" if s.aborted else "interrupted before the schedule ended")))
     if s.section is not None:  # a conversation run: each scripted step, failing with what broke there

@@ -10,7 +10,7 @@ from typing import Any
 from sim.drivers import driver_for
 from sim.load.figures import RequestRow, ms_text
 from sim.results.coverage import coverage_text
-from sim.results.charts import FAIL_COLOR, PASS_COLOR, Line, Rule, bar_chart, histogram, line_chart
+from sim.results.charts import FAIL_COLOR, PALETTE, PASS_COLOR, Line, Rule, bar_chart, histogram, line_chart
 from sim.load.thresholds import value_text
 from sim.results.summary import CapacityResult, Percentiles, RunSummary, ThresholdResult
 
@@ -103,10 +103,6 @@ def _requests(s: RunSummary) -> str:
             f"{html.escape(note)}</p>")
 
 
-_PALETTE = ("#2ca02c", "#1f77b4", "#ff7f0e", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-            "#17becf")
-
-
 def _latency_rules(s: RunSummary, basis: str | None) -> list[Rule]:
     """Latency thresholds as lines: those judged on ``basis`` (None: all, labelled with theirs)."""
     return [Rule(float(t.limit), f"{t.name} ≤ {t.limit:g} ms ({_LATENCY_LIMITS[t.name]})", vertical=basis is None,
@@ -129,8 +125,8 @@ def _section(s: RunSummary) -> str:
     names = sorted({k for r in ts for k in r.get("endings", {})})
     if names:
         out.append("<h3>Endings over time</h3>" + line_chart(
-            [Line(name, _PALETTE[i % len(_PALETTE)], [(r["t"], r.get("endings", {}).get(name, 0)) for r in ts],
-                  dashed=i >= len(_PALETTE)) for i, name in enumerate(names)],
+            [Line(name, PALETTE[i % len(PALETTE)], [(r["t"], r.get("endings", {}).get(name, 0)) for r in ts],
+                  dashed=i >= len(PALETTE)) for i, name in enumerate(names)],
             title="How conversations ended, by the second each was due", xlabel="seconds since start",
             ylabel="count"))
     steps = sec.steps()
@@ -196,6 +192,8 @@ def run_report(s: RunSummary) -> str:
                 f"(UTC); schedule {s.duration_s:g} s, {s.scheduled} launches.</p>")
     if s.aborted:
         body.append(f"<p class=fail>Stopped early: {html.escape(s.aborted)}</p>")
+    if s.partial:
+        body.append(f"<p class=fail>Partial counts: {html.escape(s.partial)}</p>")
     body.append("<h2>Thresholds</h2>" + _thresholds(s.thresholds))
     body.append("<h2>Requests</h2>" + _requests(s))
     body.append("<h2>Arrival rate</h2>" + line_chart(

@@ -19,12 +19,10 @@ from sim.drivers.sessions import Conversations
 from sim.load.figures import Figures, FlowCompletion, figures
 from sim.load.stats import Percentiles, RunStats
 from sim.load.thresholds import ThresholdResult, Thresholds, judge
+from sim.results.capacity_result import SUMMARY_SCHEMA, CapacityResult, CapacityStep
 
 __all__ = ["RunSummary", "FlowCompletion", "Conversations", "ThresholdResult", "CapacityResult", "CapacityStep", "SUMMARY_SCHEMA",
            "build_summary", "load_summary", "Percentiles"]
-
-SUMMARY_SCHEMA = 1
-
 
 @dataclass(frozen=True, kw_only=True)
 class RunSummary:
@@ -60,6 +58,10 @@ class RunSummary:
     """Never left: no connection could be made to the target, or no OAuth token could be had (part of not_sent)."""
     unrecorded: int = 0
     """Sent, but the ledger could not be written: the run stopped at once and every count here is partial."""
+    possibly_sent: int = 0
+    """A worker's ledger lines did not all reach the master (it was killed or cut off): up to this many launches it
+    owned may have been sent and are in no ledger the master has (they are part of ``not_sent``); which workers
+    and how many each: ``ledger.possibly_sent_by_worker``. ``flowsim ledger merge`` folds their local copies in."""
     duplicate_launches: int = 0
     """Sequence numbers launched more than once (must be 0)."""
     retries: int
@@ -113,6 +115,20 @@ class RunSummary:
     @property
     def verdict(self) -> str:
         return "INTERRUPTED" if self.interrupted else "PASS" if self.passed else "FAIL"
+
+    @property
+    def partial(self) -> str | None:
+        """Why the counts are not the whole truth (None: they are), in words: the one sentence every view shows."""
+        parts = []
+        if self.unrecorded:
+            parts.append(f"{self.unrecorded} launches were sent but could not be written to the ledger: the run "
+                         "stopped there, and every count is partial")
+        if self.possibly_sent:
+            who = ", ".join(self.ledger.get("incomplete_workers") or ()) or "a worker"
+            parts.append(f"up to {self.possibly_sent} launches may have been sent and are unrecorded: the ledger "
+                         f"lines of {who} stopped reaching the master (counted as not sent; `flowsim ledger merge` "
+                         "folds a worker's local copy in)")
+        return "; ".join(parts) or None
 
     @property
     def figures(self) -> Figures:
@@ -178,7 +194,7 @@ def build_summary(stats: RunStats, *, run_id: str, scenario: str, target: str, t
                   ledger_path: str, ledger: dict[str, Any], duplicates: int, aborted: str | None,
                   interrupted: bool, analytics: dict[str, Any], fatal: bool = False,
                   live: str | None = None, poll_interval_s: float | None = None, load: str = "workflow",
-                  unrecorded: int = 0, started_at: float | None = None) -> RunSummary:
+                  unrecorded: int = 0, started_at: float | None = None, possibly_sent: int = 0) -> RunSummary:
     """The one place a RunSummary is made, from the one place figures are computed (``started_at``: launch 0 due)."""
     drv = driver_for(load)
     f = figures(stats, section=drv.section, poll_interval_s=poll_interval_s)
@@ -189,6 +205,7 @@ def build_summary(stats: RunStats, *, run_id: str, scenario: str, target: str, t
         achieved_rate_per_s=round(f.achieved_rate_per_s, 3),
         scheduled=scheduled, launched=f.launched, succeeded=f.succeeded, failed=f.failed,
         missed_starts=f.missed_starts, late=f.late, refused=f.refused, unrecorded=unrecorded,
+        possibly_sent=possibly_sent,
         not_sent=max(0, scheduled - f.launched - f.missed_starts), duplicate_launches=duplicates,
         retries=f.retries, first_attempt_failed=f.first_attempt_failed, transport_errors=f.transport_errors,
         http_status=dict(sorted(stats.http_status.items())),
@@ -206,62 +223,7 @@ def build_summary(stats: RunStats, *, run_id: str, scenario: str, target: str, t
     verdicts = judge(s.figures.observed(s.target_rate_per_s), thresholds)  # each threshold, observed, pass/fail
     return dataclasses.replace(s, thresholds=verdicts,
                                passed=all(t.passed for t in verdicts) and not interrupted and not fatal
-                               and not aborted and not unrecorded)
-
-
-@dataclass(frozen=True, kw_only=True)
-class CapacityStep:
-    """One step of a capacity search: a run at one constant rate, judged against the SLO."""
-
-    rate_per_s: float
-    passed: bool
-    reasons: tuple[str, ...]
-    achieved_rate_per_s: float
-    launched: int
-    latency_ms: Percentiles
-    error_rate: float
-    """Launches without a 200 after retries / launched."""
-    first_attempt_error_rate: float
-    rate_429: float
-    missed_starts: int
-    run_id: str
-    limiting_factor: str | None
-    turn_p95_ms: float | None = None
-    """A conversational run: the step's turn p95 (judged against the SLO's p95 too)."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class CapacityResult:
-    schema_version: int = SUMMARY_SCHEMA
-    kind: Literal["capacity"] = "capacity"
-    scenario: str = ""
-    sustainable_rate_per_s: float
-    first_failing_rate_per_s: float | None
-    precision: float
-    confidence: str
-    limiting_factor: str | None
-    slo: dict[str, float]
-    steps: tuple[CapacityStep, ...]
-    search_duration_s: float
-    passed: bool
-    load: str = "workflow"
-    """The kind of traffic searched (its driver says what the rates count)."""
-
-    @property
-    def unit(self) -> str:
-        return driver_for(self.load).units
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CapacityResult:
-        kw = {f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d}
-        kw["schema_version"] = d.get("schema_version", 0)
-        kw["kind"] = "capacity"
-        kw["steps"] = tuple(CapacityStep(**{**st, "reasons": tuple(st["reasons"]),
-                                            "latency_ms": Percentiles(**st["latency_ms"])}) for st in d["steps"])
-        return cls(**kw)
+                               and not aborted and not unrecorded and not possibly_sent)
 
 
 def load_summary(data: dict[str, Any], *, source: str = "summary") -> RunSummary | CapacityResult:

@@ -80,9 +80,12 @@ def run_rows(s: RunSummary) -> list[Row]:
         rows.append(Row("live", s.live))
     if s.duplicate_launches:
         rows.append(Row("DUPLICATES", f"{s.duplicate_launches} sequence numbers were launched more than once", False))
-    if s.unrecorded:
-        rows.append(Row("UNRECORDED", f"{s.unrecorded} launches were sent but could not be written to the ledger: "
-                        "the run stopped there, and every count above is partial", False))
+    if s.partial:
+        rows.append(Row("PARTIAL", s.partial, False))
+    offsets = s.ledger.get("clock_offsets_s") or {}
+    if any(abs(v) >= 0.25 for v in offsets.values()):
+        rows.append(Row("clocks", "workers' wall clocks vs the master's (they keep to the master's: no figure moves): "
+                        + ", ".join(f"{w} {v:+.2f} s" for w, v in offsets.items()), style="yellow"))
     if s.workers_lost:
         rows.append(Row("workers", f"lost mid-run: {', '.join(s.workers_lost)} (their share moved to the others)",
                         style="yellow"))

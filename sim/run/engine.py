@@ -52,9 +52,10 @@ class Engine:
                  on_fatal: Callable[[str], None] = lambda _reason: None,
                  log_error: Callable[[str, str, str], None] = lambda _method, _name, _error: None,
                  clock: Callable[[], float] = time.time,
-                 transport: Callable[[float, str | None], httpx.BaseTransport | None] = gevent_transport) -> None:
+                 transport: Callable[[float, str | None], httpx.BaseTransport | None] = gevent_transport,
+                 ledger: Ledger | None = None) -> None:
         """``clock``: epoch seconds (the ledger's times); ``transport``: each user's HTTP transport from (timeout,
-        CA bundle), None for httpx's own."""
+        CA bundle), None for httpx's own; ``ledger``: a worker's streams to the master (default: the run's file)."""
         scenario = plan.scenario
         self.plan = plan
         self.scenario = scenario
@@ -71,7 +72,7 @@ class Engine:
         self.pacer: Pacer | None = None
         self.max_late_s = MAX_LATE_S
         self.stats = RunStats()
-        self.ledger = Ledger(run_dir(plan.ledger_dir, plan.run_id))
+        self.ledger = ledger if ledger is not None else Ledger(run_dir(plan.ledger_dir, plan.run_id))
         self.builder = PayloadBuilder(scenario, plan.run_id, plan.declared_inputs)
         self.identities = IdentityFactory(locale=scenario.locale, seed=scenario.seed)
         client_id, client_secret = credentials(plan)
@@ -114,6 +115,10 @@ class Engine:
                 self._on_fatal(self.ledger_error)
             else:
                 self.stats.add(record, self.t0)
+                if self.ledger.outbox is not None and self.ledger.outbox.full and not self.stopping:
+                    self.stop()  # the master cannot keep up: nothing more is sent that it cannot count
+                    self._on_fatal(f"the master has not taken this worker's ledger lines (64 MiB waiting): flowsim "
+                                   f"stopped sending; {self.ledger.path} has them all")
                 return
         if record.event == self.driver.record_event:
             self.stats.counters["unrecorded"] += 1

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import gevent
+import gevent.event
 
 from sim import logs
 from sim.errors import FlowsimError
@@ -28,8 +29,12 @@ from sim.run.lifecycle import Lifecycle
 from sim.run.metrics import Snapshot
 from sim.run.plan import RunPlan
 from sim.run.prepare import Prepared
-from sim.run.tally import tally
+from sim.run.tally import count_run
+from sim.run.shipping import LOCAL_DIR, MasterLedger, Shipper
+from sim.run.stream import Outbox
+from sim.load.ledger import Ledger, run_dir
 from sim.run import watch, webhook
+from sim.run.master_side import MasterHandlers
 
 __all__ = ["ProcessRun", "Role", "STOP_GRACE_S", "GIVE_UP_S", "WORKER_START_DELAY_S", "LOCAL_START_DELAY_S",
            "TOKEN_WAIT_S"]
@@ -51,20 +56,27 @@ worker's records and final stats then reach the master within its grace."""
 Role = Literal["master", "worker", "local"]
 
 
-class ProcessRun:
+class ProcessRun(MasterHandlers):
     """This process's part of a run, attached to the Locust Environment (no module globals)."""
 
     def __init__(self, env: Any, plan: RunPlan | None, prepared: Prepared | None, *, role: Role) -> None:
         self.env, self.role, self.plan, self.prepared = env, role, plan, prepared  # env: the Locust Environment
         self.engine: Engine | None = None
         self.coord: MasterCoordinator | None = None
+        self.run_ledger: MasterLedger | None = None
+        """master: the run's one ledger, written from its workers' streams (``sim.run.shipping``)."""
+        self.shipper: Shipper | None = None
+        """worker: ships what its ledger writes to the master."""
         self.counted_at = 0.0
         """When the run was counted (monotonic s): the web page waits a while for its workers after that."""
         self.live = RunStats()  # master: merged worker reports, for progress and the abort guard
         self.busy: dict[str, int] = {}
+        self.clock_offsets: dict[str, float] = {}
         """master: each worker's launches in progress at its last report."""
         self.result: RunSummary | None = None
         self.life = Lifecycle()
+        self._halt_over = gevent.event.Event()
+        """Set when a halt has given its grace (a count waits for it: the workers' last lines come within it)."""
         """Where the run is (planned → starting → running → complete → halted → counted): its only state."""
         self.deadline = math.inf
         """Epoch seconds past which the load shape ends the run whatever happens (a safety net)."""
@@ -88,8 +100,8 @@ class ProcessRun:
         return self.life.complete
 
     def send(self, messages: list[Send]) -> None:
-        for m in messages:
-            self.runner.send_message(m.kind, m.data, client_id=m.to)
+        for m in messages:  # ``at``: the master's clock, which its workers keep to (``sim.run.clock``)
+            self.runner.send_message(m.kind, {**m.data, "at": time.time()}, client_id=m.to)
 
     def report(self, **kw: Any) -> None:
         self.env.events.request.fire(**kw)
@@ -133,6 +145,10 @@ class ProcessRun:
         except FlowsimError as exc:
             return self.abort(str(exc), fatal=True)
         if master:
+            try:
+                self.run_ledger = MasterLedger(run_dir(plan.ledger_dir, plan.run_id), plan.run_id)
+            except OSError as exc:
+                return self.abort(f"the run's ledger cannot be written: {exc.strerror or exc}", fatal=True)
             self.coord = MasterCoordinator(plan.schedule, plan.to_dict(), start_delay_s=WORKER_START_DELAY_S)
             self.send(self.coord.start(time.time(), self.live_workers(with_users=False)))
             assert self.coord.t0 is not None
@@ -156,11 +172,17 @@ class ProcessRun:
             gevent.spawn(watch.guard, self, plan.abort_error_rate, plan.scenario.thresholds)
 
     # -- single process / worker ----------------------------------------------------------------------
-    def new_engine(self, plan: RunPlan, lease: WorkerLease, worker: str) -> Engine:
+    def new_engine(self, plan: RunPlan, lease: WorkerLease, worker: str, clock: Any = time.time) -> Engine:
         """This process's engine for ``plan``, not yet started."""
         self.plan = plan
+        ledger = None
+        if self.role == "worker":  # a local copy on this host; the master writes the run's ledger from the stream
+            outbox = Outbox()
+            ledger = Ledger(run_dir(plan.ledger_dir, plan.run_id) / LOCAL_DIR, outbox=outbox)
+            self.shipper = Shipper(outbox, lambda kind, data: self.runner.send_message(kind, data), worker=worker,
+                                   run_id=plan.run_id)
         self.engine = Engine(plan, worker=worker, lease=lease, report=self.report, on_done=self.on_engine_done,
-                             on_fatal=self.on_fatal, log_error=self.log_error,
+                             on_fatal=self.on_fatal, log_error=self.log_error, ledger=ledger, clock=clock,
                              # FLOWSIM_TRANSPORT=httpx: httpx's own transport (the benchmark compares both).
                              transport=gevent_transport if os.environ.get("FLOWSIM_TRANSPORT", "gevent") == "gevent"
                              else lambda _timeout, _ca: None)
@@ -179,8 +201,9 @@ class ProcessRun:
         if self.role == "worker":
             # The final stats ride with "done": the master may quit before the next regular report.
             stats = self.engine.stats.drain() if self.engine is not None else None
+            lines = self.shipper.close() if self.shipper is not None else None  # every line before DONE
             try:
-                self.runner.send_message(DONE, {"worker": self.runner.client_id, "stats": stats})
+                self.runner.send_message(DONE, {"worker": self.runner.client_id, "stats": stats, "lines": lines})
             except Exception as exc:  # the master may be gone already (it quit, or died)
                 self.log.warning("run.done_not_delivered", error=type(exc).__name__)
         elif self.life.schedule_done():
@@ -225,33 +248,32 @@ class ProcessRun:
     def summary(self) -> RunSummary | None:
         if self.plan is None or self.t0 is None:
             return None
-        interrupted = self.life.verdict_interrupted
-        if self.coord is not None:
-            expected = {w.ledger for w in self.coord.workers.values() if w.ledger}
-            took_part = sum(1 for w in self.coord.workers.values() if w.state in ("member", "lost"))
-        else:
-            expected = {self.engine.ledger.path.name} if self.engine else set()
-            took_part = 1
+        if self.run_ledger is not None:
+            self.run_ledger.close()  # what arrives later is counted as late (the workers' local copies have it)
         stats = self.stats()
-        return tally(self.plan, self.t0, expected_ledgers=expected, live=self.live, workers=took_part,
-                     workers_lost=tuple(self.coord.lost if self.coord else ()), aborted=self.life.aborted,
-                     fatal=self.life.fatal, interrupted=interrupted,
-                     unrecorded=stats.counters["unrecorded"] if stats is not None else 0)
+        return count_run(self.plan, self.t0, self.life, coord=self.coord, run_ledger=self.run_ledger,
+                         unrecorded=stats.counters["unrecorded"] if stats is not None else 0,
+                         clock_offsets=self.clock_offsets)
 
     # -- the end --------------------------------------------------------------------------------------
     def halt(self) -> None:
         """Stop the schedule everywhere (nothing is sent or counted as missed after this) and give in-flight
         launches a bounded grace to finish and reach the ledgers. Before Locust stops (or kills) the users."""
-        if not self.life.halt():
+        if not self.life.halt():  # halted already, or halting in another greenlet: count only after its grace
+            if self.life.halted:
+                self._halt_over.wait(STOP_GRACE_S + 1)
             return
-        if self.coord is not None and self.life.stop_workers:
-            self.send(self.coord.stop())
-            deadline = time.monotonic() + STOP_GRACE_S
-            while time.monotonic() < deadline and not self.coord.finished(time.time()):
-                gevent.sleep(0.1)
-        if self.engine is not None:
-            self.engine.stop(grace_s=GIVE_UP_S)
-            self.engine.wait_finished(STOP_GRACE_S)
+        try:
+            if self.coord is not None and self.life.stop_workers:
+                self.send(self.coord.stop())
+                deadline = time.monotonic() + STOP_GRACE_S
+                while time.monotonic() < deadline and not self.coord.finished(time.time()):
+                    gevent.sleep(0.1)
+            if self.engine is not None:
+                self.engine.stop(grace_s=GIVE_UP_S)
+                self.engine.wait_finished(STOP_GRACE_S)
+        finally:
+            self._halt_over.set()
 
     def finish(self) -> None:
         """Count the run (master / single process: the summary, from the ledgers) — once."""
@@ -274,27 +296,3 @@ class ProcessRun:
             if path:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
                 Path(path).write_text(json.dumps(summary.to_dict(), indent=2))
-
-    # -- the master's handlers of the workers' messages -----------------------------------------------
-    def on_ack(self, data: dict[str, Any]) -> None:
-        if self.coord is not None:
-            self.coord.ack(time.time(), data["worker"], data.get("ledger"))
-
-    def on_done(self, data: dict[str, Any]) -> None:
-        if data.get("stats"):
-            self.live.merge(data["stats"])
-        if self.coord is not None:
-            self.coord.done(data["worker"])
-
-    def on_refused(self, data: dict[str, Any]) -> None:
-        self.log.error("worker.refused", worker=data["worker"], reason=data["reason"])
-        if self.coord is not None:
-            self.coord.refused(data["worker"], data["reason"])
-
-    def on_worker_fatal(self, data: dict[str, Any]) -> None:
-        self.abort(data["reason"], fatal=True)
-
-    def on_report(self, client_id: str, data: dict[str, Any]) -> None:
-        if "flowsim" in data and not self.life.counted:
-            self.live.merge(data["flowsim"])
-            self.busy[client_id] = int(data.get("flowsim_busy", 0))

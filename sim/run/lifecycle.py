@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
+from sim.run.clock import MAX_CLOCK_OFFSET_S, MasterClock
 from sim.run.coordination import ACK, REFUSED, Grant
 from sim.run.pacer import WorkerLease
 from sim.run.plan import PlanMismatch, RunPlan
@@ -148,17 +149,23 @@ class WorkerSide:
 
     def __init__(self, me: str, *, send: Callable[[str, dict[str, Any]], None],
                  start_engine: Callable[[RunPlan, float, WorkerLease], WorkerEngine],
-                 finish: Callable[[WorkerEngine], None], log: Callable[..., None], give_up_s: float) -> None:
+                 finish: Callable[[WorkerEngine], None], log: Callable[..., None], give_up_s: float,
+                 clock: MasterClock | None = None) -> None:
         self.me = me
+        self.clock = clock or MasterClock()
+        """The master's time as read from its messages' ``at``: the engine's clock (``sim.run.clock``)."""
         self.engine: WorkerEngine | None = None
         self._send, self._start_engine, self._finish, self._log = send, start_engine, finish, log
         self._give_up_s = give_up_s
 
     def on_start(self, data: dict[str, Any]) -> None:
-        """START (sent again until acknowledged): begin the run once; acknowledge every time, with the ledger."""
+        """START (sent again until acknowledged): begin the run once; acknowledge every time, with the ledger and
+        how far this worker's wall clock is from the master's. A clock too far off refuses the run."""
+        self._observe(data)
         if self.engine is None or self.engine.plan.run_id != data["plan"].get("run_id"):
             try:
                 plan = RunPlan.from_dict(data["plan"])
+                self._check_clock()
             except PlanMismatch as exc:
                 self._log("plan.refused", reason=str(exc))
                 self._send(REFUSED, {"worker": self.me, "reason": str(exc)})
@@ -169,12 +176,28 @@ class WorkerSide:
             if data.get("grant"):
                 lease.apply(Grant.from_dict(data["grant"]))
             self.engine = self._start_engine(plan, data["t0"], lease)
-        self._send(ACK, {"worker": self.me, "ledger": self.engine.ledger_name})
+        self._send(ACK, {"worker": self.me, "ledger": self.engine.ledger_name, **self._offset()})
 
     def on_grant(self, data: dict[str, Any]) -> None:
+        self._observe(data)
         if self.engine is not None:
             self.engine.grant(Grant.from_dict(data))
-            self._send(ACK, {"worker": self.me})
+            self._send(ACK, {"worker": self.me, **self._offset()})
+
+    def _observe(self, data: dict[str, Any]) -> None:
+        at = data.get("at")
+        if isinstance(at, (int, float)) and not isinstance(at, bool):
+            self.clock.observe(float(at))
+
+    def _offset(self) -> dict[str, float]:
+        return {"clock_offset_s": round(self.clock.offset(), 3)} if self.clock.known else {}
+
+    def _check_clock(self) -> None:
+        off = self.clock.offset() if self.clock.known else 0.0
+        if abs(off) > MAX_CLOCK_OFFSET_S:
+            raise PlanMismatch(f"this worker's wall clock is {abs(off):.1f} s {'behind' if off > 0 else 'ahead of'} "
+                               f"the master's (more than {MAX_CLOCK_OFFSET_S:g} s): set its time (NTP) and start "
+                               "it again")
 
     def on_stop(self, _data: dict[str, Any]) -> None:
         """DONE (with the final stats) follows once work in flight has ended or was written as unanswered."""

@@ -26,6 +26,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from sim import logs
 from sim.errors import FlowsimError
 from sim.run.coordination import ACK, DONE, FATAL, GRANT, REFUSED, START, STOP
+from sim.run.stream import LEDGER
 from sim.run.pacer import WorkerLease
 from sim.run.engine import Ticket
 from sim.run.fleet import GIVE_UP_S, STOP_GRACE_S, ProcessRun, Role
@@ -127,6 +128,7 @@ def _init_master(environment: Environment, runner: MasterRunner) -> None:
     runner.register_message(DONE, handler("on_done"))
     runner.register_message(REFUSED, handler("on_refused"))
     runner.register_message(FATAL, handler("on_worker_fatal"))
+    runner.register_message(LEDGER, handler("on_ledger"))
 
     def on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
         run = current(environment)  # Locust passes this listener no environment: it closes over this one
@@ -144,7 +146,7 @@ def _init_worker(environment: Environment, runner: WorkerRunner) -> None:
     def start_engine(plan: RunPlan, t0: float, lease: WorkerLease) -> Any:
         run = ProcessRun(environment, None, None, role="worker")
         environment.flowsim = run  # type: ignore[attr-defined]
-        return run.start_engine(run.new_engine(plan, lease, me), t0)
+        return run.start_engine(run.new_engine(plan, lease, me, clock=side.clock), t0)
 
     def finish(_engine: Any) -> None:
         run = current(environment)

@@ -1,0 +1,62 @@
+"""The master's handlers of its workers' messages (acks, DONE, ledger batches, refusals, reports), as methods of
+the run (``sim.run.fleet.ProcessRun`` mixes them in); ``sim.run.locust_user`` registers them. No locust import."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sim.load.stats import RunStats
+from sim.run.coordination import MasterCoordinator
+from sim.run.lifecycle import Lifecycle
+from sim.run.shipping import MasterLedger
+
+__all__ = ["MasterHandlers"]
+
+
+class MasterHandlers:
+    """What the master does with each message from a worker, on the current run."""
+
+    coord: MasterCoordinator | None
+    run_ledger: MasterLedger | None
+    live: RunStats
+    busy: dict[str, int]
+    clock_offsets: dict[str, float]
+    """Each worker's wall clock against the master's (s; positive: behind), as it last said."""
+    life: Lifecycle
+    log: Any
+
+    def abort(self, reason: str, *, fatal: bool = False) -> None:
+        raise NotImplementedError
+
+    def on_ack(self, data: dict[str, Any]) -> None:
+        if self.coord is not None:
+            self.coord.ack(time.time(), data["worker"], data.get("ledger"))
+        if isinstance(data.get("clock_offset_s"), (int, float)):
+            self.clock_offsets[str(data["worker"])] = float(data["clock_offset_s"])
+
+    def on_done(self, data: dict[str, Any]) -> None:
+        if data.get("stats"):
+            self.live.merge(data["stats"])
+        if self.run_ledger is not None:
+            self.run_ledger.on_done(data["worker"], data.get("lines"))
+        if self.coord is not None:
+            self.coord.done(data["worker"])
+
+    def on_ledger(self, data: dict[str, Any]) -> None:
+        error = self.run_ledger.on_batch(data) if self.run_ledger is not None else None
+        if error:
+            self.abort(error, fatal=True)
+
+    def on_refused(self, data: dict[str, Any]) -> None:
+        self.log.error("worker.refused", worker=data["worker"], reason=data["reason"])
+        if self.coord is not None:
+            self.coord.refused(data["worker"], data["reason"])
+
+    def on_worker_fatal(self, data: dict[str, Any]) -> None:
+        self.abort(data["reason"], fatal=True)
+
+    def on_report(self, client_id: str, data: dict[str, Any]) -> None:
+        if "flowsim" in data and not self.life.counted:
+            self.live.merge(data["flowsim"])
+            self.busy[client_id] = int(data.get("flowsim_busy", 0))
