@@ -23,6 +23,7 @@ SMOKES = [
     ("bench_messaging.py", ("taskset",), ("replies per core vs FastHttpUser", "'transferred'")),
     ("bench_memory.py", ("taskset",), ("flowsim (Locust process)", "Locust FastHttpUser")),
     ("bench_startup.py", (), ("Locust alone", "flowsim run, 0 worker(s): first launch")),
+    ("bench_master.py", (), ("plain Locust master + append", "per worker:")),
 ]
 
 
@@ -30,7 +31,7 @@ def test_every_benchmark_has_a_smoke_round_here() -> None:
     assert sorted(s for s, _t, _o in SMOKES) == sorted(p.name for p in (ROOT / "bench").glob("bench_*.py"))
 
 
-LIGHT = ("bench_messaging.py", "bench_memory.py", "bench_capacity.py")
+LIGHT = ("bench_messaging.py", "bench_memory.py", "bench_capacity.py", "bench_master.py")
 """Smoke rounds that load the machine lightly (10-50 units a second): they run beside other tests; the rest drive a
 core flat out (wrk, the harness at 5,000/s, conversations flat out) or time start-ups, and run one at a time."""
 
