@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -53,6 +54,9 @@ def write_scenario(tmp_path: Path, *, rate: float, duration: str, follow: bool =
                                  stages=stages, thresholds=thresholds))
     return p
 
+
+CAN_MAKE_HOSTS = os.geteuid() == 0 and all(shutil.which(c) for c in ("ip", "unshare", "ss", "openssl"))
+"""Network and mount namespaces can be made here (root and iproute2: CI): tests/test_hosts.py runs."""
 
 ENV = {**os.environ, "GENESYS_CLIENT_ID": LOAD_CLIENT[0], "GENESYS_CLIENT_SECRET": LOAD_CLIENT[1]}
 

@@ -20,10 +20,14 @@ from sim.load.ledger import ledger_files, read_records
 from sim.platform.org import default_org
 from sim.platform.server import SimulatorThread
 from tests.conftest import LOAD_CLIENT, TEST_FLOW, VIEWER_CLIENT, org_with
-from tests.e2e import (ENV, cmdlines, fleet_pids, flowsim_run, launches, run_command, sim_records, start_run,
-                       wait_for_launches, write_scenario)
+from tests.e2e import (CAN_MAKE_HOSTS, ENV, cmdlines, fleet_pids, flowsim_run, launches, run_command, sim_records,
+                       start_run, wait_for_launches, write_scenario)
 
 pytestmark = pytest.mark.slow
+ACROSS_HOSTS = pytest.mark.skipif(CAN_MAKE_HOSTS, reason="runs across hosts (network and mount namespaces) in "
+                                  "tests/test_hosts.py, with the same checks")
+"""A worker killed or paused: where namespaces can be made (CI), the many-hosts tests prove it harder."""
+
 
 @pytest.mark.xdist_group("heavy")  # loads the CPU or checks timing: one such test at a time
 @pytest.mark.parametrize("workers", [0, 2])
@@ -247,6 +251,7 @@ def test_secrets_never_in_output_or_ledger(tmp_path: Path) -> None:
     assert all(LOAD_CLIENT[1] not in t and "Bearer " not in t for t in texts)
 
 
+@ACROSS_HOSTS
 def test_killed_worker_is_reported_and_the_summary_equals_the_ledger(tmp_path: Path) -> None:
     """SIGKILL one of 2 workers mid-run: reported lost, the survivor takes over, summary = ledger = what arrived."""
     scenario = write_scenario(tmp_path, rate=20, duration="20s")
@@ -262,7 +267,8 @@ def test_killed_worker_is_reported_and_the_summary_equals_the_ledger(tmp_path: P
             if proc.poll() is None:
                 proc.kill()
         s = json.loads((tmp_path / "summary.json").read_text())
-        received = {r["id"] for r in sim_records(sim.url, s["run_id"])}
+        arrived = sim_records(sim.url, s["run_id"])
+    received = {r["id"] for r in arrived}
     assert len(s["workers_lost"]) == 1, out[-3000:]
     ledger = launches(tmp_path, s["run_id"])
     seqs = [r["seq"] for r in ledger]
@@ -285,7 +291,9 @@ def test_killed_worker_is_reported_and_the_summary_equals_the_ledger(tmp_path: P
     seqs = [r["seq"] for r in ledger]
     ledger_ids = {r["execution_id"] for r in ledger if r["execution_id"]}
     assert len(set(seqs)) == len(seqs) and ledger_ids <= received
-    assert len(received - ledger_ids) <= 3         # at most the killed worker's requests in flight at the kill
+    missing = {int(r["name"].rsplit("-", 1)[1]) for r in arrived} - set(seqs)
+    assert all(seq % 2 == (next(r["seq"] for r in ledger if r["worker"] in s["workers_lost"]) % 2) for seq in missing)
+    assert len(missing) <= s["possibly_sent"]  # only the killed worker's requests in flight at the kill
     dead = {r["worker"] for r in ledger} - {r["worker"] for r in ledger if r["seq"] >= 390}
     assert len(dead) == 1
     last_dead = max(r["seq"] for r in ledger if r["worker"] in dead)
@@ -297,6 +305,7 @@ def test_killed_worker_is_reported_and_the_summary_equals_the_ledger(tmp_path: P
     assert any(r["seq"] % 2 == residue for r in ledger if r["seq"] >= resumed)
 
 
+@ACROSS_HOSTS
 def test_paused_worker_never_sends_twice_or_late(tmp_path: Path) -> None:
     """SIGSTOP one of 2 workers for 8 s, then SIGCONT: no execution launched twice, nothing sent more than 1 s
     late, its overdue share written to the ledger as late, and it takes a share again after it resumes."""

@@ -283,6 +283,8 @@ class ProcessRun(MasterHandlers):
         self.life.count()
         if self.engine is not None:
             self.engine.close()
+        if self.shipper is not None:  # a worker: what is left goes, the loop ends (a run after a run starts anew)
+            self.shipper.close()
         if self.role == "worker":
             return
         if self.plan is not None:
