@@ -123,12 +123,12 @@ def test_capacity_finds_the_simulated_knee_within_10_percent(tmp_path: Path, wor
 @pytest.mark.slow
 @pytest.mark.xdist_group("heavy")  # loads the CPU or checks timing: one such test at a time
 def test_compare_passes_on_noise_and_fails_on_a_real_regression(tmp_path: Path) -> None:
-    """Two runs of the same build compare clean; a run with 60 ms more latency is flagged, exit 1. Both runs answer
-    in ~200 ms (the simulator's latency), so a regression must beat 25 ms *and* 20 %: on a shared 2-core box running
-    other tests a p95 of 80 launches moved by 31 ms between identical runs of a ~5 ms target (seen once), which
-    is no regression of a 200 ms flow; +60 ms (+30 %) is."""
+    """Two runs of the same build compare clean; a run with 300 ms more latency is flagged, exit 1. Both runs answer
+    in ~200 ms (the simulator's latency), so a regression must beat 150 ms *and* 20 %: on a shared 2-core box running
+    three other test workers the p99 of 80 launches (their slowest one or two) moved by 86 ms between identical runs
+    (seen once; a p95 by 31 ms of a ~5 ms target before), which is no regression of a 200 ms flow; +300 ms is."""
     summaries = []
-    base, slower = Latency(median_ms=200, p99_ms=220), Latency(median_ms=260, p99_ms=280)
+    base, slower = Latency(median_ms=200, p99_ms=220), Latency(median_ms=500, p99_ms=520)
     for i, faults in enumerate((Faults(latency=base), Faults(latency=base), Faults(latency=slower))):
         d = tmp_path / f"r{i}"
         d.mkdir()
@@ -138,7 +138,7 @@ def test_compare_passes_on_noise_and_fails_on_a_real_regression(tmp_path: Path) 
         summaries.append(d / "summary.json")
 
     def cmp(a: Path, b: Path) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "sim.cli", "compare", str(a), str(b), "--latency-abs-ms", "25"],
+        return subprocess.run([sys.executable, "-m", "sim.cli", "compare", str(a), str(b), "--latency-abs-ms", "150"],
                               capture_output=True, text=True, timeout=60)
 
     noise = cmp(summaries[0], summaries[1])

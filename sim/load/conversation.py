@@ -192,7 +192,7 @@ def converse(client: FlowClient, body: dict[str, Any], script: tuple[TurnSpec, .
         conv.session_id = str(start.body["id"])
     on_started(conv)
     if conv.session_id is None:
-        conv.ended_at = time.time()
+        conv.ended_at = client.wall()
         return conv
     sid = conv.session_id
     path = f"{SESSIONS_PATH}/{sid}/turns"
@@ -232,5 +232,5 @@ def converse(client: FlowClient, body: dict[str, Any], script: tuple[TurnSpec, .
             _bot_ended(conv, answer, n, unsaid=len(customer.script_left))
             break
         event, text, spec = customer.next(conv, nat, n)
-    conv.ended_at = time.time()
+    conv.ended_at = client.wall()
     return conv

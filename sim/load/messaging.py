@@ -88,11 +88,13 @@ class _Reader:
     cid: str
     spec: MessagingSpec
     stopping: Callable[[], bool]
+    now: Callable[[], float]
+    """The clock ``sent`` is on (the client's: a worker's is the master's, ``sim.run.clock``); waiting is local."""
     latest: str = ""
 
     def read(self, chat: Chat, sent: float) -> list[Reply]:
         got: list[Reply] = []
-        deadline = sent + self.spec.reply_timeout_s
+        deadline = time.time() + max(0.0, sent + self.spec.reply_timeout_s - self.now())
         while True:
             until = min(deadline, time.time() + 0.25) if not got else time.time() + self.spec.settle_s
             new = self.mailbox.wait(self.cid, until)
@@ -137,7 +139,7 @@ def chat(client: FlowClient, mailbox: Mailbox, spec: MessagingSpec, script: tupl
     ``on_started`` is called once it is answered (the chat then grows message by message)."""
     cid = customer_id(prefix, run_id, seq)
     path = inbound_path(spec.integration)
-    reader = _Reader(mailbox, cid, spec, stopping)
+    reader = _Reader(mailbox, cid, spec, stopping, client.wall)
     mailbox.expect(cid)
     conv = Chat(start=Attempt(status=0, body=None, attempts=0, retries=0, first_status=0, elapsed_ms=0.0,
                               unsent="not_started"), from_id=cid)
@@ -148,7 +150,7 @@ def chat(client: FlowClient, mailbox: Mailbox, spec: MessagingSpec, script: tupl
     finally:
         for r in mailbox.forget(cid):
             reader.keep(conv, r, unread=True)
-        conv.ended_at = time.time()
+        conv.ended_at = client.wall()
     return conv
 
 
@@ -171,7 +173,7 @@ def _converse(client: FlowClient, conv: Chat, reader: _Reader, path: str, spec: 
         body = orjson.dumps(message_body(conv.from_id, spec.id_type, identity.first_name, text, run_id=run_id, n=n))
         a = client.request("POST", path + ("?prefetchConversationId=true" if n == 1 else ""), "open message",
                            body=body, retry_transport=False, not_after=not_after if n == 1 else None)
-        sent = a.sent_at or time.time()
+        sent = a.sent_at or client.wall()
         if n == 1:
             conv.start = a
             if not a.sent:

@@ -241,7 +241,7 @@ class Engine:
         transport = self._transport(s.request_timeout_s, s.ca_bundle)
         return FlowClient(api_url=self.plan.target.api_url, tokens=self.tokens, report=self._report,
                           max_retries=s.max_retries, max_retry_wait_s=s.max_retry_wait_s, timeout_s=s.request_timeout_s,
-                          transport=transport, ca_bundle=s.ca_bundle, token_failure_unsent=True)
+                          transport=transport, ca_bundle=s.ca_bundle, token_failure_unsent=True, wall=self._clock)
 
     def identity(self, seq: int) -> Identity:
         return self.identities.make(seq)
