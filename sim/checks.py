@@ -35,7 +35,7 @@ def ledger_summary(args: argparse.Namespace) -> int:
     unanswered = set(s.pop("unanswered_names"))
     names = set(s.pop("names"))
     if args.target:
-        received = _received(args.target, s["run_ids"], names, sessions=s["kind"] == "session")
+        received = _received(args.target, s["run_ids"], names, kind=s["kind"])
         extra = {i: name for i, name in received.items() if i not in ids}
         ghosts = {i for i, name in extra.items() if name in unanswered}
         s["reconciliation"] = {"target_received": len(received),
@@ -68,7 +68,7 @@ def ledger_merge(args: argparse.Namespace) -> int:
 
 def _ledger_text(s: dict[str, Any]) -> str:
     """The reconciliation in words (``--json``: the same figures as JSON)."""
-    units = "bot sessions" if s["kind"] == "session" else "launches"
+    units = {"session": "bot sessions", "messaging": "messaging conversations"}.get(s["kind"], "launches")
     statuses = ", ".join(f"{k}: {v}" for k, v in s["http_status"].items()) or "none"
     lines = [f"ledger     {len(s['files'])} file(s) of run {', '.join(s['run_ids'])}",
              f"{units.split()[-1]:<10} {s['launch_attempts']} sent, {s['accepted']} accepted (final status {statuses}); "
@@ -89,22 +89,34 @@ def _ledger_text(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _received(url: str, run_ids: list[str], names: set[str], *, sessions: bool) -> dict[str, str]:
-    """Id → name of what a flowsim simulator received for these runs (its /_sim admin listings): executions, or
-    bot sessions for a conversation run. A name counts when it is exactly ``<prefix>-<run id>-<seq>`` with a
-    prefix the ledger's own names use: run ``x`` never claims run ``x-w2``'s executions."""
+_LISTINGS = {"launch": ("/_sim/executions", "name_prefix", ("name",)),
+             "session": ("/_sim/botsessions", "external_prefix", ("externalSessionId",)),
+             "messaging": ("/_sim/messaging", "from_prefix", ("from", "id"))}
+"""What a flowsim simulator lists for each kind of run: its admin path, the prefix filter, where the ledger's name
+is in each entity."""
+
+
+def _name_of(entity: Any, where: tuple[str, ...]) -> str:
+    for key in where:
+        entity = entity.get(key) if isinstance(entity, dict) else None
+    return str(entity or "")
+
+
+def _received(url: str, run_ids: list[str], names: set[str], *, kind: str) -> dict[str, str]:
+    """Id → name of what a flowsim simulator received for these runs (its /_sim admin listings): executions, bot
+    sessions, or Open Messaging conversations (by the customer's ``from.id``). A name counts when it is exactly
+    ``<prefix>-<run id>-<seq>`` with a prefix the ledger's own names use: run ``x`` never claims run ``x-w2``'s."""
     import re
 
     tagged = {(m.group(1), rid) for n in names for rid in run_ids
               if (m := re.fullmatch(rf"(.+)-{re.escape(rid)}-\d+", n)) is not None}
     exact = re.compile("|".join(rf"{re.escape(p)}-{re.escape(rid)}-\d+" for p, rid in tagged) or "$^")
-    path, key = ("/_sim/botsessions", "externalSessionId") if sessions else ("/_sim/executions", "name")
+    path, param, where = _LISTINGS[kind]
     ids: dict[str, str] = {}
     base = url.rstrip("/")
     for prefix in sorted({f"{p}-{rid}-" for p, rid in tagged}):
         offset = 0
         while True:
-            param = "external_prefix" if sessions else "name_prefix"
             try:
                 r = httpx.get(f"{base}{path}", params={param: prefix, "offset": offset, "limit": 10000}, timeout=30)
                 page = r.json() if r.status_code == 200 else None
@@ -117,7 +129,7 @@ def _received(url: str, run_ids: list[str], names: set[str], *, sessions: bool) 
                 raise ConfigError(f"{base}{path} did not answer like a flowsim simulator (HTTP {r.status_code}, "
                                   f"{r.headers.get('content-type', 'no content type')}): --target must be the URL of "
                                   "a running flowsim simulator", field="--target")
-            ids.update((str(e["id"]), str(e[key])) for e in page["entities"] if exact.fullmatch(str(e.get(key) or "")))
+            ids.update((str(e["id"]), _name_of(e, where)) for e in page["entities"] if exact.fullmatch(_name_of(e, where)))
             offset += len(page["entities"])
             if offset >= int(page.get("total", 0)) or not page["entities"]:
                 break

@@ -81,6 +81,9 @@ def test_shipped_messaging_scenario_simulator_ledger_and_summary_agree(tmp_path:
         deliveries = _delivered(sim.url, s.get("run_id", "?"))
         posts_to = http.get(f"/api/v2/conversations/messaging/integrations/open/{INTEGRATION}",
                             headers=token(http)).json()["outboundNotificationWebhookUrl"]
+        reconciled = subprocess.run([sys.executable, "-m", "sim.cli", "ledger", "summary", s.get("run_id", "?"),
+                                     "--ledger-dir", str(tmp_path / "runs"), "--target", sim.url, "--json"],
+                                    capture_output=True, text=True, timeout=60, env=ENV)
         if workers == 0 and code == 0:
             _cleanup_leaves_only_strangers(tmp_path, s["run_id"], sim.url, http)
     assert code == 0, out[-3000:]
@@ -92,6 +95,11 @@ def test_shipped_messaging_scenario_simulator_ledger_and_summary_agree(tmp_path:
     assert all(c["tag_status"] == 202 and c["session_id"] for c in convs)  # tags are accepted, applied later
     assert "RESULT     PASS" in out and "webhook    routed:" in out
     assert s["analytics"]["check"]["verdict"].startswith("SEPARATED"), s["analytics"]["check"]
+    # `flowsim ledger summary --target` reconciles the run against the simulator's conversations (by from.id)
+    rec = json.loads(reconciled.stdout)
+    assert reconciled.returncode == 0 and rec["kind"] == "messaging", reconciled.stdout + reconciled.stderr
+    assert rec["reconciliation"] == {"target_received": 16, "accepted_not_received": 0, "unanswered_but_ran": 0,
+                                     "received_not_in_ledger": 0}
 
 
 def _cleanup_leaves_only_strangers(tmp_path: Path, run_id: str, url: str, http: httpx.Client) -> None:

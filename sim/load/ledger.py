@@ -205,8 +205,8 @@ def summarize(files: list[Path]) -> dict[str, Any]:
         if ev == "session_open":
             opened[rec["name"]] = rec
             continue
-        if ev == "session":
-            kind = "session"
+        if ev == "session":  # an Open Messaging conversation's record carries the replies its customer read
+            kind = "messaging" if "replies" in rec else "session"
             opened.pop(rec["name"], None)
         if ev in UNIT_EVENTS:
             if rec["name"] in launches:
@@ -220,7 +220,7 @@ def summarize(files: list[Path]) -> dict[str, Any]:
         elif ev == "late":
             late += int(rec.get("count", 1))
     if opened:  # started, never closed: the session exists at the target all the same
-        kind = "session"
+        kind = kind if kind != "launch" else "session"
         for name, rec in opened.items():
             if name not in launches:
                 launches[name] = rec
@@ -228,7 +228,7 @@ def summarize(files: list[Path]) -> dict[str, Any]:
     accepted = [n for n, r in launches.items() if r.get("http_status") == 200]
     unanswered = sorted(n for n, r in launches.items() if r.get("http_status") == 0)
     followed = [n for n in accepted if n in outcomes]
-    ends = ({"sessions_never_closed": len(opened)} if kind == "session"  # the process ended before the session
+    ends = ({"sessions_never_closed": len(opened)} if kind != "launch"  # the process ended before the session
             else {"accepted_without_outcome": len(accepted) - len(followed)})
     return {
         "kind": kind,

@@ -259,9 +259,7 @@ class ProcessRun(MasterHandlers):
     def halt(self) -> None:
         """Stop the schedule everywhere (nothing is sent or counted as missed after this) and give in-flight
         launches a bounded grace to finish and reach the ledgers. Before Locust stops (or kills) the users."""
-        if not self.life.halt():  # halted already, or halting in another greenlet: count only after its grace
-            if self.life.halted:
-                self._halt_over.wait(STOP_GRACE_S + 1)
+        if not self.life.halt():
             return
         try:
             if self.coord is not None and self.life.stop_workers:
@@ -280,6 +278,7 @@ class ProcessRun(MasterHandlers):
         if self.life.counted or self.t0 is None:
             return
         self.halt()
+        self._halt_over.wait(STOP_GRACE_S + 1)  # halting in another greenlet (a signal's): count after its grace
         self.life.count()
         if self.engine is not None:
             self.engine.close()
