@@ -279,7 +279,10 @@ def test_across_hosts_a_killed_workers_loss_is_bounded_and_its_copy_merges(fleet
     ids = {r["execution_id"] for r in ledger if r["execution_id"]}
     got = {r["id"] for r in received}
     assert s["launched"] == len(ledger) and ids <= got and s["duplicate_launches"] == 0, fleet.logs()[-4000:]
-    assert len(s["workers_lost"]) == 1 and s["ledger"]["incomplete_workers"] == s["workers_lost"]
+    # The killed worker is lost and its stream incomplete; the survivor's stream is complete (on a starved machine it
+    # may be declared lost for a moment too, and rejoin: its DONE still brings every line).
+    (lost,) = s["ledger"]["incomplete_workers"]
+    assert lost in s["workers_lost"]
     assert len(got - ids) <= s["possibly_sent"] and s["passed"] is False
     local = list((fleet.tmp / "w1-disk" / run_id / "local").glob("ledger-*.jsonl"))
     merged = subprocess.run([sys.executable, "-m", "sim.cli", "ledger", "merge", run_id, *map(str, local),
@@ -292,7 +295,6 @@ def test_across_hosts_a_killed_workers_loss_is_bounded_and_its_copy_merges(fleet
     assert len(seqs) == len(ledger) and ids <= got
     # Missing now: only what the killed worker had in flight at the kill (sent, never answered, never written):
     # its seqs (its residue of the first split), never the survivor's, and within the stated bound.
-    lost = s["workers_lost"][0]
     residue = next(r["seq"] for r in ledger if r["worker"] == lost) % 2
     missing = {int(r["name"].rsplit("-", 1)[1]) for r in received if r["id"] not in ids}
     assert all(seq % 2 == residue for seq in missing) and len(missing) <= s["possibly_sent"], (missing, residue)
