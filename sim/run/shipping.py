@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+import gevent.lock
 
 from sim import logs
 from sim.load.ledger import Ledger, read_records
@@ -33,6 +34,8 @@ class Shipper:
         self.outbox, self._send, self.worker, self.run_id = outbox, send, worker, run_id
         self.broken: str | None = None
         """Why the channel refused a batch (the master is gone): nothing more is shipped."""
+        self._one_at_a_time = gevent.lock.Semaphore()
+        """The loop and close() both flush: batches must leave in order (the master drops one older than the last)."""
         self._loop = gevent.spawn(self._run)
 
     def _run(self) -> None:
@@ -41,6 +44,10 @@ class Shipper:
             self.flush()
 
     def flush(self) -> None:
+        with self._one_at_a_time:
+            self._flush()
+
+    def _flush(self) -> None:
         while self.broken is None and self.outbox.written > self.outbox.shipped:
             first, lines = self.outbox.take()
             try:
@@ -64,9 +71,10 @@ class MasterLedger:
         self.intake = Intake()
         self.run_id = run_id
         self.late_lines = 0
-        self.error: str | None = None
         """Lines that came after the run was counted or its ledger failed (in the worker's local copy: ``flowsim
         ledger merge``)."""
+        self.error: str | None = None
+        """Why the run's ledger could not be written (the run was stopped then)."""
 
     def on_batch(self, data: dict[str, Any]) -> str | None:
         """Write a worker's batch; the reason to stop the run when the run's ledger cannot be written (the lines
