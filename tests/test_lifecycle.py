@@ -102,10 +102,6 @@ class FakeEngine:
     grants: list[Grant] = dataclasses.field(default_factory=list)
     stopped_with: list[float | None] = dataclasses.field(default_factory=list)
 
-    @property
-    def ledger_name(self) -> str:
-        return f"{self.plan.run_id}-w.jsonl"
-
     def grant(self, grant: Grant) -> None:
         self.grants.append(grant)
         self.lease.apply(grant)
@@ -144,7 +140,7 @@ def test_start_is_acknowledged_every_time_and_begins_the_run_once() -> None:
     w.side.on_start(msg)
     w.side.on_start(msg)
     assert len(w.engines) == 1 and w.engines[0].t0 == T + 2.0
-    assert w.sent == [(ACK, {"worker": "w1", "ledger": "R1-w.jsonl"})] * 2
+    assert w.sent == [(ACK, {"worker": "w1"})] * 2
     assert w.engines[0].lease.serial >= 0  # the START's grant applied (-1: none): the engine obeys it at once
 
 
@@ -155,7 +151,7 @@ def test_start_after_start_counts_the_last_run_then_begins_the_next() -> None:
     w.side.on_start(start_messages(plan("R2"), ["w1"])["w1"])
     assert [e.plan.run_id for e in w.engines] == ["R1", "R2"]
     assert w.finished == [w.engines[0]]
-    assert w.sent[-1] == (ACK, {"worker": "w1", "ledger": "R2-w.jsonl"})
+    assert w.sent == [(ACK, {"worker": "w1"})] * 2  # each START acknowledged
 
 
 def test_a_plan_from_another_flowsim_is_refused_and_nothing_starts() -> None:
@@ -175,7 +171,7 @@ def test_grants_reach_the_engine_and_are_acknowledged() -> None:
     m = MasterCoordinator(p.schedule, p.to_dict(), start_delay_s=2.0)
     sends = m.start(T, ["w1"])
     w.side.on_start(sends[0].data)
-    m.ack(T + 0.1, "w1", "R1-w.jsonl")
+    m.ack(T + 0.1, "w1")
     renewal = [s for s in m.tick(T + 1.0) if s.to == "w1"]
     for s in renewal:
         w.side.on_grant(s.data)
@@ -198,7 +194,7 @@ def test_a_worker_lost_during_the_stop_does_not_hold_the_count() -> None:
     m = MasterCoordinator(p.schedule, p.to_dict(), start_delay_s=2.0)
     m.start(T, ["w1", "w2"])
     for wid in ("w1", "w2"):
-        m.ack(T + 0.1, wid, f"{wid}.jsonl")
+        m.ack(T + 0.1, wid)
     life = Lifecycle()
     life.start(m.t0 or T)
     assert life.halt() and life.stop_workers

@@ -105,7 +105,6 @@ class _Worker:
     invited_at: float = 0.0
     until_seq: int = 0
     done: bool = False
-    ledger: str | None = None
 
 
 @dataclass
@@ -174,14 +173,12 @@ class MasterCoordinator:
                 out.append(self._start_message(wid, None))
         return out
 
-    def ack(self, now: float, worker: str, ledger: str | None = None) -> None:
+    def ack(self, now: float, worker: str) -> None:
         """A worker answered (start or grant): it is alive. A lost or new one becomes ready to join."""
         w = self.workers.get(worker)
         if w is None or w.state == "refused":
             return
         w.last_seen = now
-        if ledger:
-            w.ledger = ledger
         if w.state in ("invited", "lost"):
             w.state = "ready"
 

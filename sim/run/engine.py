@@ -228,10 +228,6 @@ class Engine:
             self._on_done()
 
     @property
-    def ledger_name(self) -> str:
-        return self.ledger.path.name
-
-    @property
     def finished(self) -> bool:
         return self._done_fired
 

@@ -136,8 +136,6 @@ class WorkerEngine(Protocol):
 
     plan: RunPlan
 
-    @property
-    def ledger_name(self) -> str: ...
     def grant(self, grant: Grant) -> None: ...
     def stop(self, grace_s: float | None = None) -> None: ...
 
@@ -159,8 +157,8 @@ class WorkerSide:
         self._give_up_s = give_up_s
 
     def on_start(self, data: dict[str, Any]) -> None:
-        """START (sent again until acknowledged): begin the run once; acknowledge every time, with the ledger and
-        how far this worker's wall clock is from the master's. A clock too far off refuses the run."""
+        """START (sent again until acknowledged): begin the run once; acknowledge every time, saying how far this
+        worker's wall clock is from the master's. A clock too far off refuses the run."""
         self._observe(data)
         if self.engine is None or self.engine.plan.run_id != data["plan"].get("run_id"):
             try:
@@ -176,7 +174,7 @@ class WorkerSide:
             if data.get("grant"):
                 lease.apply(Grant.from_dict(data["grant"]))
             self.engine = self._start_engine(plan, data["t0"], lease)
-        self._send(ACK, {"worker": self.me, "ledger": self.engine.ledger_name, **self._offset()})
+        self._send(ACK, {"worker": self.me, **self._offset()})
 
     def on_grant(self, data: dict[str, Any]) -> None:
         self._observe(data)

@@ -31,7 +31,7 @@ class MasterHandlers:
 
     def on_ack(self, data: dict[str, Any]) -> None:
         if self.coord is not None:
-            self.coord.ack(time.time(), data["worker"], data.get("ledger"))
+            self.coord.ack(time.time(), data["worker"])
         if isinstance(data.get("clock_offset_s"), (int, float)):
             self.clock_offsets[str(data["worker"])] = float(data["clock_offset_s"])
 
