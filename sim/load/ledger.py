@@ -33,6 +33,7 @@ No secrets are ever written: records carry ids, statuses and times (and a conver
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import socket
@@ -117,10 +118,15 @@ def merge(rdir: Path, sources: list[Path]) -> dict[str, int]:
     run's ledger files (byte for byte: a streamed line is the line its worker wrote) is appended, once, to a new
     ``ledger-merged-<n>.jsonl`` there; a line of another run, or not a ledger record, is refused. The counts."""
     have: set[bytes] = set()
-    for f in ledger_files(rdir):
+    run_ids: set[str] = set()
+    for f in ledger_files(rdir):  # one read of the run's ledger: what it has, and whose run it is
         with open(f, "rb") as fh:
-            have.update(_digest(line.rstrip(b"\n")) for line in fh)
-    run_ids = {str(r.get("run_id")) for r in read_records(ledger_files(rdir)) if r.get("run_id")}
+            for line in fh:
+                have.add(_digest(line.rstrip(b"\n")))
+                with contextlib.suppress(orjson.JSONDecodeError):
+                    rec = orjson.loads(line)
+                    if isinstance(rec, dict) and rec.get("run_id"):
+                        run_ids.add(str(rec["run_id"]))
     out = {"added": 0, "already": 0, "other_run": 0, "unreadable": 0}
     new: list[bytes] = []
     for src in sources:

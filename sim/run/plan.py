@@ -57,7 +57,8 @@ def check_run_id(run_id: str, ledger_dir: str) -> None:
 
 
 class PlanMismatch(ConfigError):
-    """A worker was handed a plan it cannot run (another flowsim version or plan schema)."""
+    """A worker was handed a plan it cannot run (another flowsim version or plan schema), or cannot keep to the
+    master's clock (its own is too far off: ``sim.run.clock``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
