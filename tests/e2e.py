@@ -101,13 +101,19 @@ def cmdlines() -> list[tuple[str, list[str]]]:
 
 
 def fleet_pids(tmp_path: Path) -> tuple[int, list[int]]:
-    """The Locust master of the run writing under ``tmp_path``, and its workers (found by the master's port)."""
-    cmds = cmdlines()
-    pid, master = next((int(p), c) for p, c in cmds if "--master" in c and any(str(tmp_path) in a for a in c))
-    port = master[master.index("--master-bind-port") + 1]
-    workers = [int(p) for p, c in cmds if "--worker" in c and "--master-port" in c
-               and c[c.index("--master-port") + 1] == port]
-    return pid, workers
+    """The Locust master of the run writing under ``tmp_path``, and the workers it forked (``--processes``: the same
+    command line, the master their parent)."""
+    ours = [int(p) for p, c in cmdlines() if "--processes" in c and any(str(tmp_path) in a for a in c)]
+    parent = {p: _ppid(p) for p in ours}
+    master = next(p for p in ours if parent[p] not in ours)
+    return master, sorted(p for p in ours if parent[p] == master)
+
+
+def _ppid(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def wait_for_launches(tmp_path: Path, n: int, timeout: float = 60) -> None:

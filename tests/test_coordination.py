@@ -54,6 +54,42 @@ def test_start_grants_every_worker_a_lease_from_seq_0() -> None:
     assert g.epochs == (Epoch(0, ("a", "b")),) and g.until_seq == 5  # seqs due in the lease's first 0.5 s at 10/s
 
 
+def test_a_start_that_waits_for_ready_workers_sends_t0_once_the_last_is_ready() -> None:
+    """With ``ready_wait_s``: START carries the plan alone; nothing is due while a worker sets up; the moment the
+    last one says ready, t0 = now + start_delay_s goes to every member with its lease."""
+    m = MasterCoordinator(schedule(), {"plan": 1}, start_delay_s=0.25, ready_wait_s=6.0, lease_s=2.0)
+    sends = m.start(T, ["a", "b"])
+    assert m.t0 is None and m.waiting and m.members == ("a", "b")
+    assert [(s.to, s.kind, s.data) for s in sends] == [(w, START, {"plan": {"plan": 1}, "t0": None, "grant": None})
+                                                      for w in ("a", "b")]
+    m.ack(T + 0.01, "a")  # got the plan; not ready yet
+    m.ack(T + 0.2, "a", ready=True)
+    assert m.tick(T + 0.2) == [] and m.connected(T + 0.2, ["a", "b", "n"]) == [] and not m.finished(T + 99)
+    m.ack(T + 0.4, "b", ready=True)
+    sends = m.tick(T + 0.4)
+    assert m.t0 == T + 0.4 + 0.25 and not m.waiting
+    assert {s.to for s in sends} == {"a", "b"} and all(s.kind == START and s.data["t0"] == m.t0 for s in sends)
+    g = grants(sends, "b")[0]
+    assert g.epochs == (Epoch(0, ("a", "b")),) and g.until_seq == m.schedule.seq_at(T + 0.4 + 2.0 - m.t0)
+
+
+def test_a_start_waits_no_longer_than_ready_wait_s_and_leaves_out_who_refused() -> None:
+    """A worker that never says ready does not hold the run past ``ready_wait_s`` (it starts with its share, and
+    is dropped if it stays silent); one that refused the plan is not waited for and owns nothing."""
+    m = MasterCoordinator(schedule(), {}, start_delay_s=0.25, ready_wait_s=6.0)
+    m.start(T, ["a", "b", "c"])
+    m.ack(T + 0.1, "a", ready=True)
+    m.refused("c", "clock")
+    assert m.tick(T + 5.9) == [] and m.t0 is None
+    sends = m.tick(T + 6.0)
+    assert m.t0 == T + 6.25 and {s.to for s in sends} == {"a", "b"} and m.members == ("a", "b")
+    done = MasterCoordinator(schedule(), {}, start_delay_s=0.25, ready_wait_s=6.0)
+    done.start(T, ["a", "b"])
+    done.ack(T + 0.1, "a", ready=True)
+    done.refused("b", "clock")
+    assert done.tick(T + 0.1) and done.t0 == T + 0.35 and done.members == ("a",)
+
+
 def test_acks_renew_leases_and_silence_stops_renewal() -> None:
     """A worker that acks keeps getting longer leases; one that stops answering gets none past its last ack."""
     m = MasterCoordinator(schedule(), {}, lease_s=2.0, renew_s=0.5, silence_s=2.5)
@@ -229,13 +265,14 @@ class Fleet:
     """Master and workers exchanging messages with random delays, stepped by a fake clock."""
 
     def __init__(self, seed: int, workers: list[str], rate: float = 40, duration: float = 20,
-                 slow_share: float = 0.0) -> None:
+                 slow_share: float = 0.0, ready_wait_s: float = 0.0) -> None:
         self.rng = random.Random(seed)
         self.slow_share = slow_share
         self.channel: dict[tuple[str, str], float] = {}
         self.now = T
         self.schedule = schedule(rate, duration)
-        self.master = MasterCoordinator(self.schedule, {})
+        self.master = MasterCoordinator(self.schedule, {}, start_delay_s=0.25 if ready_wait_s else 2.0,
+                                        ready_wait_s=ready_wait_s)
         self.nodes = {w: _Node(WorkerLease(w)) for w in workers}
         self.to_master: list[tuple[float, str, str]] = []
         self.sent: dict[int, list[tuple[str, float]]] = {}
@@ -264,7 +301,10 @@ class Fleet:
             self.now += dt
             for at, kind, w in [m for m in self.to_master if m[0] <= self.now]:
                 self.to_master.remove((at, kind, w))
-                self.master.ack(self.now, w) if kind == "ack" else self.master.done(w)
+                if kind in ("ack", "ready"):
+                    self.master.ack(self.now, w, ready=kind == "ready")
+                else:
+                    self.master.done(w)
             live = [w for w, n in self.nodes.items() if n.dead_at > self.now]
             for s in self.master.connected(self.now, live) + self.master.tick(self.now):
                 self._post(s)
@@ -274,7 +314,10 @@ class Fleet:
                 for item in sorted((i for i in n.inbox if i[0] <= self.now), key=lambda i: i[0]):
                     n.inbox.remove(item)
                     msg = item[1]
-                    if msg.kind == START and n.pacer is None:
+                    if msg.kind == START and msg.data["t0"] is None:  # set up (tokens: 0.05-1.5 s), then ready
+                        self.to_master.append((self._deliver_at(w, "master") + self.rng.uniform(0.05, 1.5),
+                                               "ready", w))
+                    elif msg.kind == START and n.pacer is None:
                         n.pacer = Pacer(self.schedule, msg.data["t0"], n.lease)
                     g = msg.data["grant"] if msg.kind == START else msg.data
                     if g:
@@ -296,8 +339,9 @@ class Fleet:
 
 @pytest.mark.parametrize("seed", range(16))
 def test_fleet_with_pause_death_and_join_sends_every_seq_at_most_once(seed: int) -> None:
-    """Pause past the re-split (then resume), kill, join mid-run, messages held up: no seq is sent twice or late."""
-    fleet = Fleet(seed, ["a", "b", "c"], slow_share=0.2)
+    """Pause past the re-split (then resume), kill, join mid-run, messages held up: no seq is sent twice or late
+    (half the seeds with a start that waits for its workers to be ready)."""
+    fleet = Fleet(seed, ["a", "b", "c"], slow_share=0.2, ready_wait_s=6.0 if seed % 2 else 0.0)
     rng = random.Random(seed)
     pause_at = T + rng.uniform(4, 8)
     fleet.nodes["b"].paused = (pause_at, pause_at + rng.uniform(4, 9))  # SIGSTOP ... SIGCONT
@@ -316,10 +360,11 @@ def test_fleet_with_pause_death_and_join_sends_every_seq_at_most_once(seed: int)
     assert {w for v in fleet.sent.values() for w, _ in v} == {"a", "b", "c", "n"}
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_fleet_without_disruption_sends_everything_once(seed: int) -> None:
-    """No pauses or deaths: every scheduled seq is sent exactly once, none late."""
-    fleet = Fleet(seed, ["a", "b", "c", "d"], rate=100, duration=10)
-    fleet.run(T + 15)
+@pytest.mark.parametrize(("seed", "ready_wait_s"), [(s, w) for s in range(4) for w in (0.0, 6.0)])
+def test_fleet_without_disruption_sends_everything_once(seed: int, ready_wait_s: float) -> None:
+    """No pauses or deaths: every scheduled seq is sent exactly once, none late — also when the start waits for
+    every worker to be ready (each takes its own time to fetch its tokens)."""
+    fleet = Fleet(seed, ["a", "b", "c", "d"], rate=100, duration=10, ready_wait_s=ready_wait_s)
+    fleet.run(T + 17)
     assert sorted(fleet.sent) == list(range(fleet.schedule.total)) and fleet.late == []
     assert all(len(v) == 1 for v in fleet.sent.values())

@@ -6,6 +6,7 @@ refused plan, the 403-fatal stop, a worker lost during the stop."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -97,8 +98,9 @@ def test_a_started_run_cannot_start_again() -> None:
 @dataclasses.dataclass
 class FakeEngine:
     plan: RunPlan
-    t0: float
     lease: WorkerLease
+    ready: Callable[[], None]
+    t0: float | None = None
     grants: list[Grant] = dataclasses.field(default_factory=list)
     stopped_with: list[float | None] = dataclasses.field(default_factory=list)
 
@@ -119,11 +121,16 @@ class Worker:
         self.finished: list[FakeEngine] = []
         self.logged: list[tuple[str, dict[str, Any]]] = []
 
-        def start_engine(p: RunPlan, t0: float, lease: WorkerLease) -> FakeEngine:
-            self.engines.append(FakeEngine(p, t0, lease))
+        def prepare(p: RunPlan, lease: WorkerLease, ready: Callable[[], None]) -> FakeEngine:
+            self.engines.append(FakeEngine(p, lease, ready))
             return self.engines[-1]
 
-        self.side = WorkerSide(me, send=lambda kind, data: self.sent.append((kind, data)), start_engine=start_engine,
+        def start(engine: FakeEngine, t0: float) -> None:
+            assert engine.t0 is None, "an engine started twice"
+            engine.t0 = t0
+
+        self.side = WorkerSide(me, send=lambda kind, data: self.sent.append((kind, data)), prepare=prepare,
+                               start=start,  # type: ignore[arg-type]
                                finish=lambda e: self.finished.append(e),  # type: ignore[arg-type,return-value]
                                log=lambda event, **kw: self.logged.append((event, kw)), give_up_s=3.5)
 
@@ -142,6 +149,27 @@ def test_start_is_acknowledged_every_time_and_begins_the_run_once() -> None:
     assert len(w.engines) == 1 and w.engines[0].t0 == T + 2.0
     assert w.sent == [(ACK, {"worker": "w1"})] * 2
     assert w.engines[0].lease.serial >= 0  # the START's grant applied (-1: none): the engine obeys it at once
+
+
+def test_a_start_without_t0_sets_up_says_ready_and_begins_only_on_t0() -> None:
+    """A start that waits for its workers: the plan alone sets the engine up (not started); ready is said once its
+    token pool is in (naming the run: a late word from the last run's engine counts for nothing); the START with
+    t0 and the grant begins it, once; a joiner's START (t0 at once) sets up and begins in one go."""
+    w = Worker()
+    p = plan()
+    m = MasterCoordinator(p.schedule, p.to_dict(), start_delay_s=0.25, ready_wait_s=6.0)
+    w.side.on_start(m.start(T, ["w1"])[0].data)
+    assert len(w.engines) == 1 and w.engines[0].t0 is None and w.sent == [(ACK, {"worker": "w1"})]
+    w.engines[0].ready()
+    assert w.sent[-1] == (ACK, {"worker": "w1", "ready": p.run_id})
+    m.ack(T + 0.1, "w1", ready=True)
+    go = m.tick(T + 0.1)[0].data
+    w.side.on_start(go)
+    w.side.on_start(go)
+    assert len(w.engines) == 1 and w.engines[0].t0 == T + 0.35 and w.engines[0].lease.serial >= 0
+    w.side.on_start(start_messages(plan("R2"), ["w1"])["w1"])  # the next run (web UI)
+    w.engines[0].ready()  # the last run's engine, late: not ready for this one
+    assert w.sent[-1] == (ACK, {"worker": "w1"}) and w.engines[1].t0 == T + 2.0
 
 
 def test_start_after_start_counts_the_last_run_then_begins_the_next() -> None:
@@ -175,7 +203,7 @@ def test_grants_reach_the_engine_and_are_acknowledged() -> None:
     renewal = [s for s in m.tick(T + 1.0) if s.to == "w1"]
     for s in renewal:
         w.side.on_grant(s.data)
-    assert len(w.engines[0].grants) == len(renewal) and w.sent[-1] == (ACK, {"worker": "w1"})
+    assert len(w.engines[0].grants) == 1 + len(renewal) and w.sent[-1] == (ACK, {"worker": "w1"})  # START's too
 
 
 def test_stop_gives_work_in_flight_its_grace_and_a_stop_before_start_is_ignored() -> None:

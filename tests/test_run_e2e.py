@@ -20,7 +20,7 @@ from sim.load.ledger import ledger_files, read_records
 from sim.platform.org import default_org
 from sim.platform.server import SimulatorThread
 from tests.conftest import LOAD_CLIENT, TEST_FLOW, VIEWER_CLIENT, org_with
-from tests.e2e import (CAN_MAKE_HOSTS, ENV, cmdlines, fleet_pids, flowsim_run, launches, run_command, sim_records,
+from tests.e2e import (CAN_MAKE_HOSTS, ENV, fleet_pids, flowsim_run, launches, run_command, sim_records,
                        start_run, wait_for_launches, write_scenario)
 
 pytestmark = pytest.mark.slow
@@ -480,7 +480,7 @@ def test_worker_joining_mid_run_takes_a_share_without_duplicates(tmp_path: Path)
         proc = start_run(scenario, tmp_path, sim.url, "--workers", "1")
         try:
             wait_for_launches(tmp_path, 60)
-            master = next(cmd for _, cmd in cmdlines() if "--master" in cmd and any(str(tmp_path) in a for a in cmd))
+            master = Path(f"/proc/{fleet_pids(tmp_path)[0]}/cmdline").read_text().split("\0")
             port = master[master.index("--master-bind-port") + 1]
             # A worker needs nothing but the master's address: the plan comes in the start message.
             late = subprocess.Popen([sys.executable, "-m", "locust", "-f", master[master.index("-f") + 1], "--worker",

@@ -105,6 +105,8 @@ class _Worker:
     invited_at: float = 0.0
     until_seq: int = 0
     done: bool = False
+    prepared: bool = False
+    """Said it has the plan and its token pool (the start waits for this: ``ready_wait_s``)."""
 
 
 @dataclass
@@ -115,7 +117,11 @@ class MasterCoordinator:
     plan: dict[str, Any]
     """The serialised run plan, shipped in every start message."""
     start_delay_s: float = 2.0
-    """Between the start message and launch 0: time for workers to set up."""
+    """From the start message that carries ``t0`` to launch 0: time for it to reach the workers (and, with no
+    ``ready_wait_s``, for them to set up)."""
+    ready_wait_s: float = 0.0
+    """0: the start message carries ``t0`` at once. Else it first carries the plan alone; each worker sets up
+    (engine, token pool) and says it is ready; ``t0`` follows once all have (or this long after the start)."""
     lease_s: float = 2.0
     """A grant covers the seqs due up to this long after the worker's last ack."""
     renew_s: float = 0.5
@@ -132,19 +138,38 @@ class MasterCoordinator:
     refusals: dict[str, str] = field(default_factory=dict)
     _serial: int = 0
     _next_renew: float = 0.0
+    _ready_by: float | None = None
+    """While the start waits for its workers to be ready: when it stops waiting."""
 
     @property
     def members(self) -> tuple[str, ...]:
         return self.epochs[-1].members if self.epochs else ()
 
     def start(self, now: float, workers: list[str]) -> list[Send]:
-        """Launch 0 is due ``start_delay_s`` from now; the given workers share the sequence from 0."""
-        self.t0 = now + self.start_delay_s
+        """The given workers share the sequence from 0. Launch 0 is due ``start_delay_s`` from now — or, with
+        ``ready_wait_s``, from when they are all ready (:meth:`tick`); until then they get the plan alone."""
         self.epochs = [Epoch(from_seq=0, members=tuple(workers))]
         for w in workers:
             self.workers[w] = _Worker(state="member", last_seen=now, invited_at=now)
+        if self.ready_wait_s > 0 and workers:
+            self._ready_by = now + self.ready_wait_s
+            return [Send(w, START, {"plan": self.plan, "t0": None, "grant": None}) for w in workers]
+        return self._go(now)
+
+    def _go(self, now: float) -> list[Send]:
+        """Launch 0 is due ``start_delay_s`` from now: every member gets ``t0`` and its lease."""
+        self.t0, self._ready_by = now + self.start_delay_s, None
+        members = [m for m in self.members if self.workers[m].state != "refused"]
+        self.epochs = [Epoch(from_seq=0, members=tuple(members))]
+        for m in members:
+            self.workers[m].last_seen = max(self.workers[m].last_seen, now)
         self._next_renew = now + self.renew_s
-        return [self._start_message(w, grant=self._grant(w)) for w in workers]
+        return [self._start_message(w, grant=self._grant(w)) for w in members]
+
+    @property
+    def waiting(self) -> bool:
+        """Started, and waiting for its workers to be ready (no ``t0`` yet)."""
+        return self._ready_by is not None
 
     def _start_message(self, worker: str, grant: Grant | None) -> Send:
         return Send(worker, START, {"plan": self.plan, "t0": self.t0, "grant": grant.to_dict() if grant else None})
@@ -173,12 +198,14 @@ class MasterCoordinator:
                 out.append(self._start_message(wid, None))
         return out
 
-    def ack(self, now: float, worker: str) -> None:
-        """A worker answered (start or grant): it is alive. A lost or new one becomes ready to join."""
+    def ack(self, now: float, worker: str, *, ready: bool = False) -> None:
+        """A worker answered (start or grant): it is alive. A lost or new one becomes ready to join. ``ready``:
+        it has set up for the run (its engine and token pool)."""
         w = self.workers.get(worker)
         if w is None or w.state == "refused":
             return
         w.last_seen = now
+        w.prepared = w.prepared or ready
         if w.state in ("invited", "lost"):
             w.state = "ready"
 
@@ -201,7 +228,13 @@ class MasterCoordinator:
             w.done = True
 
     def tick(self, now: float) -> list[Send]:
-        """Re-split on joins and silences, renew leases; call a few times a second."""
+        """Start once every worker is ready (or waited long enough); re-split on joins and silences, renew
+        leases. Call a few times a second, and after a ready ack (the start then goes at once)."""
+        if self._ready_by is not None:
+            if now >= self._ready_by or all(self.workers[m].prepared or self.workers[m].state == "refused"
+                                            for m in self.members):
+                return self._go(now)
+            return []
         if self.t0 is None:
             return []
         members = self.members

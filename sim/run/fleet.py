@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -18,34 +17,22 @@ import gevent
 import gevent.event
 
 from sim import logs
-from sim.errors import FlowsimError
 from sim.load.stats import RunStats
 from sim.drivers import driver_for
 from sim.results.summary import RunSummary
 from sim.run.coordination import DONE, FATAL, MasterCoordinator, Send
-from sim.run.pacer import WorkerLease
-from sim.run.engine import Engine, gevent_transport
+from sim.run.engine import Engine
 from sim.run.lifecycle import Lifecycle
 from sim.run.metrics import Snapshot
 from sim.run.plan import RunPlan
 from sim.run.prepare import Prepared
 from sim.run.tally import count_run
-from sim.run.shipping import LOCAL_DIR, MasterLedger, Shipper
-from sim.run.stream import Outbox
-from sim.load.ledger import Ledger, run_dir
+from sim.run.shipping import MasterLedger, Shipper
 from sim.run import watch, webhook
 from sim.run.master_side import MasterHandlers
+from sim.run.beginning import RunBeginning
 
-__all__ = ["ProcessRun", "Role", "STOP_GRACE_S", "GIVE_UP_S", "WORKER_START_DELAY_S", "LOCAL_START_DELAY_S",
-           "TOKEN_WAIT_S"]
-
-WORKER_START_DELAY_S = 1.0
-"""From the master's START (sent once every worker's users are spawned) to launch 0: time for each worker to
-take the plan and fetch its token pool."""
-LOCAL_START_DELAY_S = 0.1
-"""A single process, from its token pool being fetched (users spawned) to launch 0."""
-TOKEN_WAIT_S = 5.0
-"""How long a single process waits for its token pool before launch 0 is set (retries included)."""
+__all__ = ["ProcessRun", "Role", "STOP_GRACE_S", "GIVE_UP_S"]
 
 STOP_GRACE_S = 5.0
 """A run cut short: how long in-flight launches get to finish (and be written to the ledger)."""
@@ -56,7 +43,7 @@ worker's records and final stats then reach the master within its grace."""
 Role = Literal["master", "worker", "local"]
 
 
-class ProcessRun(MasterHandlers):
+class ProcessRun(MasterHandlers, RunBeginning):
     """This process's part of a run, attached to the Locust Environment (no module globals)."""
 
     def __init__(self, env: Any, plan: RunPlan | None, prepared: Prepared | None, *, role: Role) -> None:
@@ -133,69 +120,6 @@ class ProcessRun(MasterHandlers):
         if self.role == "master":
             return self.live
         return self.engine.stats if self.engine else None
-
-    def begin(self, *, master: bool) -> None:
-        """The START's users are all spawned (Locust's spawning_complete): the run begins. The master gives its
-        workers ``WORKER_START_DELAY_S`` to take the plan and fetch their tokens; a single process fetches its
-        token pool first, then launch 0 is due ``LOCAL_START_DELAY_S`` later. The loops that watch the run
-        (``sim.run.watch``) start."""
-        assert self.plan is not None
-        try:
-            plan = self.plan = webhook.host(self.env, self.plan)  # Open Messaging: the receiver, before any worker
-        except FlowsimError as exc:
-            return self.abort(str(exc), fatal=True)
-        if master:
-            try:
-                self.run_ledger = MasterLedger(run_dir(plan.ledger_dir, plan.run_id), plan.run_id)
-            except OSError as exc:
-                return self.abort(f"the run's ledger cannot be written: {exc.strerror or exc}", fatal=True)
-            self.coord = MasterCoordinator(plan.schedule, plan.to_dict(), start_delay_s=WORKER_START_DELAY_S)
-            self.send(self.coord.start(time.time(), self.live_workers(with_users=False)))
-            assert self.coord.t0 is not None
-            t0 = self.coord.t0
-            self.life.start(t0)
-            self.log.info("run.started", run_id=plan.run_id, workers=len(self.coord.members),
-                          scheduled=plan.schedule.total)
-            gevent.spawn(watch.coordinate, self)
-        else:
-            me = f"local-{os.getpid()}"
-            engine = self.new_engine(plan, WorkerLease.whole(me, plan.schedule.total), me)
-            try:
-                engine.prefetch(wait_s=TOKEN_WAIT_S)
-            except FlowsimError as exc:  # launches without a token are written as not sent (no_token)
-                self.log.error("tokens.unavailable", reason=str(exc))
-            t0 = time.time() + LOCAL_START_DELAY_S
-            self.start_engine(engine, t0)
-        self.deadline = t0 + plan.scenario.duration_s + plan.scenario.follow_timeout_s + 30
-        gevent.spawn(watch.progress, self, getattr(self.env.parsed_options, "flowsim_live_file", ""))
-        if plan.abort_error_rate or plan.scenario.thresholds.abort_on_fail:
-            gevent.spawn(watch.guard, self, plan.abort_error_rate, plan.scenario.thresholds)
-
-    # -- single process / worker ----------------------------------------------------------------------
-    def new_engine(self, plan: RunPlan, lease: WorkerLease, worker: str, clock: Any = time.time) -> Engine:
-        """This process's engine for ``plan``, not yet started."""
-        self.plan = plan
-        ledger = None
-        if self.role == "worker":  # a local copy on this host; the master writes the run's ledger from the stream
-            outbox = Outbox()
-            ledger = Ledger(run_dir(plan.ledger_dir, plan.run_id) / LOCAL_DIR, outbox=outbox)
-            self.shipper = Shipper(outbox, lambda kind, data: self.runner.send_message(kind, data), worker=worker,
-                                   run_id=plan.run_id)
-        self.engine = Engine(plan, worker=worker, lease=lease, report=self.report, on_done=self.on_engine_done,
-                             on_fatal=self.on_fatal, log_error=self.log_error, ledger=ledger, clock=clock,
-                             # FLOWSIM_TRANSPORT=httpx: httpx's own transport (the benchmark compares both).
-                             transport=gevent_transport if os.environ.get("FLOWSIM_TRANSPORT", "gevent") == "gevent"
-                             else lambda _timeout, _ca: None)
-        self.engine.mailbox = webhook.mailbox(self.env, plan)
-        return self.engine
-
-    def start_engine(self, engine: Engine, t0: float) -> Engine:
-        """Launch 0 is due at ``t0``: the run is running."""
-        self.life.start(t0)
-        engine.start(t0)
-        self.log.info("run.started", run_id=engine.plan.run_id, worker=engine.worker,
-                      target=engine.plan.target.api_url, scheduled=engine.schedule.total)
-        return engine
 
     def on_engine_done(self) -> None:
         if self.role == "worker":

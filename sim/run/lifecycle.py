@@ -142,23 +142,28 @@ class WorkerEngine(Protocol):
 
 class WorkerSide:
     """A worker's handlers of the master's messages, as plain methods. ``send(kind, data)`` answers the master;
-    ``start_engine(plan, t0, lease)`` begins this worker's share of a run; ``finish(engine)`` counts the last one
-    (a run after a run, in the web UI)."""
+    ``prepare(plan, lease, ready)`` sets up this worker's share of a run (its engine; ``ready()`` once its token
+    pool is in); ``start(engine, t0)`` begins it; ``finish(engine)`` counts the last one (a run after a run, in the
+    web UI)."""
 
     def __init__(self, me: str, *, send: Callable[[str, dict[str, Any]], None],
-                 start_engine: Callable[[RunPlan, float, WorkerLease], WorkerEngine],
+                 prepare: Callable[[RunPlan, WorkerLease, Callable[[], None]], WorkerEngine],
+                 start: Callable[[WorkerEngine, float], object],
                  finish: Callable[[WorkerEngine], None], log: Callable[..., None], give_up_s: float,
                  clock: MasterClock | None = None) -> None:
         self.me = me
         self.clock = clock or MasterClock()
         """The master's time as read from its messages' ``at``: the engine's clock (``sim.run.clock``)."""
         self.engine: WorkerEngine | None = None
-        self._send, self._start_engine, self._finish, self._log = send, start_engine, finish, log
+        self.started = False
+        """The engine has its ``t0``: it is pacing."""
+        self._send, self._prepare, self._start, self._finish, self._log = send, prepare, start, finish, log
         self._give_up_s = give_up_s
 
     def on_start(self, data: dict[str, Any]) -> None:
-        """START (sent again until acknowledged): begin the run once; acknowledge every time, saying how far this
-        worker's wall clock is from the master's. A clock too far off refuses the run."""
+        """START: the plan, set up once (refused if this worker's clock is too far from the master's), and ready
+        said when the token pool is in; with ``t0`` (at once, or once every worker was ready): begin, once.
+        Acknowledged every time, with how far this worker's wall clock is from the master's."""
         self._observe(data)
         if self.engine is None or self.engine.plan.run_id != data["plan"].get("run_id"):
             try:
@@ -170,11 +175,18 @@ class WorkerSide:
                 return
             if self.engine is not None:  # the last run's engine (web UI: a run after a run)
                 self._finish(self.engine)
-            lease = WorkerLease(self.me)
-            if data.get("grant"):
-                lease.apply(Grant.from_dict(data["grant"]))
-            self.engine = self._start_engine(plan, data["t0"], lease)
+            self.started = False
+            self.engine = self._prepare(plan, WorkerLease(self.me), lambda: self._ready(plan.run_id))
+        if data.get("grant"):
+            self.engine.grant(Grant.from_dict(data["grant"]))
+        if data.get("t0") is not None and not self.started:
+            self.started = True
+            self._start(self.engine, float(data["t0"]))
         self._send(ACK, {"worker": self.me, **self._offset()})
+
+    def _ready(self, run_id: str) -> None:
+        if self.engine is not None and self.engine.plan.run_id == run_id:
+            self._send(ACK, {"worker": self.me, "ready": run_id, **self._offset()})
 
     def on_grant(self, data: dict[str, Any]) -> None:
         self._observe(data)

@@ -1,13 +1,10 @@
-"""Locust wiring — the only module of flowsim that imports locust: a thin adapter from Locust's events
-to the plan (``sim.run.plan``), the coordination state machines (``sim.run.coordination``) and the
-engine (``sim.run.engine``).
+"""Locust wiring — the only module of flowsim that imports locust: a thin adapter from Locust's events to the plan
+(``sim.run.plan``), the coordination state machines (``sim.run.coordination``) and the engine (``sim.run.engine``).
 
-``FlowUser`` is one unit of concurrency: it waits for a due launch, runs it, and waits again. The
-arrival rate comes from the plan's schedule, not from the user count; ``-u`` is the scenario's
-``max_concurrency``. Works standalone (``locust -f locustfile.py``, web UI included) and in Locust's
-distributed mode. The plan is resolved once: by ``flowsim run`` (``--flowsim-plan``), or here on the
-master / single process from ``--flowsim-scenario`` and friends. Workers take everything from the
-master's start message.
+``FlowUser`` is one unit of concurrency: it waits for a due launch, runs it, and waits again. The arrival rate comes
+from the plan's schedule, not from the user count. Works standalone (``locust -f locustfile.py``, web UI included)
+and in Locust's distributed mode. The plan is resolved once: by ``flowsim run`` (``--flowsim-plan``), or here on
+the master / single process from ``--flowsim-scenario`` and friends; workers take it from the master's START.
 """
 
 from __future__ import annotations
@@ -32,8 +29,8 @@ from sim.run.engine import Ticket
 from sim.run.fleet import GIVE_UP_S, STOP_GRACE_S, ProcessRun, Role
 from sim.run.lifecycle import WorkerSide
 from sim.run.plan import RunPlan
-from sim.run.starts import (add_options, check_start, current, form_options, halt_on_sigterm, next_run,
-                            resolve_plan)
+from sim.run.starts import (add_options, await_workers, check_start, current, forked_worker, form_options,
+                            halt_on_sigterm, next_run, resolve_plan)
 from sim.run import webhook
 from sim.run.webui import check_exposure, install_start_check, install_views
 
@@ -49,6 +46,12 @@ def _role(env: Environment) -> Role:
 
 def _processes(environment: Environment) -> int:
     return max(1, environment.runner.worker_count) if isinstance(environment.runner, MasterRunner) else 1
+
+
+def _run(environment: Environment) -> ProcessRun:
+    run = current(environment)
+    assert run is not None
+    return run
 
 
 def _next_run(environment: Environment) -> ProcessRun | None:
@@ -136,25 +139,22 @@ def _init_master(environment: Environment, runner: MasterRunner) -> None:
             run.on_report(client_id, data)
 
     environment.events.worker_report.add_listener(on_worker_report)
+    await_workers(runner, environment.parsed_options)
 
 
 def _init_worker(environment: Environment, runner: WorkerRunner) -> None:
     """A worker: its run begins with the master's START (``sim.run.lifecycle.WorkerSide``)."""
     me = runner.client_id
+    forked_worker(environment.parsed_options)
     environment.flowsim = ProcessRun(environment, None, None, role="worker")  # type: ignore[attr-defined]
 
-    def start_engine(plan: RunPlan, t0: float, lease: WorkerLease) -> Any:
-        run = ProcessRun(environment, None, None, role="worker")
-        environment.flowsim = run  # type: ignore[attr-defined]
-        return run.start_engine(run.new_engine(plan, lease, me, clock=side.clock), t0)
+    def prepare(plan: RunPlan, lease: WorkerLease, ready: Any) -> Any:
+        run = environment.flowsim = ProcessRun(environment, None, None, role="worker")  # type: ignore[attr-defined]
+        return run.prepare_worker(plan, lease, me, side.clock, ready)
 
-    def finish(_engine: Any) -> None:
-        run = current(environment)
-        if run is not None:
-            run.finish()
-
-    side = WorkerSide(me, send=lambda kind, data: runner.send_message(kind, data), start_engine=start_engine,
-                      finish=finish, log=logs.get_logger(component="locust").error, give_up_s=GIVE_UP_S)
+    side = WorkerSide(me, send=lambda kind, data: runner.send_message(kind, data), prepare=prepare,
+                      start=lambda _engine, t0: _run(environment).go(t0), finish=lambda _e: _run(environment).finish(),
+                      log=logs.get_logger(component="locust").error, give_up_s=GIVE_UP_S)
 
     def on_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
         run = current(environment)

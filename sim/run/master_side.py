@@ -4,11 +4,13 @@ the run (``sim.run.fleet.ProcessRun`` mixes them in); ``sim.run.locust_user`` re
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sim.load.stats import RunStats
-from sim.run.coordination import MasterCoordinator
+from sim.run.coordination import MasterCoordinator, Send
 from sim.run.lifecycle import Lifecycle
+from sim.run.plan import RunPlan
 from sim.run.shipping import MasterLedger
 
 __all__ = ["MasterHandlers"]
@@ -26,12 +28,19 @@ class MasterHandlers:
     life: Lifecycle
     log: Any
 
-    def abort(self, reason: str, *, fatal: bool = False) -> None:
-        raise NotImplementedError
+    plan: RunPlan | None
+
+    abort: Callable[..., None]
+    send: Callable[[list[Send]], None]
+    went: Callable[[], None]  # declared, not defined: the run's own (sim.run.beginning), found after this mixin
 
     def on_ack(self, data: dict[str, Any]) -> None:
         if self.coord is not None:
-            self.coord.ack(time.time(), data["worker"])
+            ready = self.plan is not None and data.get("ready") == self.plan.run_id
+            self.coord.ack(time.time(), data["worker"], ready=ready)
+            if ready and self.coord.waiting and not self.life.complete:  # the last one ready: t0 goes out now
+                self.send(self.coord.tick(time.time()))
+                self.went()
         if isinstance(data.get("clock_offset_s"), (int, float)):
             self.clock_offsets[str(data["worker"])] = float(data["clock_offset_s"])
 

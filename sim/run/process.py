@@ -1,6 +1,6 @@
 """Child processes that never outlive the ``flowsim`` command, and signals turned into an orderly stop.
 
-Children (the embedded simulator, the Locust master and workers) run in their own session, so a
+Children (the embedded simulator, the Locust master and the workers it forks) run in their own session, so a
 terminal's Ctrl-C reaches only the parent, which stops them in order (master first: it writes the
 summary); and each asks the kernel for SIGTERM when its parent dies (``PR_SET_PDEATHSIG``), so a
 ``kill -9`` of the parent leaves nothing running.
@@ -8,6 +8,7 @@ summary); and each asks the kernel for SIGTERM when its parent dies (``PR_SET_PD
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -18,13 +19,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["spawn", "terminate", "Interrupted", "signals_interrupt", "REPEAT_WINDOW_S"]
+__all__ = ["spawn", "terminate", "kill_group", "die_with_parent", "Interrupted", "signals_interrupt", "REPEAT_WINDOW_S"]
 
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent(parent: int) -> None:
-    """Runs in the child between fork and exec."""
+def die_with_parent(parent: int) -> None:
+    """SIGTERM this process when ``parent`` dies (Linux): a child between fork and exec, or a worker Locust
+    forked (``--processes``; the setting does not survive a fork)."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:  # the parent died before the line above took effect
@@ -32,13 +34,22 @@ def _die_with_parent(parent: int) -> None:
 
 
 def spawn(cmd: Sequence[str], **kw: Any) -> subprocess.Popen[Any]:
-    """Popen in a session of its own, terminated by the kernel if this process dies."""
+    """Popen in a session (and process group) of its own, terminated by the kernel if this process dies."""
     parent = os.getpid()
-    return subprocess.Popen(list(cmd), start_new_session=True, preexec_fn=lambda: _die_with_parent(parent), **kw)
+    return subprocess.Popen(list(cmd), start_new_session=True, preexec_fn=lambda: die_with_parent(parent), **kw)
+
+
+def kill_group(p: subprocess.Popen[Any]) -> None:
+    """SIGKILL a process from :func:`spawn` and what it forked (its process group) — while it is not yet reaped,
+    so that its id cannot have been reused."""
+    if p.returncode is None:
+        with contextlib.suppress(OSError):
+            os.killpg(p.pid, signal.SIGKILL)
+    p.kill()
 
 
 def terminate(procs: Sequence[subprocess.Popen[Any]], *, timeout_s: float) -> None:
-    """SIGTERM, wait up to ``timeout_s`` in all, then SIGKILL whatever is left."""
+    """SIGTERM, wait up to ``timeout_s`` in all, then SIGKILL whatever is left (with what it forked)."""
     for p in procs:
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
@@ -46,7 +57,7 @@ def terminate(procs: Sequence[subprocess.Popen[Any]], *, timeout_s: float) -> No
         try:
             p.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            p.kill()
+            kill_group(p)
             p.wait()
 
 

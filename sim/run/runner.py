@@ -24,7 +24,7 @@ from sim.errors import FlowsimError
 from sim.load.ledger import run_dir
 from sim.results.summary import RunSummary
 from sim.run.plan import RunPlan
-from sim.run.process import REPEAT_WINDOW_S, Interrupted, signals_interrupt, spawn, terminate
+from sim.run.process import REPEAT_WINDOW_S, Interrupted, kill_group, signals_interrupt, spawn, terminate
 from sim.run.terminal import LiveView
 
 _STOP_TIMEOUT_S = 45.0
@@ -71,13 +71,11 @@ def write_plan(plan: RunPlan) -> Path:
     return path
 
 
-def locust_command(*, plan_path: str | None = None, worker: bool = False, summary_json: str = "",
-                   locust_html: str | None = None, csv: str | None = None, workers: int = 0,
-                   master_port: int = 5557, prometheus: str | None = None, live_file: str | None = None,
-                   locust_stats: str | None = None) -> list[str]:
+def locust_command(*, plan_path: str, summary_json: str, locust_html: str | None = None, csv: str | None = None,
+                   workers: int = 0, master_port: int = 5557, prometheus: str | None = None,
+                   live_file: str | None = None, locust_stats: str | None = None) -> list[str]:
+    """The Locust command of a ``flowsim run``: one process, or a master that forks its local workers."""
     cmd = [sys.executable, "-m", "locust", "-f", locustfile_path()]
-    if worker:
-        return cmd + ["--worker", "--master-host", "127.0.0.1", "--master-port", str(master_port)]
     # Users and the end of the run are flowsim's load shape's (sim.run.locust_user.FlowsimShape): the plan's
     # concurrency while its schedule runs, a safety deadline after it. No -u / -r / --run-time.
     cmd += ["--flowsim-plan", str(plan_path), "--headless", "--flowsim-summary-json", summary_json,
@@ -93,10 +91,13 @@ def locust_command(*, plan_path: str | None = None, worker: bool = False, summar
     if csv:
         cmd += ["--csv", csv]
     if workers:
-        # --enable-rebalancing: when a worker dies, Locust moves its users (concurrency) to the others;
-        # flowsim moves its share of the arrival rate itself.
-        cmd += ["--master", "--expect-workers", str(workers), "--master-bind-host", "127.0.0.1",
-                "--master-bind-port", str(master_port), "--enable-rebalancing"]
+        # Locust's --processes: the master forks its workers once it has imported everything (one import on the
+        # machine, not one per process: the first launch comes seconds sooner on a small machine); it expects
+        # them as with --expect-workers, and they connect to --master-port. --enable-rebalancing: when a worker
+        # dies, Locust moves its users (concurrency) to the others; flowsim moves its share of the rate itself.
+        cmd += ["--processes", str(workers), "--master-bind-host", "127.0.0.1", "--master-bind-port",
+                str(master_port), "--master-host", "127.0.0.1", "--master-port", str(master_port),
+                "--enable-rebalancing"]
     return cmd
 
 
@@ -107,7 +108,7 @@ def run_locust(plan: RunPlan, opts: RunOptions) -> tuple[RunSummary, int | None]
 
 
 class Fleet:
-    """The Locust processes of one run — master (or single process) plus local workers — started before the plan
+    """The Locust processes of one run — master (or single process) and the local workers it forks — started before the plan
     exists, so that they import and start up while the parent resolves the plan (preflight): the master waits
     for the plan file. Leaving the ``with`` block ends every one of them, whatever happened.
 
@@ -139,10 +140,9 @@ class Fleet:
         env = {**os.environ, "FLOWSIM_LOG_LEVEL": "warning"} if opts.quiet else None
         try:
             view = self._stack.enter_context(LiveView(self.live_file)) if self.live_file else None
-            for cmd in [master] + [locust_command(worker=True, master_port=port)] * opts.workers:
-                self.procs.append(spawn(cmd, stdout=out, stderr=err, env=env))
-                if view is not None and self.procs[-1].stdout is not None:
-                    view.forward(self.procs[-1].stdout)
+            self.procs.append(spawn(master, stdout=out, stderr=err, env=env))  # its workers are its children
+            if view is not None and self.procs[-1].stdout is not None:
+                view.forward(self.procs[-1].stdout)
         except BaseException:
             self.close()
             raise
@@ -179,7 +179,7 @@ class Fleet:
                     procs[0].wait(timeout=_STOP_TIMEOUT_S)
                 except (Interrupted, subprocess.TimeoutExpired):  # insisted, or the master hangs: kill it all
                     for p in procs:
-                        p.kill()
+                        kill_group(p)
         if not self.summary_path.exists():
             if signum is not None:
                 raise Interrupted(signum)

@@ -22,9 +22,10 @@ from sim.run.fleet import ProcessRun, Role
 from sim.run.live import LiveRules
 from sim.run.plan import RunPlan
 from sim.run.prepare import Prepared, prepare_from_options
+from sim.run.process import die_with_parent
 
 __all__ = ["halt_on_sigterm", "add_options", "resolve_plan", "form_options", "current", "next_run", "check_start",
-           "PLAN_WAIT_S"]
+           "PLAN_WAIT_S", "forked_worker", "await_workers", "WORKERS_WAIT_S"]
 
 
 def add_options(parser: Any) -> None:
@@ -180,3 +181,26 @@ def halt_on_sigterm(environment: Any) -> None:
             gevent.spawn(run.halt)
 
     gevent.signal_handler(signal.SIGTERM, on_sigterm)
+
+
+def forked_worker(opts: Any) -> None:
+    """A worker that Locust forked from its master (``--processes``) inherited the master's command line: it
+    writes none of the master's files (Locust clears some, not ``--json-file``), and it ends with its master."""
+    if getattr(opts, "processes", None):
+        opts.json_file = None
+        die_with_parent(os.getppid())
+
+
+WORKERS_WAIT_S = 30.0
+
+
+def await_workers(runner: Any, opts: Any) -> None:
+    """Headless, Locust's master polls for its ``--expect-workers`` once a second before it starts the test.
+    Waiting for them here first (at init, a few ms apart; forked workers are ready ~0.1 s after the master) makes
+    that poll pass at once: the run starts up to 1 s sooner. Bounded: after ``WORKERS_WAIT_S`` Locust's own wait
+    (and its messages) take over."""
+    if not getattr(opts, "headless", False):
+        return
+    deadline = time.monotonic() + WORKERS_WAIT_S
+    while len(runner.clients.ready) < opts.expect_workers and time.monotonic() < deadline:
+        gevent.sleep(0.02)

@@ -88,6 +88,7 @@ def coordinate(run: ProcessRun) -> None:
         run.send(coord.connected(now, run.live_workers(with_users=True)))
         before = coord.members
         run.send(coord.tick(now))
+        run.went()  # every worker ready (or waited long enough): t0 went out with that tick
         if coord.members != before:
             run.log.warning("workers.changed", members=len(coord.members), lost=coord.lost,
                             from_seq=coord.epochs[-1].from_seq)
