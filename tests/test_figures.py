@@ -188,3 +188,21 @@ def test_a_run_that_follows_nothing_has_no_flow_failures_and_stopped_flows_are_n
     assert figures(st).observed()["flow_failure_rate"] == 0.0
     st.outcomes.update({"FAILED": 1})
     assert figures(st).observed()["flow_failure_rate"] == pytest.approx(1 / 13)
+
+
+def test_recorded_buckets_are_hdrh_recorded_iterators_steps() -> None:
+    """``recorded`` yields exactly what hdrh's recorded iterator does (value iterated to, count in that step),
+    for values across the histogram's whole range, repeats and an empty histogram."""
+    import random
+
+    from hdrh.histogram import HdrHistogram
+
+    from sim.load.stats import recorded
+
+    rng = random.Random(7)
+    for n in (0, 1, 20, 5000):
+        h = HdrHistogram(1, 3_600_000_000, 3)
+        for _ in range(n):
+            h.record_value(int(rng.choice([rng.uniform(1, 50), rng.uniform(1_000, 900_000), 3_599_000_000])))
+        expected = [(it.value_iterated_to, it.count_added_in_this_iter_step) for it in h.get_recorded_iterator()]
+        assert recorded(h) == expected and sum(c for _, c in expected) == n

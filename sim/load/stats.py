@@ -20,7 +20,7 @@ from sim.load.breaks import FailureGroups
 from sim.load.records import LaunchRecord, OutcomeRecord, ReceiverRecord, Record, SessionRecord, UnsentRecord, parse
 from sim.load.series import TimeSeries
 
-__all__ = ["RunStats", "HISTOGRAMS", "Percentiles"]
+__all__ = ["RunStats", "HISTOGRAMS", "Percentiles", "recorded"]
 
 HISTOGRAMS = ("launch", "launch_attempt", "launch_from_intended", "flow_completion", "turn", "session", "reply",
               "reply_each")
@@ -241,8 +241,8 @@ class RunStats:
         """The recorded values of ``name`` in logarithmic bins (``per_doubling`` per doubling, from 1 µs):
         (low ms, high ms, count) for each non-empty bin, lowest first. For charts, not for SLOs."""
         bins: Counter[int] = Counter()
-        for it in self.hist[name].get_recorded_iterator():
-            bins[int(per_doubling * math.log2(max(1, it.value_iterated_to)))] += it.count_added_in_this_iter_step
+        for value, n in recorded(self.hist[name]):
+            bins[int(per_doubling * math.log2(max(1, value)))] += n
         return [(round(2 ** (b / per_doubling) / 1000, 4), round(2 ** ((b + 1) / per_doubling) / 1000, 4), n)
                 for b, n in sorted(bins.items())]
 
@@ -251,11 +251,19 @@ class RunStats:
         and the sum of the values (ms). Exact to the HDR histogram's resolution (3 significant digits)."""
         counts = [0] * len(bounds_ms)
         total, total_ms = 0, 0.0
-        for it in self.hist[name].get_recorded_iterator():
-            ms, n = it.value_iterated_to / 1000, it.count_added_in_this_iter_step
+        for value, n in recorded(self.hist[name]):
+            ms = value / 1000
             total += n
             total_ms += ms * n
             for i, bound in enumerate(bounds_ms):
                 if ms <= bound:
                     counts[i] += n
         return counts, total, total_ms
+
+
+def recorded(h: HdrHistogram) -> list[tuple[int, int]]:
+    """(value, count) for each non-empty bucket of ``h``, lowest first — what hdrh's recorded iterator yields
+    (``value_iterated_to``, ``count_added_in_this_iter_step``), without its Python step through every empty
+    sub-bucket below the highest value (~50,000 steps a call: 0.1 s of a 20-launch run's count)."""
+    counts = h.counts[:h.counts_len]  # a ctypes array: sliced in C
+    return [(h.get_highest_equivalent_value(h.get_value_from_index(i)), c) for i, c in enumerate(counts) if c]

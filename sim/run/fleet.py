@@ -29,7 +29,7 @@ from sim.run.prepare import Prepared
 from sim.run.tally import count_run
 from sim.run.shipping import MasterLedger, Shipper
 from sim.run import watch, webhook
-from sim.run.master_side import MasterHandlers
+from sim.run.master_side import END_DELAY_S, MasterHandlers
 from sim.run.beginning import RunBeginning
 
 __all__ = ["ProcessRun", "Role", "STOP_GRACE_S", "GIVE_UP_S"]
@@ -132,7 +132,7 @@ class ProcessRun(MasterHandlers, RunBeginning):
                 self.log.warning("run.done_not_delivered", error=type(exc).__name__)
         elif self.life.schedule_done():
             self.log.info("run.schedule_complete")
-            self.end_later(0.2)
+            self.end_later(END_DELAY_S)
 
     def on_fatal(self, reason: str) -> None:
         """The run cannot go on (e.g. the client may not launch): stop it everywhere, once."""

@@ -13,7 +13,11 @@ from sim.run.lifecycle import Lifecycle
 from sim.run.plan import RunPlan
 from sim.run.shipping import MasterLedger
 
-__all__ = ["MasterHandlers"]
+__all__ = ["MasterHandlers", "END_DELAY_S"]
+
+END_DELAY_S = 0.05
+"""From a run's last unit of work done (a single process) or its last worker's DONE (a master) to ending the test:
+a moment for what is under way in other greenlets (the last request events) to land first."""
 
 
 class MasterHandlers:
@@ -32,6 +36,7 @@ class MasterHandlers:
 
     abort: Callable[..., None]
     send: Callable[[list[Send]], None]
+    end_later: Callable[[float], None]
     went: Callable[[], None]  # declared, not defined: the run's own (sim.run.beginning), found after this mixin
 
     def on_ack(self, data: dict[str, Any]) -> None:
@@ -51,6 +56,13 @@ class MasterHandlers:
             self.run_ledger.on_done(data["worker"], data.get("lines"))
         if self.coord is not None:
             self.coord.done(data["worker"])
+            self.check_finished(time.time())  # the last one: end now, not at the coordination loop's next tick
+
+    def check_finished(self, now: float) -> None:
+        """Every worker has finished its share (or nobody is left and the schedule is over): the run is complete."""
+        if self.coord is not None and self.coord.finished(now) and self.life.schedule_done():
+            self.log.info("run.schedule_complete", workers=len(self.coord.members))
+            self.end_later(END_DELAY_S)
 
     def on_ledger(self, data: dict[str, Any]) -> None:
         error = self.run_ledger.on_batch(data) if self.run_ledger is not None else None

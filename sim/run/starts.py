@@ -22,10 +22,9 @@ from sim.run.fleet import ProcessRun, Role
 from sim.run.live import LiveRules
 from sim.run.plan import RunPlan
 from sim.run.prepare import Prepared, prepare_from_options
-from sim.run.process import die_with_parent
 
 __all__ = ["halt_on_sigterm", "add_options", "resolve_plan", "form_options", "current", "next_run", "check_start",
-           "PLAN_WAIT_S", "forked_worker", "await_workers", "WORKERS_WAIT_S"]
+           "PLAN_WAIT_S", "await_workers", "WORKERS_WAIT_S"]
 
 
 def add_options(parser: Any) -> None:
@@ -181,14 +180,6 @@ def halt_on_sigterm(environment: Any) -> None:
             gevent.spawn(run.halt)
 
     gevent.signal_handler(signal.SIGTERM, on_sigterm)
-
-
-def forked_worker(opts: Any) -> None:
-    """A worker that Locust forked from its master (``--processes``) inherited the master's command line: it
-    writes none of the master's files (Locust clears some, not ``--json-file``), and it ends with its master."""
-    if getattr(opts, "processes", None):
-        opts.json_file = None
-        die_with_parent(os.getppid())
 
 
 WORKERS_WAIT_S = 30.0

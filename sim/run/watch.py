@@ -92,6 +92,4 @@ def coordinate(run: ProcessRun) -> None:
         if coord.members != before:
             run.log.warning("workers.changed", members=len(coord.members), lost=coord.lost,
                             from_seq=coord.epochs[-1].from_seq)
-        if coord.finished(now) and run.life.schedule_done():
-            run.log.info("run.schedule_complete", workers=len(coord.members))
-            run.end_later(0.2)
+        run.check_finished(now)
