@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from jsonschema import Draft7Validator, FormatChecker
 
 from sim.drivers.base import SizingInputs, Ticket, UnitContext, record_unit
 from sim.load.client import FlowClient
@@ -21,6 +20,8 @@ __all__ = ["WorkflowDriver", "WORKFLOW"]
 
 def _explain(schema: dict[str, Any], input_data: dict[str, Any]) -> list[str]:
     """Why the platform would answer 400 to these inputs, before it does."""
+    from jsonschema import Draft7Validator, FormatChecker  # here: only preflight explains (0.1 s to import)
+
     names = set(schema.get("properties", {}))
     problems = []
     for key in input_data:

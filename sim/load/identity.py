@@ -16,7 +16,6 @@ import unicodedata
 import uuid
 from dataclasses import dataclass
 
-from faker import Faker
 
 __all__ = ["Identity", "IdentityFactory", "EXAMPLE_DOMAINS", "is_fictional_phone"]
 
@@ -56,6 +55,8 @@ class IdentityFactory:
     """Makes identities. With a ``seed``, identity ``seq`` is the same in every run (and on every worker)."""
 
     def __init__(self, *, locale: str = "en_US", seed: int | None = None) -> None:
+        from faker import Faker  # here, not at the top: a Locust master imports this module and never needs it
+
         self._faker = Faker(locale, use_weighting=False)
         self._seed = seed
         self._rng = random.Random(seed)
