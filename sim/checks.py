@@ -12,8 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from sim._files import read_bounded
 from sim.errors import ConfigError
 
@@ -112,6 +110,8 @@ def _received(url: str, run_ids: list[str], names: set[str], *, kind: str) -> di
               if (m := re.fullmatch(rf"(.+)-{re.escape(rid)}-\d+", n)) is not None}
     exact = re.compile("|".join(rf"{re.escape(p)}-{re.escape(rid)}-\d+" for p, rid in tagged) or "$^")
     path, param, where = _LISTINGS[kind]
+    import httpx  # here: every flowsim command imports this module, one in a hundred asks a simulator
+
     ids: dict[str, str] = {}
     base = url.rstrip("/")
     for prefix in sorted({f"{p}-{rid}-" for p, rid in tagged}):

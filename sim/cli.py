@@ -1,4 +1,4 @@
-"""The ``flowsim`` command: every subcommand's options and help. The handlers are in ``sim.commands``.
+"""The ``flowsim`` command: every subcommand's options and help. Handlers: ``sim.commands``, ``sim.run_command``.
 
 User mistakes print one line and exit 2; no traceback. This module never imports locust: ``run``
 starts Locust in child processes.
@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from sim import __version__, commands
+from sim import __version__, commands, run_command
 from sim.errors import EXIT_USAGE, ConfigError, FlowsimError
 from sim.help import DETAILS
 from sim.logs import JSON_ENV
@@ -173,7 +173,7 @@ def _add_run(sub: Any) -> None:
     r.add_argument("--run-id", help="run id (default: generated)")
     r.add_argument("--ledger-dir", default="runs", help="ledgers go to <dir>/<run_id>/ (default runs)")
     _live_options(r)
-    r.set_defaults(func=commands.run)
+    r.set_defaults(func=run_command.run)
 
 
 
@@ -208,7 +208,7 @@ def _add_validate_and_capacity(sub: Any) -> None:
 
 
 def _add_compare(sub: Any) -> None:
-    from sim.results.compare import Tolerances
+    from sim.results.tolerances import Tolerances
 
     cmp_ = _cmd(sub, "compare", "compare two summaries; exit 1 when B regressed beyond tolerances")
     cmp_.add_argument("a", help="baseline summary JSON (or flowsim nlu --json)")

@@ -8,21 +8,20 @@ them, so ``flowsim --help`` stays fast. Never imports locust.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from sim.checks import analytics, compare, ledger_merge, ledger_summary, report, write_html
-from sim.errors import EXIT_USAGE, ConfigError, FlowsimError
+from sim.errors import ConfigError
 from sim.load.overrides import check_load, constant_rate, scenario_for_run
 from sim.load.scenario import Scenario, load_scenario, parse_duration
 
-__all__ = ["serve", "validate", "run", "capacity", "compare", "report", "ledger_summary", "ledger_merge", "analytics", "EXIT_OK",
-           "add_separation", "live_view", "cleanup", "nlu"]
+__all__ = ["serve", "validate", "capacity", "compare", "report", "ledger_summary", "ledger_merge", "analytics", "EXIT_OK",
+           "live_view", "cleanup", "nlu", "scenario_for", "prepare", "check_workers", "check_outputs",
+           "report_module"]
 
 EXIT_OK = 0
 """A summary holds one row per second of the run: 64 MiB is days of rows; anything larger is not a summary."""
@@ -58,19 +57,21 @@ def serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _scenario(args: argparse.Namespace) -> Scenario:
+def scenario_for(args: argparse.Namespace) -> Scenario:
     return scenario_for_run(args.scenario, rate_per_s=getattr(args, "rate", None),
                             duration=getattr(args, "duration", None), processes=getattr(args, "workers", 0),
                             webhook=getattr(args, "webhook", None), webhook_url=getattr(args, "webhook_url", None))
 
 
-def _prepare(sc: Scenario, args: argparse.Namespace, *, capacity_max_rate: float | None = None) -> Any:
+def prepare(sc: Scenario, args: argparse.Namespace, *, capacity_max_rate: float | None = None,
+             simulator: Any = None) -> Any:
     from sim.run.live import LiveRules
     from sim.run.prepare import Prepared
     from sim.run.preflight import describe
 
     rules = LiveRules(approval=args.approval, outside_window=args.outside_window)
-    prepared = Prepared(sc, args.target or sc.target, rules=rules, capacity_max_rate=capacity_max_rate)
+    prepared = Prepared(sc, args.target or sc.target, rules=rules, capacity_max_rate=capacity_max_rate,
+                        simulator=simulator)
     if prepared.live_note:
         print(f"flowsim: {prepared.live_note}", file=sys.stderr)
     if not prepared.ok:
@@ -86,7 +87,7 @@ def validate(args: argparse.Namespace) -> int:
     from sim.run.prepare import Prepared
     from sim.run.preflight import describe
 
-    sc = _scenario(args)
+    sc = scenario_for(args)
     with Prepared(sc, args.target or sc.target) as prepared:
         print(f"scenario {sc.source}: {len(sc.flows)} flow(s), {len(sc.stages)} stage(s), {sc.duration_s:.0f} s; "
               f"target {prepared.target.api_url}")
@@ -107,7 +108,7 @@ def live_view(args: argparse.Namespace) -> bool:
             and os.environ.get("TERM", "dumb") not in ("dumb", "unknown"))
 
 
-def _check_workers(args: argparse.Namespace) -> None:
+def check_workers(args: argparse.Namespace) -> None:
     """Worker processes on this machine: 2 per core, or up to MAX_WORKERS with --allow-many-workers (loud)."""
     from sim.cli import MAX_WORKERS
 
@@ -132,7 +133,7 @@ def _ledger_bytes(sc: Scenario) -> int:
     return Schedule(sc.stages).total * driver_for(sc.kind).ledger_bytes_per_unit(sc)
 
 
-def _check_outputs(args: argparse.Namespace, sc: Scenario) -> None:
+def check_outputs(args: argparse.Namespace, sc: Scenario) -> None:
     """Everything a run will write, checked before any load is spent on it."""
     from sim._files import check_output, check_writable_dir
 
@@ -141,89 +142,12 @@ def _check_outputs(args: argparse.Namespace, sc: Scenario) -> None:
         check_output(getattr(args, name, None), what="--" + name.replace("_", "-"))
 
 
-def _report() -> Any:
+def report_module() -> Any:
     """The HTML report module, imported only when a report is written: matplotlib takes a second to import, and
     a run's start should not wait for it."""
     from sim.results import report
 
     return report
-
-
-def run(args: argparse.Namespace) -> int:
-    from sim.intents import add_turn_check
-    from sim.results.text import print_run
-    from sim.run.plan import check_run_id, new_run_id
-    from sim.run.runner import Fleet, RunOptions
-
-    sc = _scenario(args)
-    _check_workers(args)
-    _check_outputs(args, sc)
-    if args.run_id:
-        check_run_id(args.run_id, args.ledger_dir)
-    # Locust starts up while preflight runs (its master waits for the plan): a short run starts sooner.
-    with Fleet(RunOptions(workers=args.workers, summary_json=args.summary_json, locust_html=args.locust_html,
-                          csv=args.csv, prometheus=args.prometheus, live_view=live_view(args))) as fleet, \
-            _prepare(sc, args) as prepared:
-        try:
-            plan = prepared.plan(run_id=args.run_id or new_run_id(), ledger_dir=args.ledger_dir,
-                                 processes=max(1, args.workers))
-            for line in plan.sizing:
-                print(f"flowsim: {line}", file=sys.stderr)
-            summary, signum = fleet.run(plan)
-        finally:
-            fleet.close()  # every Locust process ends before the embedded simulator (closed next) does
-        summary = add_separation(add_turn_check(summary, plan, prepared), plan, prepared, args.summary_json)
-    write_html(args.html, lambda: _report().run_report(summary))
-    if args.junit or args.csv_series:
-        from sim.results.export import junit_xml, series_csv
-
-        for path, text in ((args.junit, junit_xml), (args.csv_series, series_csv)):
-            if path:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-                Path(path).write_text(text(summary), encoding="utf-8")
-    interrupted = signum is not None or summary.interrupted
-    if summary.fatal:
-        print(f"flowsim: {summary.aborted}", file=sys.stderr)
-    elif interrupted:
-        print("flowsim: interrupted; the summary and ledger below cover what was sent", file=sys.stderr)
-    print_run(summary)  # last: its RESULT line ends the output
-    if summary.fatal:
-        return EXIT_USAGE
-    if interrupted:
-        return 128 + (signum or signal.SIGINT)
-    return 0 if summary.passed else 1
-
-
-def add_separation(summary: Any, plan: Any, prepared: Any, summary_json: str | None) -> Any:
-    """The separation proof, in the summary (and its JSON, rewritten): on the embedded simulator analytics are
-    immediate, so it is checked now; a real org's analytics lag behind, so the summary says how to check later.
-    A check after the run never turns it into a failure."""
-    import dataclasses
-
-    from sim.separation import analytics_of
-
-    if not summary.launched or summary.interrupted or summary.fatal:
-        return summary
-    if prepared.simulator:
-        try:
-            check = analytics_of(plan, Path(summary.ledger_path), prepared.target, wait_s=10).to_dict()
-        except FlowsimError as exc:
-            check = {"verdict": f"NOT CHECKED: {exc}", "separated": False, "lines": []}
-    else:
-        check = {"verdict": f"PENDING: platform analytics lag behind; check them in a few minutes with "
-                            f"`flowsim analytics {plan.run_id}`", "separated": None, "lines": []}
-    summary = dataclasses.replace(summary, analytics={**summary.analytics, "check": check})
-    if summary_json:  # replaced whole (a reader never sees half a file); a full disk is one line, not a traceback
-        tmp = Path(f"{summary_json}.tmp")
-        try:
-            tmp.write_text(json.dumps(summary.to_dict(), indent=2), encoding="utf-8")
-            os.replace(tmp, summary_json)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            print(f"flowsim: the analytics check is not in {summary_json} ({exc.strerror or exc}); the summary "
-                  "there is the run's, without it", file=sys.stderr)
-    return summary
 
 
 def capacity(args: argparse.Namespace) -> int:
@@ -239,8 +163,8 @@ def capacity(args: argparse.Namespace) -> int:
     if args.max < args.start:
         raise ConfigError("need --start <= --max", field="--start/--max")
     check_load(constant_rate(sc, rate_per_s=args.max, duration_s=step_s), processes=args.workers)
-    _check_workers(args)
-    _check_outputs(args, constant_rate(sc, rate_per_s=args.max, duration_s=step_s))
+    check_workers(args)
+    check_outputs(args, constant_rate(sc, rate_per_s=args.max, duration_s=step_s))
     slo = SLO(p95_ms=args.slo_p95_ms, max_error_rate=args.max_error_rate)
     base = new_run_id()
     count = [0]
@@ -249,7 +173,7 @@ def capacity(args: argparse.Namespace) -> int:
         print(f"flowsim: a step needs {resolve} launches for {MIN_FAILED} failed ones to stand for "
               f"{slo.max_error_rate:.2%}: steps below {resolve / step_s:.4g}/s run longer than {args.step_duration} "
               f"(up to 10×)", file=sys.stderr)
-    with _prepare(sc, args, capacity_max_rate=args.max) as prepared:
+    with prepare(sc, args, capacity_max_rate=args.max) as prepared:
         def step(rate: float) -> RunSummary:
             count[0] += 1
             length_s = min(10 * step_s, max(step_s, resolve / rate))  # long enough to resolve the error SLO
@@ -271,7 +195,7 @@ def capacity(args: argparse.Namespace) -> int:
     if args.summary_json:
         Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.summary_json).write_text(json.dumps(result.to_dict(), indent=2))
-    write_html(args.html, lambda: _report().capacity_report(result))
+    write_html(args.html, lambda: report_module().capacity_report(result))
     return 0 if result.passed else 1
 
 

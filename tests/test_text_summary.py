@@ -87,7 +87,7 @@ def test_the_analytics_check_joins_the_summary_json_or_says_why_not(tmp_path: An
     import json
     from types import SimpleNamespace
 
-    from sim.commands import add_separation
+    from sim.run_command import add_separation
 
     plan, prepared = SimpleNamespace(run_id="r1"), SimpleNamespace(simulator=False)
     path = tmp_path / "s.json"

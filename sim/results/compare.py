@@ -7,25 +7,13 @@ relative margin. Works for run summaries and capacity summaries.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from sim.errors import ConfigError
 from sim.results.summary import CapacityResult, RunSummary
+from sim.results.tolerances import Tolerances
 
 __all__ = ["new_failure_groups", "Tolerances", "compare", "describe", "cells"]
-
-
-@dataclass(frozen=True, kw_only=True)
-class Tolerances:
-    latency_rel: float = 0.20
-    """A latency percentile regresses when it rises by more than 20 % ..."""
-    latency_abs_ms: float = 5.0
-    """... and by more than 5 ms."""
-    error_rate_abs: float = 0.01
-    """An error or missed-start rate regresses when it rises by more than 1 percentage point."""
-    rate_rel: float = 0.05
-    """A rate (achieved or sustainable) regresses when it drops by more than 5 %."""
 
 
 def _metrics(s: RunSummary | CapacityResult) -> dict[str, tuple[float | None, str, str]]:

@@ -23,6 +23,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from sim import logs
 from sim.errors import FlowsimError
+from sim.load import identity
 from sim.run.coordination import ACK, DONE, FATAL, REFUSED
 from sim.run.stream import LEDGER
 from sim.run.engine import Ticket
@@ -87,6 +88,8 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
     opts = environment.parsed_options
     check_exposure(environment, master=isinstance(runner, MasterRunner))
     environment.flowsim_startup = dict(vars(opts))  # type: ignore[attr-defined]
+    if not isinstance(runner, MasterRunner):
+        identity.warm()  # while the plan is still being resolved: it makes identities
     try:
         plan, prepared = resolve_plan(opts)
     except FlowsimError as exc:

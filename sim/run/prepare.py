@@ -34,7 +34,8 @@ __all__ = ["EmbeddedSimulator", "Prepared", "is_flowsim_simulator", "analytics_n
 
 
 class EmbeddedSimulator:
-    """``flowsim serve`` on a free loopback port, for the length of a command."""
+    """``flowsim serve`` on a free loopback port, for the length of a command. Started at once; its :attr:`url`
+    waits for it to listen (~0.5 s of imports: a caller starts it early and does other work meanwhile)."""
 
     def __init__(self, org: str | None = None) -> None:
         cmd = [sys.executable, "-m", "sim.platform", "--port", "0", "--log-level", "warning"]
@@ -43,11 +44,17 @@ class EmbeddedSimulator:
         # Its own session: a terminal's Ctrl-C must not take the target away from in-flight launches;
         # the kernel ends it if this process dies (process.spawn).
         self.proc = spawn(cmd, stdout=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline() if self.proc.stdout else ""
-        if "listening on" not in line:
-            self.proc.kill()
-            raise FlowsimError("the embedded simulator did not start (see messages above)")
-        self.url = line.strip().rsplit(" ", 1)[-1]
+        self._url: str | None = None
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            line = self.proc.stdout.readline() if self.proc.stdout else ""
+            if "listening on" not in line:
+                self.proc.kill()
+                raise FlowsimError("the embedded simulator did not start (see messages above)")
+            self._url = line.strip().rsplit(" ", 1)[-1]
+        return self._url
 
     def stop(self) -> None:
         """Killed, not asked: it holds nothing to flush, and a graceful uvicorn shutdown kept ``flowsim run`` ~0.3 s
@@ -88,8 +95,10 @@ class Prepared:
         will be sent, as for ``validate``). ``capacity_max_rate``: this prepares a capacity search."""
         self.scenario = scenario
         self.live_note: str | None = None
-        # ``simulator``: an embedded one already running (the web UI's next START keeps its target, and its URL)
+        # ``simulator``: an embedded one already started (the web UI's next START keeps its target, and its URL;
+        # `flowsim run` starts it before it loads anything else): stopped by close() once this preparation succeeds
         self.sim = (simulator or EmbeddedSimulator()) if target_name == "embedded" else None
+        borrowed = simulator is not None and self.sim is simulator
         try:
             self.target: Target = resolve_target(target_name, embedded_url=self.sim.url if self.sim else None)
             env_set = bool(os.environ.get(scenario.client_id_env) and os.environ.get(scenario.client_secret_env))
@@ -121,8 +130,8 @@ class Prepared:
                 client.tokens.close()
             self.flow_duration_s, self.flow_duration_source = self._flow_duration(self.simulator)
         except BaseException:
-            if simulator is not None:
-                self.sim = None  # borrowed, still the last run's: not this failure's to stop
+            if borrowed:
+                self.sim = None  # borrowed (the last run's, or started early by the caller): not this failure's to stop
             self.close()
             raise
 

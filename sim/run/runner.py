@@ -21,11 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sim.errors import FlowsimError
+from typing import TYPE_CHECKING
+
 from sim.load.ledger import run_dir
-from sim.results.summary import RunSummary
-from sim.run.plan import RunPlan
 from sim.run.process import REPEAT_WINDOW_S, Interrupted, kill_group, signals_interrupt, spawn, terminate
-from sim.run.terminal import LiveView
+
+if TYPE_CHECKING:  # imported where used: `flowsim run` starts Locust before it imports more than it needs to
+    from sim.results.summary import RunSummary
+    from sim.run.plan import RunPlan
 
 _STOP_TIMEOUT_S = 45.0
 """How long the master may take to stop the fleet and write the summary before it is killed."""
@@ -139,7 +142,11 @@ class Fleet:
         err: int | None = subprocess.STDOUT if self.live_file and not opts.quiet else out
         env = {**os.environ, "FLOWSIM_LOG_LEVEL": "warning"} if opts.quiet else None
         try:
-            view = self._stack.enter_context(LiveView(self.live_file)) if self.live_file else None
+            view = None
+            if self.live_file:
+                from sim.run.terminal import LiveView
+
+                view = self._stack.enter_context(LiveView(self.live_file))
             self.procs.append(spawn(master, stdout=out, stderr=err, env=env))  # its workers are its children
             if view is not None and self.procs[-1].stdout is not None:
                 view.forward(self.procs[-1].stdout)
@@ -184,4 +191,6 @@ class Fleet:
             if signum is not None:
                 raise Interrupted(signum)
             raise FlowsimError(f"Locust ended (exit {procs[0].returncode}) without writing a summary; see its output")
+        from sim.results.summary import RunSummary
+
         return RunSummary.from_dict(json.loads(self.summary_path.read_text())), signum

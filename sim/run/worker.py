@@ -8,6 +8,7 @@ import os
 from typing import Any
 
 from sim import logs
+from sim.load import identity
 from sim.run.coordination import GRANT, START, STOP
 from sim.run.fleet import GIVE_UP_S, ProcessRun
 from sim.run.lifecycle import WorkerSide
@@ -22,6 +23,7 @@ def init_worker(environment: Any, runner: Any) -> None:
     """A worker (``runner``: Locust's WorkerRunner): its run begins with the master's START."""
     me = runner.client_id
     forked_worker(environment.parsed_options)
+    identity.warm()  # while the master resolves its plan: this worker makes identities
     environment.flowsim = ProcessRun(environment, None, None, role="worker")
 
     def run() -> ProcessRun:
