@@ -5,7 +5,10 @@ what one launch needs; ``sim.run`` turns a scenario into a Locust run (only ``si
 imports locust); ``sim.results`` is what a run produced.
 """
 
+from sim._lean import import_lean
 from sim.errors import ConfigError, FlowsimError, PlatformError, TransportError
+
+import_lean()  # structlog and httpx without extras flowsim never uses (sim._lean)
 
 __all__ = ["FlowsimError", "ConfigError", "PlatformError", "TransportError", "__version__"]
 

@@ -13,22 +13,7 @@ import sys
 from collections.abc import MutableMapping
 from typing import Any, TextIO
 
-
-def _import_structlog_without_rich() -> None:
-    """structlog, imported with ``rich`` hidden: its dev module imports rich (and through it attrs and pygments,
-    ~0.1 s in every flowsim process) for tracebacks that flowsim renders as plain text anyway. Hidden only while
-    structlog imports; anything else that wants rich (the terminal views) imports it as usual."""
-    if "structlog" in sys.modules or "rich" in sys.modules:
-        return
-    sys.modules["rich"] = None  # type: ignore[assignment]  # `import rich` now raises ImportError
-    try:
-        import structlog  # noqa: F401
-    finally:
-        del sys.modules["rich"]
-
-
-_import_structlog_without_rich()
-import structlog  # noqa: E402  (imported just above)
+import structlog
 
 __all__ = ["configure", "reset", "redact", "get_logger", "REDACTED", "JSON_ENV"]
 

@@ -181,3 +181,16 @@ def test_no_module_imports_a_name_another_does_not_export() -> None:
                     problems += [f"{path.relative_to(root)}: {node.module}.{a.name}" for a in node.names
                                  if a.name not in exported and f"{node.module}.{a.name}" not in mods]
     assert problems == []
+
+
+def test_flowsim_imports_structlog_and_httpx_without_their_extras_and_rich_still_works() -> None:
+    """``import sim`` brings structlog and httpx without rich, click or pygments (their optional extras, ~0.15 s
+    per process on the way to a run's first launch); both still work, and rich imports normally afterwards."""
+    import subprocess
+    import sys
+
+    code = ("import sys, sim, structlog, httpx; extras = [m for m in ('rich', 'click', 'pygments') if m in sys.modules]; "
+            "structlog.get_logger().bind(a=1); httpx.Client().close(); import rich.console; "
+            "print(extras, type(sys.modules['rich']).__name__)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "[] module", r.stdout + r.stderr

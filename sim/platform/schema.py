@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import fastjsonschema
-from jsonschema import Draft7Validator, FormatChecker
 
 from sim.platform.org import Flow, Variable
 
@@ -84,7 +83,8 @@ class FlowValidator:
         # fastjsonschema compiles the schema to Python (~1 µs a launch, against ~50 µs for jsonschema) and
         # decides; jsonschema explains, only when a payload is bad.
         self._fast = fastjsonschema.compile(lenient)
-        self._validator = Draft7Validator(lenient, format_checker=FormatChecker())
+        self._lenient = lenient
+        self._validator: Any = None  # jsonschema's, made (and imported: 0.1 s) for the first bad payload
 
     def _fast_problem(self, input_data: Any) -> str | None:
         try:
@@ -112,6 +112,10 @@ class FlowValidator:
         if not problems and fast is None:
             return problems
         before = len(problems)
+        if self._validator is None:
+            from jsonschema import Draft7Validator, FormatChecker
+
+            self._validator = Draft7Validator(self._lenient, format_checker=FormatChecker())
         for err in self._validator.iter_errors(input_data):
             where = _path(err.absolute_path)
             if err.validator == "anyOf":

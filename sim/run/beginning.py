@@ -35,7 +35,7 @@ __all__ = ["RunBeginning", "WORKER_GO_S", "WORKER_READY_WAIT_S", "LOCAL_START_DE
 TOKEN_WAIT_S = 5.0
 """How long a process waits for its token pool before it starts anyway (retries included; a launch without a
 token is written as not sent, ``no_token``)."""
-LOCAL_START_DELAY_S = 0.1
+LOCAL_START_DELAY_S = 0.05
 """A single process, from its token pool being fetched (users spawned) to launch 0."""
 WORKER_READY_WAIT_S = TOKEN_WAIT_S + 1.0
 """The longest a master waits for its workers to be ready before it starts without the slow ones' word."""

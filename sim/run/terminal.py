@@ -13,14 +13,14 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import IO, Any
-
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
+from typing import IO, TYPE_CHECKING, Any
 
 from sim.load.figures import ms_text
 from sim.run.metrics import Snapshot
+
+if TYPE_CHECKING:  # rich is imported where the view is drawn (the parent): the Locust processes only write figures
+    from rich.console import Console
+    from rich.table import Table
 
 __all__ = ["figures", "write_figures", "render", "LiveView"]
 
@@ -62,6 +62,8 @@ def _pct(n: int, of: int) -> str:
 
 def render(f: dict[str, Any]) -> Table:
     """The view of one set of :func:`figures`."""
+    from rich.table import Table
+
     elapsed, duration = f["elapsed_s"], f["duration_s"]
     left = max(0.0, duration - elapsed)
     achieved = f["achieved_rate_per_s"]
@@ -99,6 +101,9 @@ class LiveView:
 
     def __init__(self, path: str, *, console: Console | None = None, refresh_s: float = 1.0) -> None:
         self.path = path
+        from rich.console import Console
+        from rich.live import Live
+
         self.console = console or Console(stderr=True)
         self._refresh_s = refresh_s
         self._stop = threading.Event()
