@@ -93,7 +93,9 @@ class RunBeginning:
             engine.prefetch(wait_s=TOKEN_WAIT_S)
         except FlowsimError as exc:  # launches without a token are written as not sent (no_token)
             self.log.error("tokens.unavailable", reason=str(exc))
-        self._watch(self.start_engine(engine, time.time() + LOCAL_START_DELAY_S).plan, self.life.t0)
+        t0 = time.time() + LOCAL_START_DELAY_S
+        self.start_engine(engine, t0)
+        self._watch(plan, t0)
 
     def went(self) -> None:
         """The master: once its coordinator has set ``t0`` (every worker ready), the run is running. Call after
@@ -105,9 +107,8 @@ class RunBeginning:
         self.log.info("run.started", run_id=plan.run_id, workers=len(coord.members), scheduled=plan.schedule.total)
         self._watch(plan, coord.t0)
 
-    def _watch(self, plan: RunPlan, t0: float | None) -> None:
+    def _watch(self, plan: RunPlan, t0: float) -> None:
         """The loops that watch a running run (``sim.run.watch``), and its safety deadline."""
-        assert t0 is not None
         self.deadline = t0 + plan.scenario.duration_s + plan.scenario.follow_timeout_s + 30
         gevent.spawn(watch.progress, self, getattr(self.env.parsed_options, "flowsim_live_file", ""))
         if plan.abort_error_rate or plan.scenario.thresholds.abort_on_fail:
