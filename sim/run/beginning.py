@@ -6,7 +6,7 @@ import.
   once all have (at most ``WORKER_READY_WAIT_S`` later), ``t0`` goes out, launch 0 ``WORKER_GO_S`` after it
   (``sim.run.coordination``). Nobody sends while a worker is still fetching its tokens, and nobody waits longer
   than the slowest worker needs.
-- **Worker**: :meth:`RunBeginning.prepare_worker` on the plan, :meth:`RunBeginning.start_engine` on ``t0``
+- **Worker**: :meth:`RunBeginning.prepare_worker` on the plan, :meth:`RunBeginning.go` on ``t0``
   (``sim.run.lifecycle.WorkerSide`` calls both).
 """
 
@@ -89,10 +89,7 @@ class RunBeginning:
             return self.went()
         me = f"local-{os.getpid()}"
         engine = self.new_engine(plan, WorkerLease.whole(me, plan.schedule.total), me)
-        try:
-            engine.prefetch(wait_s=TOKEN_WAIT_S)
-        except FlowsimError as exc:  # launches without a token are written as not sent (no_token)
-            self.log.error("tokens.unavailable", reason=str(exc))
+        self._fetch_tokens(engine)
         t0 = time.time() + LOCAL_START_DELAY_S
         self.start_engine(engine, t0)
         self._watch(plan, t0)
@@ -137,16 +134,20 @@ class RunBeginning:
         """A worker's engine for ``plan``, not yet started; ``ready()`` once its token pool is in (or after
         ``TOKEN_WAIT_S``: its launches without a token are then written as not sent)."""
         engine = self.new_engine(plan, lease, me, clock=clock)
-
-        def fetch() -> None:
-            try:
-                engine.prefetch(wait_s=TOKEN_WAIT_S)
-            except FlowsimError as exc:
-                self.log.error("tokens.unavailable", reason=str(exc))
+        def fetch_then_say_ready() -> None:
+            self._fetch_tokens(engine)
             ready()
 
-        gevent.spawn(fetch)
+        gevent.spawn(fetch_then_say_ready)
         return engine
+
+    def _fetch_tokens(self, engine: Engine) -> None:
+        """The engine's token pool, waited for up to ``TOKEN_WAIT_S``; one that cannot be had is logged (launches
+        without a token are written as not sent, ``no_token``)."""
+        try:
+            engine.prefetch(wait_s=TOKEN_WAIT_S)
+        except FlowsimError as exc:
+            self.log.error("tokens.unavailable", reason=str(exc))
 
     def go(self, t0: float) -> None:
         """A worker: its prepared engine begins, launch 0 due at ``t0``."""
